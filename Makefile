@@ -1,0 +1,64 @@
+# The README's commands. The build itself is CMake (CMakeLists.txt); this file
+# only installs what is missing, configures, and runs.
+
+BUILD      ?= build
+BUILD_SAN  ?= build-san
+JOBS       ?= $(shell nproc)
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages the build needs (MuPDF's -dev package does not pull in
+# what it links against, hence the list after it).
+BUILD_PKGS := build-essential cmake pkg-config libtesseract-dev libleptonica-dev \
+              libmupdf-dev libmujs-dev libgumbo-dev libopenjp2-7-dev libjbig2dec0-dev \
+              libharfbuzz-dev libfreetype-dev libjpeg-dev zlib1g-dev libjansson-dev
+# What running and testing need beyond the build.
+RUN_PKGS   := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
+TEST_PKGS  := poppler-utils libxml2-utils qpdf libtiff-tools tesseract-ocr-deu
+BENCH_PKGS := ocrmypdf hyperfine
+
+.PHONY: all build deps deps-test run check test test-san bench clean format
+
+all: build
+
+build:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Installs only the packages that are missing, so repeated runs are quick.
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+deps:
+	$(call install_missing,$(BUILD_PKGS) $(RUN_PKGS))
+
+deps-test: deps
+	$(call install_missing,$(TEST_PKGS))
+
+# Builds and OCRs the sample page, then (with the server, once it lands) serves.
+run: deps build
+	@mkdir -p var
+	./$(BUILD)/ocrpool ocr tests/data/phototest.tif
+
+check: deps-test build
+	@cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DOCRPOOL_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD_SAN) -j $(JOBS)
+	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+bench: deps-test build
+	$(call install_missing,$(BENCH_PKGS))
+	@cmake --build $(BUILD) --target bench_api_loop -j $(JOBS)
+	bash bench/run.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'bench/*.c')
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

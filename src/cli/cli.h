@@ -1,0 +1,24 @@
+/*
+ * cli.h: the subcommands of the ocrpool binary.
+ *
+ * Exit statuses are the same for every subcommand (docs/cli.md).
+ */
+#ifndef OCRPOOL_CLI_CLI_H
+#define OCRPOOL_CLI_CLI_H
+
+enum {
+  OP_EXIT_OK = 0,       /**< everything done */
+  OP_EXIT_INTERNAL = 1, /**< an unexpected failure of ocrpool itself */
+  OP_EXIT_USAGE = 2,    /**< bad command line */
+  OP_EXIT_BADINPUT = 3, /**< a document was refused: unreadable, unsupported, over a limit */
+  OP_EXIT_OCRFAIL = 4,  /**< OCR failed on some page (crash, timeout, engine error) */
+  OP_EXIT_INTERRUPTED = 130,
+};
+
+/** `ocrpool ocr`: OCR documents with a local worker pool. */
+int op_cli_ocr(int argc, char **argv);
+
+/** `ocrpool worker`: the worker process (started by a supervisor, not by hand). */
+int op_cli_worker(int argc, char **argv);
+
+#endif

@@ -1,0 +1,562 @@
+/*
+ * sched.c: the scheduler: which job runs next, and what a job's end means.
+ *
+ * Jobs are chosen by task priority, then task age, then page order. The
+ * supervisor reports each dispatched job exactly once, as a reply or a loss;
+ * a job context is either a page (op_page_job_t *) or, for a task's probe and
+ * merge stages, the task pointer with its low bit set.
+ */
+#include "core/sched.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+enum { STAGE_PROBE = 0, STAGE_PAGES, STAGE_MERGE, STAGE_DONE };
+
+struct op_sched_s {
+  op_sched_config_t cfg;
+  op_supervisor_t *sup;
+  op_task_t **tasks;
+  size_t n_tasks, cap_tasks;
+  uint64_t next_task_id;
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void op_task_opts_init(op_task_opts_t *opts) {
+  memset(opts, 0, sizeof *opts);
+  op_model_spec_init(&opts->model);
+  opts->formats = OP_FMT_TXT;
+  opts->psm = 3;
+  op_doc_limits_init(&opts->limits);
+  opts->priority = 5;
+}
+
+const char *op_task_status_name(op_task_status_t status) {
+  static const char *const names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+  return (unsigned)status < 5 ? names[status] : "unknown";
+}
+
+op_task_t *op_task_create(const char *path, const char *title, op_doc_type_t type, const op_task_opts_t *opts) {
+  op_task_t *t = calloc(1, sizeof *t);
+  if (t == NULL)
+    return NULL;
+  t->input_path = strdup(path);
+  t->title = strdup(title ? title : path);
+  t->type = type;
+  t->opts = *opts;
+  t->opts.pages = opts->pages ? strdup(opts->pages) : NULL;
+  if (t->input_path == NULL || t->title == NULL || (opts->pages && t->opts.pages == NULL)) {
+    op_task_destroy(t);
+    return NULL;
+  }
+  return t;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  if (remove(path) < 0 && errno != ENOENT)
+    op_log_warn("cannot remove %s: %s", path, strerror(errno));
+  return 0;
+}
+
+void op_task_destroy(op_task_t *t) {
+  if (t == NULL)
+    return;
+  if (t->scratch_dir != NULL)
+    nftw(t->scratch_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  free(t->scratch_dir);
+  free(t->input_path);
+  free(t->title);
+  free((char *)t->opts.pages);
+  free(t->pages);
+  free(t);
+}
+
+static char *scratch_path(const op_task_t *t, const char *name) {
+  char *p = NULL;
+  if (asprintf(&p, "%s/%s", t->scratch_dir, name) < 0)
+    return NULL;
+  return p;
+}
+
+char *op_task_result_path(const op_task_t *t, op_format_t fmt) {
+  char name[32];
+  snprintf(name, sizeof name, "result.%s", op_format_ext(fmt));
+  return scratch_path(t, name);
+}
+
+/* The fragment prefix of page i: the worker appends ".<ext>". */
+static char *page_prefix(const op_task_t *t, uint32_t index) {
+  char name[32];
+  snprintf(name, sizeof name, "p%06u", index + 1);
+  return scratch_path(t, name);
+}
+
+void op_sched_config_init(op_sched_config_t *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->scratch_root = "/tmp";
+  cfg->page_timeout_ms = 300000;
+  cfg->max_attempts = 3;
+  cfg->max_crash_attempts = 3;
+}
+
+op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup) {
+  op_sched_t *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return NULL;
+  s->cfg = *cfg;
+  s->sup = sup;
+  return s;
+}
+
+void op_sched_destroy(op_sched_t *s) {
+  if (s == NULL)
+    return;
+  free(s->tasks);
+  free(s);
+}
+
+size_t op_sched_active(const op_sched_t *s) { return s->n_tasks; }
+
+int op_sched_add(op_sched_t *s, op_task_t *t, op_error_t *err) {
+  if (s->n_tasks == s->cap_tasks) {
+    size_t cap = s->cap_tasks ? s->cap_tasks * 2 : 16;
+    op_task_t **nt = realloc(s->tasks, cap * sizeof *nt);
+    if (nt == NULL)
+      return op_error_set(err, OP_ENOMEM, NULL, "out of memory queueing a task");
+    s->tasks = nt;
+    s->cap_tasks = cap;
+  }
+  t->id = ++s->next_task_id;
+  if (asprintf(&t->scratch_dir, "%s/task-%llu", s->cfg.scratch_root, (unsigned long long)t->id) < 0) {
+    t->scratch_dir = NULL;
+    return op_error_set(err, OP_ENOMEM, NULL, "out of memory queueing a task");
+  }
+  if (mkdir(t->scratch_dir, 0700) < 0) {
+    int e = errno;
+    free(t->scratch_dir);
+    t->scratch_dir = NULL;
+    return op_error_set(err, OP_EIO, "internal", "cannot create scratch directory: %s", strerror(e));
+  }
+  t->status = OP_TASK_QUEUED;
+  t->stage = STAGE_PROBE;
+  s->tasks[s->n_tasks++] = t;
+  return 0;
+}
+
+static void *stage_ctx(op_task_t *t) { return (void *)((uintptr_t)t | 1u); }
+
+static void task_ended(op_sched_t *s, op_task_t *t) {
+  t->stage = STAGE_DONE;
+  t->finished_s = now_s();
+  for (size_t i = 0; i < s->n_tasks; i++) {
+    if (s->tasks[i] == t) {
+      memmove(&s->tasks[i], &s->tasks[i + 1], (s->n_tasks - i - 1) * sizeof *s->tasks);
+      s->n_tasks--;
+      break;
+    }
+  }
+  if (s->cfg.on_task)
+    s->cfg.on_task(s->cfg.cb_ctx, t);
+}
+
+static void task_fail(op_sched_t *s, op_task_t *t, const op_error_t *e) {
+  if (t->error.code == 0)
+    t->error = *e;
+  t->status = OP_TASK_FAILED;
+  task_ended(s, t);
+}
+
+/* ---- building jobs ---- */
+
+static json_t *formats_json(unsigned mask) {
+  json_t *a = json_array();
+  for (unsigned f = 1; f <= OP_FMT_PDF; f <<= 1)
+    if (mask & f)
+      json_array_append_new(a, json_string(op_format_name((op_format_t)f)));
+  return a;
+}
+
+static json_t *probe_job(const op_task_t *t) {
+  return json_pack("{s:s, s:s, s:s?, s:{s:I, s:I, s:i}}", "op", "probe", "input", t->input_path, "pages",
+                   t->opts.pages, "limits", "max_pages", (json_int_t)t->opts.limits.max_pages, "max_page_pixels",
+                   (json_int_t)t->opts.limits.max_page_pixels, "dpi", t->opts.limits.dpi);
+}
+
+static json_t *page_job(const op_task_t *t, const op_page_job_t *p) {
+  char *prefix = page_prefix(t, p->index);
+  if (prefix == NULL)
+    return NULL;
+  json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:{s:s, s:s, s:i}, s:i, s:i, s:b, s:o, s:s, s:s, s:I}",
+                        "op", "page", "input", t->input_path, "type", op_doc_type_name(t->type), "index",
+                        (json_int_t)p->index, "page_number", (json_int_t)p->index, "dpi", t->opts.limits.dpi,
+                        "max_page_pixels", (json_int_t)t->opts.limits.max_page_pixels, "model", "engine",
+                        t->opts.model.engine, "lang", t->opts.model.lang, "oem", t->opts.model.oem, "psm",
+                        t->opts.psm, "user_dpi", t->opts.user_dpi, "rotate", t->opts.rotate_pages, "formats",
+                        formats_json(t->opts.formats), "out", prefix, "title", t->title, "attempt",
+                        (json_int_t)p->attempts);
+  free(prefix);
+  return j;
+}
+
+static json_t *merge_job(const op_task_t *t) {
+  json_t *inputs = json_array();
+  for (size_t i = 0; i < t->n_pages; i++) {
+    if (t->pages[i].state != OP_PAGE_DONE)
+      continue;
+    char *prefix = page_prefix(t, t->pages[i].index);
+    char *path = NULL;
+    if (prefix != NULL && asprintf(&path, "%s.pdf", prefix) >= 0) {
+      json_array_append_new(inputs, json_string(path));
+      free(path);
+    }
+    free(prefix);
+  }
+  char *out = op_task_result_path(t, OP_FMT_PDF);
+  json_t *j = json_pack("{s:s, s:o, s:s?}", "op", "merge_pdf", "inputs", inputs, "output", out);
+  free(out);
+  return j;
+}
+
+/* ---- assembling results ---- */
+
+static int assemble(op_task_t *t, op_error_t *err) {
+  size_t n = t->n_pages;
+  const char **files = calloc(n ? n : 1, sizeof *files);
+  const char **errors = calloc(n ? n : 1, sizeof *errors);
+  uint32_t *numbers = calloc(n ? n : 1, sizeof *numbers);
+  char **owned = calloc(n ? n : 1, sizeof *owned);
+  int rc = OP_ENOMEM;
+  if (files == NULL || errors == NULL || numbers == NULL || owned == NULL)
+    goto out;
+  for (unsigned f = 1; f < OP_FMT_PDF; f <<= 1) {
+    if (!(t->opts.formats & f))
+      continue;
+    for (size_t i = 0; i < n; i++) {
+      free(owned[i]);
+      owned[i] = NULL;
+      numbers[i] = t->pages[i].index;
+      errors[i] = t->pages[i].state == OP_PAGE_DONE ? NULL : t->pages[i].error.message;
+      if (t->pages[i].state == OP_PAGE_DONE) {
+        char *prefix = page_prefix(t, t->pages[i].index);
+        if (prefix == NULL || asprintf(&owned[i], "%s.%s", prefix, op_format_ext((op_format_t)f)) < 0)
+          owned[i] = NULL;
+        free(prefix);
+        if (owned[i] == NULL)
+          goto out;
+      }
+      files[i] = owned[i];
+    }
+    char *dest = op_task_result_path(t, (op_format_t)f);
+    FILE *fp = dest ? fopen(dest, "wb") : NULL;
+    if (fp == NULL) {
+      rc = op_error_set(err, OP_EIO, "internal", "cannot write the %s result: %s", op_format_name((op_format_t)f),
+                        strerror(errno));
+      free(dest);
+      goto out;
+    }
+    rc = op_output_assemble((op_format_t)f, files, errors, numbers, n, t->title, fp, err);
+    if (fclose(fp) != 0 && rc == 0)
+      rc = op_error_set(err, OP_EIO, "internal", "writing the %s result failed", op_format_name((op_format_t)f));
+    free(dest);
+    if (rc < 0)
+      goto out;
+  }
+  rc = 0;
+out:
+  if (rc == OP_ENOMEM)
+    op_error_set(err, OP_ENOMEM, NULL, "out of memory assembling results");
+  for (size_t i = 0; owned != NULL && i < n; i++)
+    free(owned[i]);
+  free(owned);
+  free(files);
+  free(errors);
+  free(numbers);
+  return rc;
+}
+
+/* All pages have ended: merge (PDF), assemble, and end the task. */
+static void pages_ended(op_sched_t *s, op_task_t *t) {
+  if (t->pages_done > 0 && (t->opts.formats & OP_FMT_PDF) && t->stage == STAGE_PAGES) {
+    t->stage = STAGE_MERGE;
+    t->stage_attempts = 0;
+    t->stage_crashes = 0;
+    return; /* the merge job is dispatched like any other */
+  }
+  op_error_t e;
+  op_error_clear(&e);
+  if (t->pages_done > 0 && assemble(t, &e) < 0) {
+    task_fail(s, t, &e);
+    return;
+  }
+  if (t->pages_failed > 0) {
+    for (size_t i = 0; i < t->n_pages; i++) {
+      if (t->pages[i].state == OP_PAGE_FAILED) {
+        const op_error_t *pe = &t->pages[i].error;
+        op_error_t e2;
+        if (t->n_pages > 1)
+          op_error_set(&e2, pe->code, pe->reason, "page %u: %.700s", t->pages[i].index + 1, pe->message);
+        else
+          e2 = *pe;
+        task_fail(s, t, &e2);
+        return;
+      }
+    }
+  }
+  t->status = OP_TASK_SUCCEEDED;
+  task_ended(s, t);
+}
+
+static void page_ended(op_sched_t *s, op_page_job_t *p) {
+  op_task_t *t = p->task;
+  if (p->state == OP_PAGE_DONE)
+    t->pages_done++;
+  else
+    t->pages_failed++;
+  if (s->cfg.on_page)
+    s->cfg.on_page(s->cfg.cb_ctx, t, p);
+  if (t->pages_done + t->pages_failed == t->n_pages)
+    pages_ended(s, t);
+}
+
+static void page_fail(op_sched_t *s, op_page_job_t *p, const op_error_t *e) {
+  p->state = OP_PAGE_FAILED;
+  p->error = *e;
+  page_ended(s, p);
+}
+
+/* Fails every page still queued: used when the model cannot load at all. */
+static void fail_queued_pages(op_sched_t *s, op_task_t *t, const op_error_t *e) {
+  for (size_t i = 0; i < t->n_pages && t->stage == STAGE_PAGES; i++)
+    if (t->pages[i].state == OP_PAGE_QUEUED)
+      page_fail(s, &t->pages[i], e);
+}
+
+/* ---- dispatching ---- */
+
+/* The next job to run: the highest-priority, oldest task with work queued. */
+static int next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page) {
+  op_task_t *best = NULL;
+  op_page_job_t *best_page = NULL;
+  for (size_t i = 0; i < s->n_tasks; i++) {
+    op_task_t *t = s->tasks[i];
+    op_page_job_t *candidate = NULL;
+    int has_work = 0;
+    if ((t->stage == STAGE_PROBE || t->stage == STAGE_MERGE) && !t->stage_running) {
+      has_work = 1;
+    } else if (t->stage == STAGE_PAGES) {
+      for (size_t k = 0; k < t->n_pages; k++) {
+        if (t->pages[k].state == OP_PAGE_QUEUED) {
+          candidate = &t->pages[k];
+          has_work = 1;
+          break;
+        }
+      }
+    }
+    if (has_work && (best == NULL || t->opts.priority > best->opts.priority)) {
+      best = t;
+      best_page = candidate;
+    }
+  }
+  *task = best;
+  *page = best_page;
+  return best != NULL;
+}
+
+static void dispatch(op_sched_t *s) {
+  while (op_supervisor_idle_count(s->sup) > 0) {
+    op_task_t *t;
+    op_page_job_t *p;
+    if (!next_job(s, &t, &p))
+      return;
+    json_t *job;
+    void *ctx;
+    if (p != NULL) {
+      p->attempts++;
+      job = page_job(t, p);
+      ctx = p;
+    } else {
+      t->stage_attempts++;
+      job = t->stage == STAGE_PROBE ? probe_job(t) : merge_job(t);
+      ctx = stage_ctx(t);
+    }
+    if (job == NULL) {
+      op_error_t e;
+      op_error_set(&e, OP_ENOMEM, NULL, "out of memory building a job");
+      task_fail(s, t, &e);
+      continue;
+    }
+    int w = op_supervisor_dispatch(s->sup, job, s->cfg.page_timeout_ms, ctx);
+    json_decref(job);
+    if (w < 0) {
+      if (p != NULL)
+        p->attempts--;
+      else
+        t->stage_attempts--;
+      return;
+    }
+    if (t->status == OP_TASK_QUEUED) {
+      t->status = OP_TASK_RUNNING;
+      t->started_s = now_s();
+    }
+    if (p != NULL)
+      p->state = OP_PAGE_RUNNING;
+    else
+      t->stage_running = 1;
+  }
+}
+
+/* ---- events ---- */
+
+static void error_from_reply(json_t *reply, op_error_t *e) {
+  json_t *code = json_object_get(reply, "code");
+  const char *reason = json_string_value(json_object_get(reply, "reason"));
+  const char *message = json_string_value(json_object_get(reply, "message"));
+  op_error_set(e, json_is_integer(code) ? (int)json_integer_value(code) : OP_EINTERNAL, reason ? reason : "internal",
+               "%s", message ? message : "the worker gave no reason");
+}
+
+static void note_memory(op_task_t *t, json_t *reply, long *page_peak) {
+  long peak = (long)json_integer_value(json_object_get(reply, "peak_rss_kb"));
+  if (page_peak != NULL)
+    *page_peak = peak;
+  if (peak > t->peak_rss_kb)
+    t->peak_rss_kb = peak;
+}
+
+static void on_probe_reply(op_sched_t *s, op_task_t *t, json_t *reply) {
+  json_t *pages = json_object_get(reply, "pages");
+  size_t n = json_array_size(pages);
+  op_error_t e;
+  if (n == 0) {
+    op_error_set(&e, OP_EBADINPUT, "bad_input", "the document has no pages to OCR");
+    task_fail(s, t, &e);
+    return;
+  }
+  t->pages = calloc(n, sizeof *t->pages);
+  if (t->pages == NULL) {
+    op_error_set(&e, OP_ENOMEM, NULL, "out of memory for %zu pages", n);
+    task_fail(s, t, &e);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_t *row = json_array_get(pages, i);
+    t->pages[i].task = t;
+    t->pages[i].index = (uint32_t)json_integer_value(json_array_get(row, 0));
+    t->pages[i].width_px = (uint32_t)json_integer_value(json_array_get(row, 1));
+    t->pages[i].height_px = (uint32_t)json_integer_value(json_array_get(row, 2));
+    t->pages[i].state = OP_PAGE_QUEUED;
+  }
+  t->n_pages = n;
+  t->page_count = (uint32_t)json_integer_value(json_object_get(reply, "page_count"));
+  t->stage = STAGE_PAGES;
+}
+
+static void on_stage_event(op_sched_t *s, op_task_t *t, const op_sup_event_t *ev) {
+  op_error_t e;
+  t->stage_running = 0;
+  const char *what = t->stage == STAGE_PROBE ? "reading the document" : "merging the PDF";
+  if (ev->type == OP_SUP_EV_REPLY) {
+    const char *op = json_string_value(json_object_get(ev->reply, "op"));
+    note_memory(t, ev->reply, NULL);
+    if (op != NULL && strcmp(op, "failed") == 0) {
+      error_from_reply(ev->reply, &e);
+      task_fail(s, t, &e);
+    } else if (t->stage == STAGE_PROBE) {
+      on_probe_reply(s, t, ev->reply);
+    } else {
+      t->stage = STAGE_DONE; /* merge done: assemble the rest */
+      pages_ended(s, t);
+    }
+    return;
+  }
+  t->stage_crashes++;
+  if (t->stage_crashes >= s->cfg.max_crash_attempts || t->stage_attempts >= s->cfg.max_attempts) {
+    if (t->stage == STAGE_PROBE)
+      op_error_set(&e, ev->code == OP_ETIMEOUT ? OP_ETIMEOUT : OP_EBADINPUT,
+                   ev->code == OP_ETIMEOUT ? "timeout" : "bad_input",
+                   "%s failed %u times; the last time %s", what, t->stage_attempts, ev->message);
+    else
+      op_error_set(&e, ev->code, NULL, "%s failed %u times; the last time %s", what, t->stage_attempts, ev->message);
+    task_fail(s, t, &e);
+  } else {
+    op_log_warn("task %llu: %s: %s; trying again", (unsigned long long)t->id, what, ev->message);
+  }
+}
+
+static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t *ev) {
+  op_task_t *t = p->task;
+  op_error_t e;
+  if (ev->type == OP_SUP_EV_REPLY) {
+    const char *op = json_string_value(json_object_get(ev->reply, "op"));
+    note_memory(t, ev->reply, &p->peak_rss_kb);
+    if (op != NULL && strcmp(op, "done") == 0) {
+      p->state = OP_PAGE_DONE;
+      p->ocr_ms = json_real_value(json_object_get(ev->reply, "ocr_ms"));
+      p->rotated_deg = (int)json_integer_value(json_object_get(ev->reply, "rotated"));
+      page_ended(s, p);
+      return;
+    }
+    error_from_reply(ev->reply, &e);
+    /* Bad pages and unloadable models fail at once; an engine error may pass. */
+    int final = e.code == OP_EBADINPUT || e.code == OP_ELIMIT || e.code == OP_EUNSUPPORTED ||
+                e.code == OP_EUSAGE || strcmp(e.reason, "model_unavailable") == 0 ||
+                p->attempts >= s->cfg.max_attempts;
+    if (!final) {
+      op_log_warn("task %llu page %u: %s; trying again", (unsigned long long)t->id, p->index + 1, e.message);
+      p->state = OP_PAGE_QUEUED;
+      return;
+    }
+    page_fail(s, p, &e);
+    if (strcmp(e.reason, "model_unavailable") == 0 || e.code == OP_EUSAGE)
+      fail_queued_pages(s, t, &e);
+    return;
+  }
+  /* Lost: the worker died or was killed for its timeout. */
+  if (ev->code == OP_ECRASH)
+    p->crash_attempts++;
+  if (ev->code == OP_ECRASH && p->crash_attempts >= s->cfg.max_crash_attempts) {
+    op_error_set(&e, OP_ECRASH, "worker_crashed", "the page crashed its worker %u times (the last time %s)",
+                 p->crash_attempts, ev->message);
+    page_fail(s, p, &e);
+  } else if (p->attempts >= s->cfg.max_attempts) {
+    op_error_set(&e, ev->code, NULL, "the page failed %u times (the last time %s)", p->attempts, ev->message);
+    page_fail(s, p, &e);
+  } else {
+    op_log_warn("task %llu page %u: %s; running it again on another worker", (unsigned long long)t->id,
+                p->index + 1, ev->message);
+    p->state = OP_PAGE_QUEUED;
+  }
+}
+
+int op_sched_step(op_sched_t *s, int timeout_ms, op_error_t *err) {
+  dispatch(s);
+  op_sup_event_t ev;
+  int rc = op_supervisor_poll(s->sup, timeout_ms, &ev, err);
+  if (rc <= 0)
+    return rc;
+  uintptr_t ctx = (uintptr_t)ev.job_ctx;
+  if (ctx & 1u)
+    on_stage_event(s, (op_task_t *)(ctx & ~(uintptr_t)1u), &ev);
+  else
+    on_page_event(s, (op_page_job_t *)ev.job_ctx, &ev);
+  op_sup_event_dispose(&ev);
+  dispatch(s);
+  return 1;
+}

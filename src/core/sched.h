@@ -1,0 +1,137 @@
+/*
+ * sched.h: tasks, their page jobs, and the scheduler that runs them on a
+ * worker pool.
+ *
+ * A task is one document plus options. It goes through three stages, each a
+ * job on a worker: a probe (page count and sizes, limits enforced before any
+ * decoding), one job per selected page, and for PDF output a merge. The
+ * scheduler hands queued jobs to idle workers by task priority, then age, and
+ * decides what a lost job means: a page whose worker crashed runs again on
+ * another worker until its crash attempts run out; a bad page fails alone and
+ * the other pages still complete. When every page has ended, the results are
+ * assembled in page order into the task's scratch directory
+ * (result.<ext>), and the task's done callback fires.
+ */
+#ifndef OCRPOOL_CORE_SCHED_H
+#define OCRPOOL_CORE_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "doc/doc.h"
+#include "engine/engine.h"
+#include "util/error.h"
+#include "worker/supervisor.h"
+
+typedef enum {
+  OP_TASK_QUEUED = 0,
+  OP_TASK_RUNNING,
+  OP_TASK_SUCCEEDED,
+  OP_TASK_FAILED,
+  OP_TASK_CANCELLED,
+} op_task_status_t;
+
+typedef enum { OP_PAGE_QUEUED = 0, OP_PAGE_RUNNING, OP_PAGE_DONE, OP_PAGE_FAILED } op_page_state_t;
+
+/** What the user asked for. */
+typedef struct op_task_opts_s {
+  op_model_spec_t model;
+  unsigned formats;       /**< OP_FMT_... mask, at least one */
+  int psm;                /**< 3 by default */
+  int user_dpi;           /**< 0 = not given: PDF pages render at limits.dpi, images keep theirs */
+  int rotate_pages;
+  const char *pages;      /**< --pages value or NULL; copied */
+  op_doc_limits_t limits;
+  int priority;           /**< 0-9, higher first */
+} op_task_opts_t;
+
+/** Fills opts with the defaults: tesseract eng, txt, psm 3, default limits, priority 5. */
+void op_task_opts_init(op_task_opts_t *opts);
+
+struct op_task_s;
+
+/** One page of a task. */
+typedef struct op_page_job_s {
+  struct op_task_s *task;
+  uint32_t index;           /**< 0-based page number in the document */
+  uint32_t width_px, height_px;
+  op_page_state_t state;
+  unsigned attempts;        /**< runs started */
+  unsigned crash_attempts;  /**< runs lost to a dying worker */
+  op_error_t error;         /**< why it failed */
+  long peak_rss_kb;         /**< the worker's peak resident memory when it finished */
+  double ocr_ms;
+  int rotated_deg;
+} op_page_job_t;
+
+typedef struct op_task_s {
+  uint64_t id;
+  char *input_path;      /**< the document (read by workers only) */
+  char *title;           /**< the name shown in results */
+  op_doc_type_t type;    /**< sniffed before the task is added */
+  op_task_opts_t opts;
+  char *scratch_dir;     /**< created by the scheduler, removed by op_task_destroy */
+  op_task_status_t status;
+  op_page_job_t *pages;  /**< the selected pages, in page order */
+  size_t n_pages, pages_done, pages_failed;
+  uint32_t page_count;   /**< pages in the document */
+  op_error_t error;      /**< the first failure */
+  long peak_rss_kb;      /**< the largest worker peak seen by its jobs */
+  double started_s, finished_s;
+  void *user;            /**< for the caller */
+  /* internal */
+  int stage;
+  unsigned stage_attempts, stage_crashes;
+  int stage_running;
+} op_task_t;
+
+/**
+ * A task for the document at path (already sniffed as type). Copies what it
+ * needs. NULL when out of memory.
+ */
+op_task_t *op_task_create(const char *path, const char *title, op_doc_type_t type, const op_task_opts_t *opts);
+
+/** Removes the task's scratch directory and frees it. */
+void op_task_destroy(op_task_t *task);
+
+/** The path of the assembled result for one format (valid after success); caller frees. */
+char *op_task_result_path(const op_task_t *task, op_format_t fmt);
+
+/** "queued", "running", "succeeded", "failed", "cancelled". */
+const char *op_task_status_name(op_task_status_t status);
+
+typedef struct op_sched_s op_sched_t;
+
+/** Called when a page ends (done or failed), and when a task ends. */
+typedef void (*op_page_cb)(void *ctx, op_task_t *task, op_page_job_t *page);
+typedef void (*op_task_cb)(void *ctx, op_task_t *task);
+
+typedef struct op_sched_config_s {
+  const char *scratch_root;   /**< parent of the tasks' scratch directories */
+  unsigned page_timeout_ms;   /**< default 300000 */
+  unsigned max_attempts;      /**< runs of one page in all, default 3 */
+  unsigned max_crash_attempts;/**< runs lost to a crash before the page fails, default 3 */
+  op_page_cb on_page;
+  op_task_cb on_task;
+  void *cb_ctx;
+} op_sched_config_t;
+
+/** Fills cfg with the defaults. */
+void op_sched_config_init(op_sched_config_t *cfg);
+
+/** A scheduler over sup (not owned). */
+op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup);
+
+/** Frees the scheduler (not its tasks or supervisor). */
+void op_sched_destroy(op_sched_t *sched);
+
+/** Queues a task (not owned; it must outlive its done callback). Creates its scratch directory. */
+int op_sched_add(op_sched_t *sched, op_task_t *task, op_error_t *err);
+
+/** Dispatches what can run and waits up to timeout_ms for one event. <0 on a fatal error. */
+int op_sched_step(op_sched_t *sched, int timeout_ms, op_error_t *err);
+
+/** Tasks added and not yet ended. */
+size_t op_sched_active(const op_sched_t *sched);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * models.h: the models a worker has loaded.
+ *
+ * A model is loaded on first use and kept for the next page (never reloaded
+ * per page). Up to a small number stay loaded; past that the least recently
+ * used idle one is closed. Each entry records its identity, when it was last
+ * used and what loading it cost in resident memory.
+ */
+#ifndef OCRPOOL_WORKER_MODELS_H
+#define OCRPOOL_WORKER_MODELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+typedef struct op_model_cache_s op_model_cache_t;
+
+/** A cache holding at most max_models loaded models. NULL when out of memory. */
+op_model_cache_t *op_model_cache_create(unsigned max_models);
+
+/** Closes every model and frees the cache. */
+void op_model_cache_destroy(op_model_cache_t *cache);
+
+/**
+ * The loaded model for spec, loading it if needed. *engine is its engine.
+ * *loaded_now tells whether this call loaded it. Fails as the engine's open.
+ */
+int op_model_cache_get(op_model_cache_t *cache, const op_model_spec_t *spec, const op_engine_t **engine,
+                       op_model_t **model, int *loaded_now, op_error_t *err);
+
+/** Loads done, and the resident memory the most recent load added (kB). */
+void op_model_cache_stats(const op_model_cache_t *cache, unsigned *loads, long *last_load_kb);
+
+#endif

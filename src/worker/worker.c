@@ -1,0 +1,314 @@
+/*
+ * worker.c: the worker process's main loop.
+ *
+ * A worker says hello, then answers one message at a time: "probe" reads a
+ * document's pages and sizes, "page" loads one page (decoding or rendering it
+ * only now, so a long document is never in memory at once) and runs it
+ * through a cached model, "merge_pdf" joins per-page PDFs, "ping" proves it is
+ * alive, "exit" ends it. Every job reply carries the process's resident and
+ * peak memory, which the supervisor records.
+ */
+#include "worker/worker.h"
+
+#include <leptonica/allheaders.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "doc/doc.h"
+#include "engine/engine.h"
+#include "util/log.h"
+#include "worker/models.h"
+#include "worker/protocol.h"
+
+#define OP_PROTOCOL_VERSION 1
+
+typedef struct worker_s {
+  int fd;
+  unsigned id;
+  const char *device;
+  op_model_cache_t *models;
+  op_doc_reader_t *reader;
+} worker_t;
+
+void op_self_memory_kb(long *rss_kb, long *peak_kb) {
+  *rss_kb = 0;
+  *peak_kb = 0;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f == NULL)
+    return;
+  char line[256];
+  while (fgets(line, sizeof line, f) != NULL) {
+    if (strncmp(line, "VmRSS:", 6) == 0)
+      *rss_kb = strtol(line + 6, NULL, 10);
+    else if (strncmp(line, "VmHWM:", 6) == 0)
+      *peak_kb = strtol(line + 6, NULL, 10);
+  }
+  fclose(f);
+}
+
+static double ms_since(const struct timespec *t0) {
+  struct timespec t1;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Adds the memory figures every reply carries. */
+static void add_memory(json_t *reply) {
+  long rss, peak;
+  op_self_memory_kb(&rss, &peak);
+  json_object_set_new(reply, "rss_kb", json_integer(rss));
+  json_object_set_new(reply, "peak_rss_kb", json_integer(peak));
+}
+
+static json_t *reply_failed(json_t *job, const op_error_t *e) {
+  json_t *r = json_pack("{s:s, s:O?, s:i, s:s, s:s}", "op", "failed", "job", json_object_get(job, "job"), "code",
+                        e->code ? e->code : OP_EINTERNAL, "reason", e->reason[0] ? e->reason : "internal",
+                        "message", e->message[0] ? e->message : "unknown error");
+  add_memory(r);
+  return r;
+}
+
+static json_t *reply_ok(json_t *job, const char *op) {
+  json_t *r = json_pack("{s:s, s:O?}", "op", op, "job", json_object_get(job, "job"));
+  return r;
+}
+
+static const char *str_field(json_t *job, const char *key) {
+  return json_string_value(json_object_get(job, key));
+}
+
+static json_t *do_probe(worker_t *w, json_t *job) {
+  op_error_t e;
+  op_error_clear(&e);
+  op_doc_limits_t limits;
+  op_doc_limits_init(&limits);
+  json_t *lim = json_object_get(job, "limits");
+  if (json_is_object(lim)) {
+    if (json_is_integer(json_object_get(lim, "max_pages")))
+      limits.max_pages = (uint32_t)json_integer_value(json_object_get(lim, "max_pages"));
+    if (json_is_integer(json_object_get(lim, "max_page_pixels")))
+      limits.max_page_pixels = (uint64_t)json_integer_value(json_object_get(lim, "max_page_pixels"));
+    if (json_is_integer(json_object_get(lim, "dpi")))
+      limits.dpi = (int)json_integer_value(json_object_get(lim, "dpi"));
+  }
+  (void)w;
+  const char *input = str_field(job, "input");
+  op_page_set_t set = {NULL, 0};
+  op_doc_probe_t probe;
+  memset(&probe, 0, sizeof probe);
+  json_t *reply = NULL;
+  if (input == NULL) {
+    op_error_set(&e, OP_EPROTO, "internal", "probe without \"input\"");
+    goto out;
+  }
+  if (op_page_set_parse(str_field(job, "pages"), &set, &e) < 0)
+    goto out;
+  if (op_doc_probe(input, &set, &limits, &probe, &e) < 0)
+    goto out;
+  json_t *pages = json_array();
+  for (size_t i = 0; i < probe.n_pages; i++) {
+    const op_page_info_t *p = &probe.pages[i];
+    json_array_append_new(pages, json_pack("[I,I,I,i,i,i]", (json_int_t)p->index, (json_int_t)p->width_px,
+                                           (json_int_t)p->height_px, p->xres, p->yres, p->depth));
+  }
+  reply = reply_ok(job, "probed");
+  json_object_set_new(reply, "type", json_string(op_doc_type_name(probe.type)));
+  json_object_set_new(reply, "page_count", json_integer(probe.page_count));
+  json_object_set_new(reply, "pages", pages);
+  add_memory(reply);
+out:
+  op_doc_probe_dispose(&probe);
+  op_page_set_dispose(&set);
+  return reply != NULL ? reply : reply_failed(job, &e);
+}
+
+static unsigned formats_from_json(json_t *arr) {
+  unsigned mask = 0;
+  size_t i;
+  json_t *v;
+  json_array_foreach(arr, i, v) {
+    if (json_is_string(v))
+      mask |= op_format_from_name(json_string_value(v));
+  }
+  return mask;
+}
+
+static json_t *do_page(worker_t *w, json_t *job) {
+  op_error_t e;
+  op_error_clear(&e);
+  struct Pix *pix = NULL;
+  json_t *reply = NULL;
+  const char *input = str_field(job, "input");
+  const char *out_prefix = str_field(job, "out");
+  op_doc_type_t type = op_doc_type_from_name(str_field(job, "type") ? str_field(job, "type") : "");
+  json_t *model_j = json_object_get(job, "model");
+  if (input == NULL || out_prefix == NULL || type == OP_DOC_UNKNOWN || !json_is_object(model_j)) {
+    op_error_set(&e, OP_EPROTO, "internal", "page job without input, out, type or model");
+    goto out;
+  }
+  op_model_spec_t spec;
+  op_model_spec_init(&spec);
+  if (str_field(model_j, "engine"))
+    snprintf(spec.engine, sizeof spec.engine, "%s", str_field(model_j, "engine"));
+  if (str_field(model_j, "lang"))
+    snprintf(spec.lang, sizeof spec.lang, "%s", str_field(model_j, "lang"));
+  if (json_is_integer(json_object_get(model_j, "oem")))
+    spec.oem = (int)json_integer_value(json_object_get(model_j, "oem"));
+
+  const op_engine_t *engine;
+  op_model_t *model;
+  int loaded_now;
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  if (op_model_cache_get(w->models, &spec, &engine, &model, &loaded_now, &e) < 0)
+    goto out;
+  double load_ms = ms_since(&t0);
+
+  uint32_t index = (uint32_t)json_integer_value(json_object_get(job, "index"));
+  int dpi = json_is_integer(json_object_get(job, "dpi")) ? (int)json_integer_value(json_object_get(job, "dpi")) : 300;
+  json_t *mpp = json_object_get(job, "max_page_pixels");
+  uint64_t max_pixels = json_is_integer(mpp) ? (uint64_t)json_integer_value(mpp) : 250000000u;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  if (op_doc_reader_load_page(w->reader, input, type, index, dpi, max_pixels, &pix, &e) < 0)
+    goto out;
+  double decode_ms = ms_since(&t0);
+
+  op_page_opts_t opts = {
+      .page_number = json_is_integer(json_object_get(job, "page_number"))
+                         ? (uint32_t)json_integer_value(json_object_get(job, "page_number"))
+                         : index,
+      .psm = json_is_integer(json_object_get(job, "psm")) ? (int)json_integer_value(json_object_get(job, "psm")) : 3,
+      .user_dpi = (int)json_integer_value(json_object_get(job, "user_dpi")),
+      .rotate_pages = json_is_true(json_object_get(job, "rotate")),
+      .formats = formats_from_json(json_object_get(job, "formats")),
+      .out_prefix = out_prefix,
+      .input_path = input,
+      .title = str_field(job, "title") ? str_field(job, "title") : "",
+      .attempt = json_is_integer(json_object_get(job, "attempt"))
+                     ? (unsigned)json_integer_value(json_object_get(job, "attempt"))
+                     : 1,
+  };
+  op_page_stats_t stats = {0, -1, 0};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  if (engine->run_page(model, pix, &opts, &stats, &e) < 0)
+    goto out;
+  double ocr_ms = ms_since(&t0);
+
+  reply = reply_ok(job, "done");
+  json_object_set_new(reply, "width", json_integer(pixGetWidth(pix)));
+  json_object_set_new(reply, "height", json_integer(pixGetHeight(pix)));
+  json_object_set_new(reply, "depth", json_integer(pixGetDepth(pix)));
+  json_object_set_new(reply, "rotated", json_integer(stats.rotated_deg));
+  json_object_set_new(reply, "mean_conf", json_integer(stats.mean_conf));
+  json_object_set_new(reply, "words", json_integer(stats.words));
+  json_object_set_new(reply, "model_loaded", json_boolean(loaded_now));
+  json_object_set_new(reply, "load_ms", json_real(load_ms));
+  json_object_set_new(reply, "decode_ms", json_real(decode_ms));
+  json_object_set_new(reply, "ocr_ms", json_real(ocr_ms));
+  add_memory(reply);
+out:
+  pixDestroy(&pix);
+  return reply != NULL ? reply : reply_failed(job, &e);
+}
+
+static json_t *do_merge_pdf(worker_t *w, json_t *job) {
+  (void)w;
+  op_error_t e;
+  op_error_clear(&e);
+  json_t *inputs = json_object_get(job, "inputs");
+  const char *output = str_field(job, "output");
+  size_t n = json_array_size(inputs);
+  const char **paths = calloc(n ? n : 1, sizeof *paths);
+  json_t *reply = NULL;
+  if (paths == NULL) {
+    op_error_set(&e, OP_ENOMEM, NULL, "out of memory merging %zu PDFs", n);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    paths[i] = json_string_value(json_array_get(inputs, i));
+    if (paths[i] == NULL) {
+      op_error_set(&e, OP_EPROTO, "internal", "merge_pdf input %zu is not a path", i);
+      goto out;
+    }
+  }
+  if (output == NULL) {
+    op_error_set(&e, OP_EPROTO, "internal", "merge_pdf without \"output\"");
+    goto out;
+  }
+  if (op_doc_pdf_merge(paths, n, output, &e) < 0)
+    goto out;
+  reply = reply_ok(job, "done");
+  add_memory(reply);
+out:
+  free(paths);
+  return reply != NULL ? reply : reply_failed(job, &e);
+}
+
+int op_worker_main(int fd, const char *device, unsigned worker_id) {
+  worker_t w = {.fd = fd, .id = worker_id, .device = device};
+  int status = 1;
+  /* A dead supervisor must not leave us behind, nor SIGPIPE kill us mid-write. */
+  signal(SIGPIPE, SIG_IGN);
+  w.models = op_model_cache_create(4);
+  w.reader = op_doc_reader_create();
+  if (w.models == NULL || w.reader == NULL) {
+    op_log_error("out of memory starting");
+    goto out;
+  }
+  json_t *hello = json_pack("{s:s, s:i, s:i, s:s, s:s, s:i}", "op", "hello", "pid", (int)getpid(), "protocol",
+                            OP_PROTOCOL_VERSION, "version", OCRPOOL_VERSION, "device", device, "id", (int)worker_id);
+  int rc = op_proto_send(fd, hello);
+  json_decref(hello);
+  if (rc < 0)
+    goto out;
+  for (;;) {
+    json_t *msg = NULL;
+    op_error_t e;
+    rc = op_proto_recv(fd, &msg, &e);
+    if (rc == OP_EEOF) {
+      status = 0;
+      break;
+    }
+    if (rc < 0) {
+      op_log_error("%s", e.message);
+      break;
+    }
+    const char *op = str_field(msg, "op");
+    json_t *reply = NULL;
+    if (op == NULL) {
+      op_log_warn("message without \"op\" ignored");
+    } else if (strcmp(op, "page") == 0) {
+      reply = do_page(&w, msg);
+    } else if (strcmp(op, "probe") == 0) {
+      reply = do_probe(&w, msg);
+    } else if (strcmp(op, "merge_pdf") == 0) {
+      reply = do_merge_pdf(&w, msg);
+    } else if (strcmp(op, "ping") == 0) {
+      reply = json_pack("{s:s}", "op", "pong");
+      add_memory(reply);
+    } else if (strcmp(op, "exit") == 0) {
+      json_decref(msg);
+      status = 0;
+      break;
+    } else {
+      op_error_t bad;
+      op_error_set(&bad, OP_EPROTO, "internal", "unknown op \"%s\"", op);
+      reply = reply_failed(msg, &bad);
+    }
+    json_decref(msg);
+    if (reply != NULL) {
+      rc = op_proto_send(fd, reply);
+      json_decref(reply);
+      if (rc < 0)
+        break;
+    }
+  }
+out:
+  op_doc_reader_destroy(w.reader);
+  op_model_cache_destroy(w.models);
+  return status;
+}
