@@ -1,0 +1,162 @@
+/*
+ * reader.c: one page of a document as a Leptonica image, decoded only when
+ * its job runs.
+ *
+ * Images are read exactly as the tesseract CLI reads them (pixRead for single
+ * images, the n-th directory for TIFF), so ocrpool's text matches tesseract's
+ * byte for byte. PDF pages are rendered by MuPDF straight to 8-bit gray at the
+ * requested dpi. The reader keeps the last PDF open, since consecutive jobs on
+ * a worker are usually pages of the same document, and empties MuPDF's store
+ * after each page so that memory does not grow with the page count.
+ * Runs in worker processes only.
+ */
+#include <leptonica/allheaders.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "doc/doc.h"
+#include "doc/pdf_internal.h"
+
+struct op_doc_reader_s {
+  fz_context *ctx;
+  pdf_document *doc; /* the last PDF opened, or NULL */
+  char *doc_path;
+};
+
+op_doc_reader_t *op_doc_reader_create(void) {
+  op_doc_reader_t *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return NULL;
+  r->ctx = op__mupdf_context();
+  if (r->ctx == NULL) {
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+static void close_doc(op_doc_reader_t *r) {
+  if (r->doc != NULL)
+    pdf_drop_document(r->ctx, r->doc);
+  r->doc = NULL;
+  free(r->doc_path);
+  r->doc_path = NULL;
+}
+
+void op_doc_reader_destroy(op_doc_reader_t *r) {
+  if (r == NULL)
+    return;
+  close_doc(r);
+  fz_drop_context(r->ctx);
+  free(r);
+}
+
+static int over_limit(uint32_t index, uint64_t w, uint64_t h, uint64_t max, op_error_t *err) {
+  if (w * h <= max)
+    return 0;
+  return op_error_set(err, OP_ELIMIT, "bad_input", "page %u is %llux%llu pixels, over the limit of %.1f MP per page",
+                      index + 1, (unsigned long long)w, (unsigned long long)h, (double)max / 1e6);
+}
+
+static int load_image(const char *path, op_doc_type_t type, uint32_t index, uint64_t max_pixels, PIX **out,
+                      op_error_t *err) {
+  l_int32 w = 0, h = 0, bps, spp, res, cmap, format;
+  int bad = type == OP_DOC_TIFF ? readHeaderTiff(path, (l_int32)index, &w, &h, &bps, &spp, &res, &cmap, &format)
+                                : pixReadHeader(path, &format, &w, &h, &bps, &spp, &cmap);
+  if (bad != 0 || w <= 0 || h <= 0)
+    return op_error_set(err, OP_EBADINPUT, "bad_input", "page %u: cannot read the %s header (corrupt file)",
+                        index + 1, op_doc_type_name(type));
+  int rc = over_limit(index, (uint64_t)w, (uint64_t)h, max_pixels, err);
+  if (rc < 0)
+    return rc;
+  PIX *pix = type == OP_DOC_TIFF ? pixReadTiff(path, (l_int32)index) : pixRead(path);
+  if (pix == NULL)
+    return op_error_set(err, OP_EBADINPUT, "bad_input", "page %u: cannot decode the %s image (truncated or corrupt)",
+                        index + 1, op_doc_type_name(type));
+  *out = pix;
+  return 0;
+}
+
+/* Copies MuPDF's gray samples into an 8-bpp Pix (whose rows are 32-bit words). */
+static PIX *pix_from_gray(const fz_pixmap *pm, int dpi) {
+  PIX *pix = pixCreate(pm->w, pm->h, 8);
+  if (pix == NULL)
+    return NULL;
+  l_uint32 *data = pixGetData(pix);
+  l_int32 wpl = pixGetWpl(pix);
+  for (int y = 0; y < pm->h; y++) {
+    const unsigned char *src = pm->samples + (size_t)y * (size_t)pm->stride;
+    l_uint32 *line = data + (size_t)y * (size_t)wpl;
+    for (int x = 0; x < pm->w; x++)
+      SET_DATA_BYTE(line, x, src[x]);
+  }
+  pixSetResolution(pix, dpi, dpi);
+  return pix;
+}
+
+static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, int dpi, uint64_t max_pixels,
+                         PIX **out, op_error_t *err) {
+  fz_context *ctx = r->ctx;
+  fz_page *volatile page = NULL;
+  fz_pixmap *volatile pm = NULL;
+  volatile int rc = 0;
+  if (r->doc_path == NULL || strcmp(r->doc_path, path) != 0) {
+    close_doc(r);
+    r->doc_path = strdup(path);
+    if (r->doc_path == NULL)
+      return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+  }
+  fz_try(ctx) {
+    if (r->doc == NULL) {
+      r->doc = pdf_open_document(ctx, path);
+      if (pdf_needs_password(ctx, r->doc)) {
+        rc = op_error_set(err, OP_EBADINPUT, "bad_input", "encrypted PDF: it needs a password to open");
+        break;
+      }
+    }
+    if ((int)index >= pdf_count_pages(ctx, r->doc)) {
+      rc = op_error_set(err, OP_EBADINPUT, "bad_input", "page %u is past the end of the PDF", index + 1);
+      break;
+    }
+    page = fz_load_page(ctx, &r->doc->super, (int)index);
+    uint32_t w, h;
+    op__pdf_page_pixels(ctx, page, dpi, &w, &h);
+    rc = over_limit(index, w, h, max_pixels, err);
+    if (rc < 0)
+      break;
+    pm = fz_new_pixmap_from_page(ctx, page, op__pdf_render_matrix(dpi), fz_device_gray(ctx), 0);
+    *out = pix_from_gray(pm, dpi);
+    if (*out == NULL)
+      rc = op_error_set(err, OP_ENOMEM, NULL, "page %u: out of memory for a %ux%u image", index + 1, w, h);
+  }
+  fz_always(ctx) {
+    fz_drop_pixmap(ctx, pm);
+    fz_drop_page(ctx, page);
+    /* Decoded images and fonts would otherwise pile up page after page. */
+    fz_empty_store(ctx);
+  }
+  fz_catch(ctx) {
+    rc = op_error_set(err, OP_EBADINPUT, "bad_input", "page %u: cannot render the PDF page: %s", index + 1,
+                      fz_caught_message(ctx));
+    close_doc(r);
+  }
+  return rc;
+}
+
+int op_doc_reader_load_page(op_doc_reader_t *r, const char *path, op_doc_type_t type, uint32_t index, int dpi,
+                            uint64_t max_page_pixels, struct Pix **pix, op_error_t *err) {
+  *pix = NULL;
+  switch (type) {
+  case OP_DOC_PNG:
+  case OP_DOC_JPEG:
+    if (index != 0)
+      return op_error_set(err, OP_EBADINPUT, "bad_input", "page %u of a single-page image", index + 1);
+    /* fall through */
+  case OP_DOC_TIFF:
+    return load_image(path, type, index, max_page_pixels, pix, err);
+  case OP_DOC_PDF:
+    return load_pdf_page(r, path, index, dpi, max_page_pixels, pix, err);
+  default:
+    return op_error_set(err, OP_EUNSUPPORTED, "bad_input", "unsupported type");
+  }
+}

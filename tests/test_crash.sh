@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Acceptance 3: killing a worker in the middle of a page loses nothing; a page
+# that kills every worker fails after the crash-attempt limit with a clear
+# reason, and the other pages still complete.
+source "$(dirname "$0")/lib.sh"
+
+qpdf --empty --pages "$DATA/linn.pdf" "$DATA/c02-22.pdf" "$DATA/linn.pdf" "$DATA/c02-22.pdf" -- "$TMP/four.pdf"
+pages_ok() { # FILE N: the json result has pages 1..N, none with an error
+  python3 -c "
+import json,sys
+d=json.load(open('$1'))
+assert [p['page'] for p in d['pages']]==list(range(1,$2+1)), d
+assert all('error' not in p for p in d['pages']), d
+"
+}
+
+# 1. The null engine kills its worker (SIGKILL to itself) on page 2, first attempt only.
+OCRPOOL_NULL_OPTS=crash_page=2,crash_attempts=1 \
+  run_ocr "$TMP/a.json" "$TMP/a.err" "$TMP/four.pdf" --engine null -f json -j 2 --stats
+check "a crash on page 2's first run: exit 0" test "$RC" -eq 0
+check "a crash on page 2's first run: all 4 pages done" pages_ok "$TMP/a.json" 4
+check "the worker was restarted" grep -q '"worker_restarts":[1-9]' "$TMP/a.err"
+
+# 2. A page that kills every worker: it fails, the others complete.
+OCRPOOL_NULL_OPTS=crash_page=2 \
+  run_ocr "$TMP/b.json" "$TMP/b.err" "$TMP/four.pdf" --engine null -f json -j 2
+check "a page that always crashes: exit 4 (OCR failure)" test "$RC" -eq 4
+check "the message names page 2 and the crashes" grep -q 'page 2: the page crashed its worker 3 times' "$TMP/b.err"
+check "the message says how the worker died" grep -q 'signal 9' "$TMP/b.err"
+check "the other pages still complete" python3 -c "
+import json
+d=json.load(open('$TMP/b.json'))
+assert [p['page'] for p in d['pages']]==[1,2,3,4]
+assert 'error' in d['pages'][1] and all('error' not in d['pages'][i] for i in (0,2,3)), d
+"
+
+# 3. SIGKILL from outside, in the middle of a real Tesseract page.
+"$OCRPOOL" ocr "$TMP/four.pdf" -f json -j 2 -o "$TMP/c.json" --stats 2>"$TMP/c.err" &
+main=$!
+victim=""
+for _ in $(seq 1 100); do
+  sleep 0.1
+  # Wait until both workers are busy (model loaded: their RSS is past 40 MB).
+  for pid in $(pgrep -P "$main"); do
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    if [ "${rss:-0}" -gt 40000 ]; then victim=$pid; fi
+  done
+  [ -n "$victim" ] && break
+done
+if [ -n "$victim" ]; then kill -KILL "$victim"; fi
+wait "$main"
+RC=$?
+check "a worker was found and killed mid-page" test -n "$victim"
+check "the document still completes: exit 0" test "$RC" -eq 0
+check "all 4 pages are in the result" pages_ok "$TMP/c.json" 4
+check "the kill was seen and the worker replaced" grep -q '"worker_restarts":[1-9]' "$TMP/c.err"
+check "page text survived the kill" python3 -c "
+import json
+d=json.load(open('$TMP/c.json'))
+assert all(len(p['text']) > 50 for p in d['pages']), [len(p['text']) for p in d['pages']]
+"
+check "no worker is left running" test -z "$(pgrep -P "$main" 2>/dev/null)"
+
+done_testing
