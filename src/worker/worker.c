@@ -186,7 +186,7 @@ static json_t *do_page(worker_t *w, json_t *job) {
       .rotate_pages = json_is_true(json_object_get(job, "rotate")),
       .formats = formats_from_json(json_object_get(job, "formats")),
       .out_prefix = out_prefix,
-      .input_path = input,
+      .input_path = type == OP_DOC_PDF ? NULL : input,
       .title = str_field(job, "title") ? str_field(job, "title") : "",
       .attempt = json_is_integer(json_object_get(job, "attempt"))
                      ? (unsigned)json_integer_value(json_object_get(job, "attempt"))

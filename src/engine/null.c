@@ -1,0 +1,151 @@
+/*
+ * null.c: the engine that does no OCR.
+ *
+ * It writes an empty page in every format (its size is real: the worker still
+ * decodes or renders the page), so ocrpool's own overhead can be measured and
+ * failures tested honestly. Test-only behaviours come from the environment
+ * variable OCRPOOL_NULL_OPTS, read when the model opens, comma-separated:
+ *   sleep_ms=N        sleep N ms on every page
+ *   crash_page=P      SIGKILL its own worker on page P (1-based) ...
+ *   crash_attempts=K  ... only while the page's attempt <= K (0: every attempt)
+ *   alloc_mb=M        allocate and touch M MB during each page
+ *   report_env=1      put the worker's OMP_THREAD_LIMIT in the json page
+ * It is never a default engine.
+ */
+#include <leptonica/allheaders.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "engine/fragments.h"
+
+struct op_model_s {
+  long sleep_ms;
+  long crash_page;
+  long crash_attempts;
+  long alloc_mb;
+  int report_env;
+};
+
+static int parse_opts(const char *s, op_model_t *m, op_error_t *err) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", s);
+  char *save = NULL;
+  for (char *kv = strtok_r(buf, ",", &save); kv != NULL; kv = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(kv, '=');
+    char *end = NULL;
+    long v = eq ? strtol(eq + 1, &end, 10) : -1;
+    if (eq == NULL || end == eq + 1 || *end != '\0' || v < 0)
+      return op_error_set(err, OP_EUSAGE, "bad_options", "OCRPOOL_NULL_OPTS: bad entry \"%s\" (want key=number)", kv);
+    *eq = '\0';
+    if (strcmp(kv, "sleep_ms") == 0)
+      m->sleep_ms = v;
+    else if (strcmp(kv, "crash_page") == 0)
+      m->crash_page = v;
+    else if (strcmp(kv, "crash_attempts") == 0)
+      m->crash_attempts = v;
+    else if (strcmp(kv, "alloc_mb") == 0)
+      m->alloc_mb = v;
+    else if (strcmp(kv, "report_env") == 0)
+      m->report_env = v != 0;
+    else
+      return op_error_set(err, OP_EUSAGE, "bad_options", "OCRPOOL_NULL_OPTS: unknown key \"%s\"", kv);
+  }
+  return 0;
+}
+
+static int null_open(const op_model_spec_t *spec, op_model_t **out, op_error_t *err) {
+  (void)spec;
+  op_model_t *m = calloc(1, sizeof *m);
+  if (m == NULL)
+    return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+  const char *env = getenv("OCRPOOL_NULL_OPTS");
+  if (env != NULL && parse_opts(env, m, err) < 0) {
+    free(m);
+    return err ? err->code : OP_EUSAGE;
+  }
+  *out = m;
+  return 0;
+}
+
+static void null_close(op_model_t *m) { free(m); }
+
+static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op_page_stats_t *stats,
+                         op_error_t *err) {
+  unsigned page = opts->page_number + 1;
+  stats->rotated_deg = 0;
+  stats->mean_conf = -1;
+  stats->words = 0;
+  if (m->crash_page > 0 && page == (unsigned long)m->crash_page &&
+      (m->crash_attempts == 0 || opts->attempt <= (unsigned long)m->crash_attempts))
+    kill(getpid(), SIGKILL);
+  unsigned char *block = NULL;
+  if (m->alloc_mb > 0) {
+    size_t len = (size_t)m->alloc_mb << 20;
+    block = malloc(len);
+    if (block == NULL)
+      return op_error_set(err, OP_ENOMEM, "out_of_memory", "null engine: cannot allocate %ld MB", m->alloc_mb);
+    for (size_t i = 0; i < len; i += 4096)
+      block[i] = 1;
+  }
+  if (m->sleep_ms > 0) {
+    struct timespec ts = {m->sleep_ms / 1000, (m->sleep_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+      ;
+  }
+  free(block);
+
+  int w = pixGetWidth(pix), h = pixGetHeight(pix);
+  l_int32 xres = 0, yres = 0;
+  pixGetResolution(pix, &xres, &yres);
+  int rc = 0;
+  char frag[1024];
+  if (opts->formats & OP_FMT_TXT && (rc = op__fragment_write(opts, OP_FMT_TXT, "", err)) < 0)
+    return rc;
+  if (opts->formats & OP_FMT_HOCR) {
+    snprintf(frag, sizeof frag,
+             "  <div class='ocr_page' id='page_%u' title='bbox 0 0 %d %d; ppageno %u'>\n  </div>\n", page, w, h,
+             page - 1);
+    if ((rc = op__fragment_write(opts, OP_FMT_HOCR, frag, err)) < 0)
+      return rc;
+  }
+  if (opts->formats & OP_FMT_TSV) {
+    snprintf(frag, sizeof frag, "1\t%u\t0\t0\t0\t0\t0\t0\t%d\t%d\t-1\t\n", page, w, h);
+    if ((rc = op__fragment_write(opts, OP_FMT_TSV, frag, err)) < 0)
+      return rc;
+  }
+  if (opts->formats & OP_FMT_ALTO) {
+    snprintf(frag, sizeof frag,
+             "\t\t<Page WIDTH=\"%d\" HEIGHT=\"%d\" PHYSICAL_IMG_NR=\"%u\" ID=\"page_%u\">\n"
+             "\t\t\t<PrintSpace HPOS=\"0\" VPOS=\"0\" WIDTH=\"%d\" HEIGHT=\"%d\"/>\n\t\t</Page>\n",
+             w, h, page - 1, page - 1, w, h);
+    if ((rc = op__fragment_write(opts, OP_FMT_ALTO, frag, err)) < 0)
+      return rc;
+  }
+  if (opts->formats & OP_FMT_JSON) {
+    json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:[]}", "page", (int)page, "width", w, "height", h,
+                          "dpi", yres, "rotated", 0, "mean_conf", -1, "text", "", "blocks");
+    if (j != NULL && m->report_env) {
+      const char *omp = getenv("OMP_THREAD_LIMIT");
+      json_object_set_new(j, "env", json_pack("{s:s?}", "OMP_THREAD_LIMIT", omp));
+    }
+    rc = j ? op__fragment_write_json(opts, j, err) : op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+    json_decref(j);
+    if (rc < 0)
+      return rc;
+  }
+  if (opts->formats & OP_FMT_PDF)
+    return op_error_set(err, OP_EUSAGE, "bad_options", "the null engine produces no pdf");
+  return 0;
+}
+
+const op_engine_t op_engine_null = {
+    .name = "null",
+    .open = null_open,
+    .run_page = null_run_page,
+    .close = null_close,
+};
