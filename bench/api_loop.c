@@ -30,7 +30,7 @@ static int run_child(int rfd, char **files, const char *outdir, const char *lang
   TessBaseAPISetVariable(api, "debug_file", "/dev/null");
   int index;
   while (read(rfd, &index, sizeof index) == (ssize_t)sizeof index) {
-    Pix *pix = pixRead(files[index]);
+    PIX *pix = pixRead(files[index]);
     if (pix == NULL) {
       fprintf(stderr, "api_loop: cannot read %s\n", files[index]);
       return 1;

@@ -22,6 +22,8 @@ cp "$DATA/8071_093.3B.tif" "$DATA/linn.png" "$DATA/eurotext.tif" "$DATA/phototes
 pdftoppm -r 300 -gray -png "$DATA/c02-22.pdf" "$WORK/pages/c02-22"
 pdftoppm -r 300 -gray -png "$DATA/skew.pdf" "$WORK/pages/skew"
 pdftoppm -r 300 -gray -png "$DATA/linn.pdf" "$WORK/pages/linnpdf"
+# Twice over (16 pages), so the tail of the last pages weighs less.
+for f in "$WORK"/pages/*; do cp "$f" "$(dirname "$f")/again-$(basename "$f")"; done
 PAGES=("$WORK"/pages/*)
 NPAGES=${#PAGES[@]}
 
