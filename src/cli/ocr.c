@@ -72,6 +72,7 @@ static void usage(FILE *out) {
         "      --oem N              Tesseract OCR engine mode (default 3)\n"
         "      --pages LIST         pages to OCR, e.g. 1-3,7,10- (default all)\n"
         "      --rotate-pages       detect each page's orientation and turn it upright\n"
+        "      --rotate-pages-threshold X  least confidence to turn a page (default 7)\n"
         "      --engine NAME        tesseract (default) or null (no OCR; for measuring overhead)\n"
         "      --max-input-size N   largest input file (default 256MB; suffixes K, M, G)\n"
         "      --max-pages N        most pages per document (default 2000)\n"
@@ -286,13 +287,14 @@ static void print_stats(const ocr_t *o, double seconds, unsigned restarts) {
 
 int op_cli_ocr(int argc, char **argv) {
   enum { OPT_DPI = 256, OPT_PSM, OPT_OEM, OPT_PAGES, OPT_ROTATE, OPT_ENGINE, OPT_MAX_INPUT, OPT_MAX_PAGES,
-         OPT_MAX_PIXELS, OPT_TIMEOUT, OPT_STATS, OPT_LOG };
+         OPT_MAX_PIXELS, OPT_TIMEOUT, OPT_STATS, OPT_LOG, OPT_ROTATE_THRESHOLD };
   static const struct option longopts[] = {
       {"output", required_argument, NULL, 'o'},       {"format", required_argument, NULL, 'f'},
       {"lang", required_argument, NULL, 'l'},         {"jobs", required_argument, NULL, 'j'},
       {"dpi", required_argument, NULL, OPT_DPI},      {"psm", required_argument, NULL, OPT_PSM},
       {"oem", required_argument, NULL, OPT_OEM},      {"pages", required_argument, NULL, OPT_PAGES},
-      {"rotate-pages", no_argument, NULL, OPT_ROTATE}, {"engine", required_argument, NULL, OPT_ENGINE},
+      {"rotate-pages", no_argument, NULL, OPT_ROTATE},
+      {"rotate-pages-threshold", required_argument, NULL, OPT_ROTATE_THRESHOLD}, {"engine", required_argument, NULL, OPT_ENGINE},
       {"max-input-size", required_argument, NULL, OPT_MAX_INPUT},
       {"max-pages", required_argument, NULL, OPT_MAX_PAGES},
       {"max-page-pixels", required_argument, NULL, OPT_MAX_PIXELS},
@@ -376,6 +378,17 @@ int op_cli_ocr(int argc, char **argv) {
     case OPT_ROTATE:
       opts.rotate_pages = 1;
       break;
+    case OPT_ROTATE_THRESHOLD: {
+      char *end;
+      double t = strtod(optarg, &end);
+      if (end == optarg || *end != '\0' || t <= 0 || t > 1000) {
+        fprintf(stderr, "ocrpool ocr: bad --rotate-pages-threshold \"%s\" (a confidence like 7)\n", optarg);
+        return OP_EXIT_USAGE;
+      }
+      opts.rotate_threshold = (float)t;
+      opts.rotate_pages = 1;
+      break;
+    }
     case OPT_ENGINE:
       if (op_engine_find(optarg) == NULL) {
         fprintf(stderr, "ocrpool ocr: unknown engine \"%s\" (known: tesseract, null)\n", optarg);
@@ -599,7 +612,12 @@ int op_cli_ocr(int argc, char **argv) {
     op_task_t *t = f->task;
     if (t->status == OP_TASK_FAILED) {
       fprintf(stderr, "ocrpool: %s: %s\n", f->path, t->error.message);
-      f->status = strcmp(t->error.reason, "bad_input") == 0 ? OP_EXIT_BADINPUT : OP_EXIT_OCRFAIL;
+      if (strcmp(t->error.reason, "bad_input") == 0)
+        f->status = OP_EXIT_BADINPUT;
+      else if (strcmp(t->error.reason, "bad_options") == 0)
+        f->status = OP_EXIT_USAGE;
+      else
+        f->status = OP_EXIT_OCRFAIL;
       if (t->pages_failed > 0 && t->pages_done > 0)
         fprintf(stderr, "ocrpool: %s: %zu of %zu pages failed; the others are in the output\n", f->path,
                 t->pages_failed, t->n_pages);

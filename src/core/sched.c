@@ -212,6 +212,8 @@ static json_t *page_job(const op_task_t *t, const op_page_job_t *p) {
                         formats_json(t->opts.formats), "out", prefix, "title", t->title, "attempt",
                         (json_int_t)p->attempts);
   free(prefix);
+  if (j != NULL && t->opts.rotate_threshold > 0)
+    json_object_set_new(j, "rotate_threshold", json_real(t->opts.rotate_threshold));
   return j;
 }
 

@@ -40,6 +40,7 @@ typedef struct op_task_opts_s {
   int psm;                /**< 3 by default */
   int user_dpi;           /**< 0 = not given: PDF pages render at limits.dpi, images keep theirs */
   int rotate_pages;
+  float rotate_threshold; /**< least orientation confidence to turn a page; 0 = engine default */
   const char *pages;      /**< --pages value or NULL; copied */
   op_doc_limits_t limits;
   int priority;           /**< 0-9, higher first */

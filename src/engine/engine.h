@@ -35,6 +35,7 @@ typedef struct op_page_opts_s {
   int psm;              /**< page segmentation mode; 3 (auto) as the tesseract CLI */
   int user_dpi;         /**< 0, or the dpi the user asked for (images without one) */
   int rotate_pages;     /**< detect orientation and turn the page upright first */
+  float rotate_threshold; /**< least OSD confidence to act on (0 = the default, 7) */
   unsigned formats;     /**< OP_FMT_... mask of fragments to write */
   const char *out_prefix; /**< fragments are written to out_prefix + "." + op_format_ext() */
   const char *input_path; /**< the document file (the PDF renderer may embed JPEG data from it) */

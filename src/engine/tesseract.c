@@ -18,8 +18,9 @@
 #include "engine/fragments.h"
 #include "util/log.h"
 
-/* OCRmyPDF's default --rotate-pages-threshold. */
-#define ROTATE_MIN_CONFIDENCE 14.0f
+/* Tesseract's own min_orientation_margin. OCRmyPDF's default of 14 leaves
+ * short pages upside down: phototest turned 180 degrees scores 11. */
+#define ROTATE_MIN_CONFIDENCE 7.0f
 
 struct op_model_s {
   TessBaseAPI *api;
@@ -59,7 +60,7 @@ static void tess_close(op_model_t *m) {
 }
 
 /* Detects the page's orientation; *quads is the clockwise quarter turns that make it upright. */
-static int detect_orientation(op_model_t *m, PIX *pix, int *quads, op_error_t *err) {
+static int detect_orientation(op_model_t *m, PIX *pix, float threshold, int *quads, op_error_t *err) {
   *quads = 0;
   if (m->osd == NULL) {
     m->osd = TessBaseAPICreate();
@@ -76,7 +77,7 @@ static int detect_orientation(op_model_t *m, PIX *pix, int *quads, op_error_t *e
   float conf = 0, script_conf = 0;
   const char *script = NULL;
   /* Too little text to decide is not an error: the page stays as it is. */
-  if (TessBaseAPIDetectOrientationScript(m->osd, &deg, &conf, &script, &script_conf) && conf >= ROTATE_MIN_CONFIDENCE)
+  if (TessBaseAPIDetectOrientationScript(m->osd, &deg, &conf, &script, &script_conf) && conf >= threshold)
     *quads = ((360 - deg) / 90) % 4;
   op_log_debug("orientation: %d degrees, confidence %.1f", deg, (double)conf);
   TessBaseAPIClear(m->osd);
@@ -170,7 +171,8 @@ static int tess_run_page(op_model_t *m, PIX *input, const op_page_opts_t *opts, 
 
   if (opts->rotate_pages) {
     int quads;
-    if ((rc = detect_orientation(m, input, &quads, err)) < 0)
+    float threshold = opts->rotate_threshold > 0 ? opts->rotate_threshold : ROTATE_MIN_CONFIDENCE;
+    if ((rc = detect_orientation(m, input, threshold, &quads, err)) < 0)
       goto out;
     if (quads != 0) {
       rotated = pixRotateOrth(input, quads);

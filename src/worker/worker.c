@@ -184,6 +184,7 @@ static json_t *do_page(worker_t *w, json_t *job) {
       .psm = json_is_integer(json_object_get(job, "psm")) ? (int)json_integer_value(json_object_get(job, "psm")) : 3,
       .user_dpi = (int)json_integer_value(json_object_get(job, "user_dpi")),
       .rotate_pages = json_is_true(json_object_get(job, "rotate")),
+      .rotate_threshold = (float)json_number_value(json_object_get(job, "rotate_threshold")),
       .formats = formats_from_json(json_object_get(job, "formats")),
       .out_prefix = out_prefix,
       .input_path = type == OP_DOC_PDF ? NULL : input,
@@ -253,6 +254,9 @@ int op_worker_main(int fd, const char *device, unsigned worker_id) {
   int status = 1;
   /* A dead supervisor must not leave us behind, nor SIGPIPE kill us mid-write. */
   signal(SIGPIPE, SIG_IGN);
+  /* Leptonica's notes ("removing opaque cmap") are noise to a user; our
+   * errors say what failed. Debug logging keeps them. */
+  setMsgSeverity(op_log_level() <= OP_LOG_DEBUG ? L_SEVERITY_INFO : L_SEVERITY_NONE);
   w.models = op_model_cache_create(4);
   w.reader = op_doc_reader_create();
   if (w.models == NULL || w.reader == NULL) {
