@@ -61,4 +61,27 @@ assert all(len(p['text']) > 50 for p in d['pages']), [len(p['text']) for p in d[
 "
 check "no worker is left running" test -z "$(pgrep -P "$main" 2>/dev/null)"
 
+# 4. A page past --page-timeout: its worker is killed, the page is tried 3 times, then fails as a timeout.
+OCRPOOL_NULL_OPTS=sleep_ms=5000 run_ocr "$TMP/d.txt" "$TMP/d.err" "$DATA/phototest.tif" --engine null --page-timeout 1 -j 1
+check "a page past its timeout: exit 4" test "$RC" -eq 4
+check "the message says it timed out" grep -q 'ran past its timeout' "$TMP/d.err"
+
+# 5. An idle worker that stops answering heartbeats is killed and replaced;
+# the busy one, frozen meanwhile, finishes its page once thawed.
+OCRPOOL_NULL_OPTS=sleep_ms=3000 "$OCRPOOL" ocr "$DATA/phototest.tif" --engine null -j 2 --stats >"$TMP/e.txt" 2>"$TMP/e.err" &
+main=$!
+sleep 1
+stopped=$(pgrep -P "$main")
+kill -STOP $stopped
+for _ in $(seq 1 100); do
+  sleep 0.2
+  grep -q 'stopped answering heartbeats' "$TMP/e.err" && break
+done
+kill -CONT $(pgrep -P "$main") 2>/dev/null
+wait "$main"
+RC=$?
+check "a silent idle worker is killed" grep -q 'stopped answering heartbeats' "$TMP/e.err"
+check "the run still succeeds" test "$RC" -eq 0
+check "and counts the restart" grep -q '"worker_restarts":[1-9]' "$TMP/e.err"
+
 done_testing
