@@ -45,9 +45,13 @@ run: deps build
 	@mkdir -p var
 	./$(BUILD)/ocrpool ocr tests/data/phototest.tif
 
+# Every test runs twice: on the release build (what users run, and the only
+# honest memory figures) and under AddressSanitizer + UBSan (leaks, overflows,
+# undefined behaviour, in the supervisor and in every worker).
 check: deps-test build
 	@cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DOCRPOOL_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD_SAN) -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)

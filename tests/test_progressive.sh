@@ -6,6 +6,14 @@
 # page at 300 dpi; only the OCR is skipped.
 source "$(dirname "$0")/lib.sh"
 
+# Under ASan the peak is the sanitizer allocator's (it grows by a few MB over
+# 400 pages while the real build stays flat), so the figure is taken from the
+# release build, which `make check` tests too.
+if [ "${OCRPOOL_SANITIZED:-0}" = 1 ]; then
+  echo "skipped: memory figures under AddressSanitizer are not ocrpool's; the release build runs this test"
+  exit 77
+fi
+
 args=()
 for _ in $(seq 1 200); do args+=("$DATA/linn.pdf"); done
 qpdf --empty --pages "${args[@]}" -- "$TMP/200.pdf"
