@@ -27,19 +27,21 @@
 
 static volatile sig_atomic_t interrupted;
 
-static void on_signal(int sig) { interrupted = sig; }
+static void on_signal(int sig) {
+  interrupted = sig;
+}
 
 typedef struct file_s {
   const char *path;
-  op_task_t *task;   /* NULL when refused before queueing */
-  int status;        /* exit status for this file */
+  op_task_t *task; /* NULL when refused before queueing */
+  int status;      /* exit status for this file */
 } file_t;
 
 typedef struct ocr_s {
   file_t *files;
   size_t n_files;
   size_t pages_total, pages_done;
-  int progress;      /* draw a progress bar */
+  int progress; /* draw a progress bar */
   double t0;
   int outputs_to_dir;
   const char *out;
@@ -124,6 +126,10 @@ static int parse_uint(const char *s, long min, long max, long *out) {
 static void draw_progress(ocr_t *o, int final) {
   if (!o->progress || o->pages_total == 0)
     return;
+  if (final) {
+    fputc('\n', stderr); /* the last page already drew the full bar */
+    return;
+  }
   double elapsed = now_s() - o->t0;
   double rate = elapsed > 0 ? (double)o->pages_done / elapsed : 0;
   char eta[32] = "--:--";
@@ -139,8 +145,6 @@ static void draw_progress(ocr_t *o, int final) {
     bar[i] = i < filled ? '#' : '-';
   bar[30] = '\0';
   fprintf(stderr, "\r[%s] %zu/%zu pages  %.2f pages/s  ETA %s ", bar, o->pages_done, o->pages_total, rate, eta);
-  if (final)
-    fputc('\n', stderr);
   fflush(stderr);
 }
 
@@ -286,22 +290,41 @@ static void print_stats(const ocr_t *o, double seconds, unsigned restarts) {
 /* ---- main ---- */
 
 int op_cli_ocr(int argc, char **argv) {
-  enum { OPT_DPI = 256, OPT_PSM, OPT_OEM, OPT_PAGES, OPT_ROTATE, OPT_ENGINE, OPT_MAX_INPUT, OPT_MAX_PAGES,
-         OPT_MAX_PIXELS, OPT_TIMEOUT, OPT_STATS, OPT_LOG, OPT_ROTATE_THRESHOLD };
-  static const struct option longopts[] = {
-      {"output", required_argument, NULL, 'o'},       {"format", required_argument, NULL, 'f'},
-      {"lang", required_argument, NULL, 'l'},         {"jobs", required_argument, NULL, 'j'},
-      {"dpi", required_argument, NULL, OPT_DPI},      {"psm", required_argument, NULL, OPT_PSM},
-      {"oem", required_argument, NULL, OPT_OEM},      {"pages", required_argument, NULL, OPT_PAGES},
-      {"rotate-pages", no_argument, NULL, OPT_ROTATE},
-      {"rotate-pages-threshold", required_argument, NULL, OPT_ROTATE_THRESHOLD}, {"engine", required_argument, NULL, OPT_ENGINE},
-      {"max-input-size", required_argument, NULL, OPT_MAX_INPUT},
-      {"max-pages", required_argument, NULL, OPT_MAX_PAGES},
-      {"max-page-pixels", required_argument, NULL, OPT_MAX_PIXELS},
-      {"page-timeout", required_argument, NULL, OPT_TIMEOUT},
-      {"stats", no_argument, NULL, OPT_STATS},       {"quiet", no_argument, NULL, 'q'},
-      {"log-level", required_argument, NULL, OPT_LOG}, {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  enum {
+    OPT_DPI = 256,
+    OPT_PSM,
+    OPT_OEM,
+    OPT_PAGES,
+    OPT_ROTATE,
+    OPT_ENGINE,
+    OPT_MAX_INPUT,
+    OPT_MAX_PAGES,
+    OPT_MAX_PIXELS,
+    OPT_TIMEOUT,
+    OPT_STATS,
+    OPT_LOG,
+    OPT_ROTATE_THRESHOLD
+  };
+  static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
+                                           {"format", required_argument, NULL, 'f'},
+                                           {"lang", required_argument, NULL, 'l'},
+                                           {"jobs", required_argument, NULL, 'j'},
+                                           {"dpi", required_argument, NULL, OPT_DPI},
+                                           {"psm", required_argument, NULL, OPT_PSM},
+                                           {"oem", required_argument, NULL, OPT_OEM},
+                                           {"pages", required_argument, NULL, OPT_PAGES},
+                                           {"rotate-pages", no_argument, NULL, OPT_ROTATE},
+                                           {"rotate-pages-threshold", required_argument, NULL, OPT_ROTATE_THRESHOLD},
+                                           {"engine", required_argument, NULL, OPT_ENGINE},
+                                           {"max-input-size", required_argument, NULL, OPT_MAX_INPUT},
+                                           {"max-pages", required_argument, NULL, OPT_MAX_PAGES},
+                                           {"max-page-pixels", required_argument, NULL, OPT_MAX_PIXELS},
+                                           {"page-timeout", required_argument, NULL, OPT_TIMEOUT},
+                                           {"stats", no_argument, NULL, OPT_STATS},
+                                           {"quiet", no_argument, NULL, 'q'},
+                                           {"log-level", required_argument, NULL, OPT_LOG},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
 
   ocr_t o;
   memset(&o, 0, sizeof o);
@@ -470,8 +493,7 @@ int op_cli_ocr(int argc, char **argv) {
   o.n_files = (size_t)(argc - optind);
   int n_formats = __builtin_popcount(o.formats);
   if (o.out == NULL && (n_formats > 1 || (o.n_files > 1 && o.formats != OP_FMT_TXT))) {
-    fputs("ocrpool ocr: several files or formats need -o DIR (only txt from several files can go to stdout)\n",
-          stderr);
+    fputs("ocrpool ocr: several files or formats need -o DIR (only txt from several files can go to stdout)\n", stderr);
     return OP_EXIT_USAGE;
   }
   if (o.out == NULL && (o.formats & OP_FMT_PDF) && isatty(STDOUT_FILENO)) {

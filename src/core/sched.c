@@ -132,7 +132,9 @@ void op_sched_destroy(op_sched_t *s) {
   free(s);
 }
 
-size_t op_sched_active(const op_sched_t *s) { return s->n_tasks; }
+size_t op_sched_active(const op_sched_t *s) {
+  return s->n_tasks;
+}
 
 int op_sched_add(op_sched_t *s, op_task_t *t, op_error_t *err) {
   if (s->n_tasks == s->cap_tasks) {
@@ -160,7 +162,9 @@ int op_sched_add(op_sched_t *s, op_task_t *t, op_error_t *err) {
   return 0;
 }
 
-static void *stage_ctx(op_task_t *t) { return (void *)((uintptr_t)t | 1u); }
+static void *stage_ctx(op_task_t *t) {
+  return (void *)((uintptr_t)t | 1u);
+}
 
 static void task_ended(op_sched_t *s, op_task_t *t) {
   t->stage = STAGE_DONE;
@@ -194,8 +198,8 @@ static json_t *formats_json(unsigned mask) {
 }
 
 static json_t *probe_job(const op_task_t *t) {
-  return json_pack("{s:s, s:s, s:s?, s:{s:I, s:I, s:i}}", "op", "probe", "input", t->input_path, "pages",
-                   t->opts.pages, "limits", "max_pages", (json_int_t)t->opts.limits.max_pages, "max_page_pixels",
+  return json_pack("{s:s, s:s, s:s?, s:{s:I, s:I, s:i}}", "op", "probe", "input", t->input_path, "pages", t->opts.pages,
+                   "limits", "max_pages", (json_int_t)t->opts.limits.max_pages, "max_page_pixels",
                    (json_int_t)t->opts.limits.max_page_pixels, "dpi", t->opts.limits.dpi);
 }
 
@@ -203,14 +207,13 @@ static json_t *page_job(const op_task_t *t, const op_page_job_t *p) {
   char *prefix = page_prefix(t, p->index);
   if (prefix == NULL)
     return NULL;
-  json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:{s:s, s:s, s:i}, s:i, s:i, s:b, s:o, s:s, s:s, s:I}",
-                        "op", "page", "input", t->input_path, "type", op_doc_type_name(t->type), "index",
-                        (json_int_t)p->index, "page_number", (json_int_t)p->index, "dpi", t->opts.limits.dpi,
-                        "max_page_pixels", (json_int_t)t->opts.limits.max_page_pixels, "model", "engine",
-                        t->opts.model.engine, "lang", t->opts.model.lang, "oem", t->opts.model.oem, "psm",
-                        t->opts.psm, "user_dpi", t->opts.user_dpi, "rotate", t->opts.rotate_pages, "formats",
-                        formats_json(t->opts.formats), "out", prefix, "title", t->title, "attempt",
-                        (json_int_t)p->attempts);
+  json_t *j = json_pack(
+      "{s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:{s:s, s:s, s:i}, s:i, s:i, s:b, s:o, s:s, s:s, s:I}", "op", "page",
+      "input", t->input_path, "type", op_doc_type_name(t->type), "index", (json_int_t)p->index, "page_number",
+      (json_int_t)p->index, "dpi", t->opts.limits.dpi, "max_page_pixels", (json_int_t)t->opts.limits.max_page_pixels,
+      "model", "engine", t->opts.model.engine, "lang", t->opts.model.lang, "oem", t->opts.model.oem, "psm", t->opts.psm,
+      "user_dpi", t->opts.user_dpi, "rotate", t->opts.rotate_pages, "formats", formats_json(t->opts.formats), "out",
+      prefix, "title", t->title, "attempt", (json_int_t)p->attempts);
   free(prefix);
   if (j != NULL && t->opts.rotate_threshold > 0)
     json_object_set_new(j, "rotate_threshold", json_real(t->opts.rotate_threshold));
@@ -492,8 +495,8 @@ static void on_stage_event(op_sched_t *s, op_task_t *t, const op_sup_event_t *ev
   if (t->stage_crashes >= s->cfg.max_crash_attempts || t->stage_attempts >= s->cfg.max_attempts) {
     if (t->stage == STAGE_PROBE)
       op_error_set(&e, ev->code == OP_ETIMEOUT ? OP_ETIMEOUT : OP_EBADINPUT,
-                   ev->code == OP_ETIMEOUT ? "timeout" : "bad_input",
-                   "%s failed %u times; the last time %s", what, t->stage_attempts, ev->message);
+                   ev->code == OP_ETIMEOUT ? "timeout" : "bad_input", "%s failed %u times; the last time %s", what,
+                   t->stage_attempts, ev->message);
     else
       op_error_set(&e, ev->code, NULL, "%s failed %u times; the last time %s", what, t->stage_attempts, ev->message);
     task_fail(s, t, &e);
@@ -517,9 +520,8 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
     }
     error_from_reply(ev->reply, &e);
     /* Bad pages and unloadable models fail at once; an engine error may pass. */
-    int final = e.code == OP_EBADINPUT || e.code == OP_ELIMIT || e.code == OP_EUNSUPPORTED ||
-                e.code == OP_EUSAGE || strcmp(e.reason, "model_unavailable") == 0 ||
-                p->attempts >= s->cfg.max_attempts;
+    int final = e.code == OP_EBADINPUT || e.code == OP_ELIMIT || e.code == OP_EUNSUPPORTED || e.code == OP_EUSAGE ||
+                strcmp(e.reason, "model_unavailable") == 0 || p->attempts >= s->cfg.max_attempts;
     if (!final) {
       op_log_warn("task %llu page %u: %s; trying again", (unsigned long long)t->id, p->index + 1, e.message);
       p->state = OP_PAGE_QUEUED;
@@ -541,8 +543,8 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
     op_error_set(&e, ev->code, NULL, "the page failed %u times (the last time %s)", p->attempts, ev->message);
     page_fail(s, p, &e);
   } else {
-    op_log_warn("task %llu page %u: %s; running it again on another worker", (unsigned long long)t->id,
-                p->index + 1, ev->message);
+    op_log_warn("task %llu page %u: %s; running it again on another worker", (unsigned long long)t->id, p->index + 1,
+                ev->message);
     p->state = OP_PAGE_QUEUED;
   }
 }

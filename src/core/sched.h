@@ -36,14 +36,14 @@ typedef enum { OP_PAGE_QUEUED = 0, OP_PAGE_RUNNING, OP_PAGE_DONE, OP_PAGE_FAILED
 /** What the user asked for. */
 typedef struct op_task_opts_s {
   op_model_spec_t model;
-  unsigned formats;       /**< OP_FMT_... mask, at least one */
-  int psm;                /**< 3 by default */
-  int user_dpi;           /**< 0 = not given: PDF pages render at limits.dpi, images keep theirs */
+  unsigned formats; /**< OP_FMT_... mask, at least one */
+  int psm;          /**< 3 by default */
+  int user_dpi;     /**< 0 = not given: PDF pages render at limits.dpi, images keep theirs */
   int rotate_pages;
   float rotate_threshold; /**< least orientation confidence to turn a page; 0 = engine default */
   const char *pages;      /**< --pages value or NULL; copied */
   op_doc_limits_t limits;
-  int priority;           /**< 0-9, higher first */
+  int priority; /**< 0-9, higher first */
 } op_task_opts_t;
 
 /** Fills opts with the defaults: tesseract eng, txt, psm 3, default limits, priority 5. */
@@ -54,32 +54,32 @@ struct op_task_s;
 /** One page of a task. */
 typedef struct op_page_job_s {
   struct op_task_s *task;
-  uint32_t index;           /**< 0-based page number in the document */
+  uint32_t index; /**< 0-based page number in the document */
   uint32_t width_px, height_px;
   op_page_state_t state;
-  unsigned attempts;        /**< runs started */
-  unsigned crash_attempts;  /**< runs lost to a dying worker */
-  op_error_t error;         /**< why it failed */
-  long peak_rss_kb;         /**< the worker's peak resident memory when it finished */
+  unsigned attempts;       /**< runs started */
+  unsigned crash_attempts; /**< runs lost to a dying worker */
+  op_error_t error;        /**< why it failed */
+  long peak_rss_kb;        /**< the worker's peak resident memory when it finished */
   double ocr_ms;
   int rotated_deg;
 } op_page_job_t;
 
 typedef struct op_task_s {
   uint64_t id;
-  char *input_path;      /**< the document (read by workers only) */
-  char *title;           /**< the name shown in results */
-  op_doc_type_t type;    /**< sniffed before the task is added */
+  char *input_path;   /**< the document (read by workers only) */
+  char *title;        /**< the name shown in results */
+  op_doc_type_t type; /**< sniffed before the task is added */
   op_task_opts_t opts;
-  char *scratch_dir;     /**< created by the scheduler, removed by op_task_destroy */
+  char *scratch_dir; /**< created by the scheduler, removed by op_task_destroy */
   op_task_status_t status;
-  op_page_job_t *pages;  /**< the selected pages, in page order */
+  op_page_job_t *pages; /**< the selected pages, in page order */
   size_t n_pages, pages_done, pages_failed;
-  uint32_t page_count;   /**< pages in the document */
-  op_error_t error;      /**< the first failure */
-  long peak_rss_kb;      /**< the largest worker peak seen by its jobs */
+  uint32_t page_count; /**< pages in the document */
+  op_error_t error;    /**< the first failure */
+  long peak_rss_kb;    /**< the largest worker peak seen by its jobs */
   double started_s, finished_s;
-  void *user;            /**< for the caller */
+  void *user; /**< for the caller */
   /* internal */
   int stage;
   unsigned stage_attempts, stage_crashes;
@@ -108,10 +108,10 @@ typedef void (*op_page_cb)(void *ctx, op_task_t *task, op_page_job_t *page);
 typedef void (*op_task_cb)(void *ctx, op_task_t *task);
 
 typedef struct op_sched_config_s {
-  const char *scratch_root;   /**< parent of the tasks' scratch directories */
-  unsigned page_timeout_ms;   /**< default 300000 */
-  unsigned max_attempts;      /**< runs of one page in all, default 3 */
-  unsigned max_crash_attempts;/**< runs lost to a crash before the page fails, default 3 */
+  const char *scratch_root;    /**< parent of the tasks' scratch directories */
+  unsigned page_timeout_ms;    /**< default 300000 */
+  unsigned max_attempts;       /**< runs of one page in all, default 3 */
+  unsigned max_crash_attempts; /**< runs lost to a crash before the page fails, default 3 */
   op_page_cb on_page;
   op_task_cb on_task;
   void *cb_ctx;

@@ -70,8 +70,7 @@ int op_page_set_parse(const char *spec, op_page_set_t *set, op_error_t *err);
  * (ascending, no duplicates). *indices is malloc'd, the caller frees it.
  * A range entirely past the end is an OP_EUSAGE error naming the page count.
  */
-int op_page_set_resolve(const op_page_set_t *set, uint32_t page_count, uint32_t **indices, size_t *n,
-                        op_error_t *err);
+int op_page_set_resolve(const op_page_set_t *set, uint32_t page_count, uint32_t **indices, size_t *n, op_error_t *err);
 
 /** Frees the ranges. */
 void op_page_set_dispose(op_page_set_t *set);
@@ -80,18 +79,18 @@ void op_page_set_dispose(op_page_set_t *set);
 
 /** One page as the probe sees it, before decoding. */
 typedef struct op_page_info_s {
-  uint32_t index;     /**< 0-based page number in the document */
-  uint32_t width_px;  /**< pixels as it will be decoded or rendered */
+  uint32_t index;    /**< 0-based page number in the document */
+  uint32_t width_px; /**< pixels as it will be decoded or rendered */
   uint32_t height_px;
-  int xres, yres;     /**< dpi: the image's own (0 if none) or the render dpi for PDF */
-  int depth;          /**< bits per pixel as decoded (bps x spp); 8 for rendered PDF pages */
+  int xres, yres; /**< dpi: the image's own (0 if none) or the render dpi for PDF */
+  int depth;      /**< bits per pixel as decoded (bps x spp); 8 for rendered PDF pages */
 } op_page_info_t;
 
 /** What the probe learned. */
 typedef struct op_doc_probe_s {
   op_doc_type_t type;
-  uint32_t page_count;    /**< pages in the document */
-  op_page_info_t *pages;  /**< the selected pages, owned */
+  uint32_t page_count;   /**< pages in the document */
+  op_page_info_t *pages; /**< the selected pages, owned */
   size_t n_pages;
 } op_doc_probe_t;
 
@@ -103,8 +102,8 @@ typedef struct op_doc_probe_s {
  * malformed file or an empty one is OP_EBADINPUT. `selection` may be NULL (all).
  * Frees with op_doc_probe_dispose, also after a failure.
  */
-int op_doc_probe(const char *path, const op_page_set_t *selection, const op_doc_limits_t *limits,
-                 op_doc_probe_t *probe, op_error_t *err);
+int op_doc_probe(const char *path, const op_page_set_t *selection, const op_doc_limits_t *limits, op_doc_probe_t *probe,
+                 op_error_t *err);
 
 /** Frees probe->pages. */
 void op_doc_probe_dispose(op_doc_probe_t *probe);
@@ -128,8 +127,8 @@ void op_doc_reader_destroy(op_doc_reader_t *reader);
  * resolution set. The page's pixels are checked against max_page_pixels again
  * before rendering. A decode failure is OP_EBADINPUT with a sentence.
  */
-int op_doc_reader_load_page(op_doc_reader_t *reader, const char *path, op_doc_type_t type, uint32_t index,
-                            int dpi, uint64_t max_page_pixels, struct Pix **pix, op_error_t *err);
+int op_doc_reader_load_page(op_doc_reader_t *reader, const char *path, op_doc_type_t type, uint32_t index, int dpi,
+                            uint64_t max_page_pixels, struct Pix **pix, op_error_t *err);
 
 /* ---- formats and assembly ---- */
 

@@ -14,6 +14,11 @@
 
 #include "doc/doc.h"
 
+/* The build defines it; a file compiled on its own still builds. */
+#ifndef OCRPOOL_VERSION
+#define OCRPOOL_VERSION "dev"
+#endif
+
 static const struct {
   op_format_t fmt;
   const char *name, *ext, *content_type;

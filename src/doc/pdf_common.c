@@ -16,7 +16,9 @@ fz_context *op__mupdf_context(void) {
   return ctx;
 }
 
-fz_matrix op__pdf_render_matrix(int dpi) { return fz_scale((float)dpi / 72.0f, (float)dpi / 72.0f); }
+fz_matrix op__pdf_render_matrix(int dpi) {
+  return fz_scale((float)dpi / 72.0f, (float)dpi / 72.0f);
+}
 
 void op__pdf_page_pixels(fz_context *ctx, fz_page *page, int dpi, uint32_t *width, uint32_t *height) {
   fz_rect bounds = fz_bound_page(ctx, page);

@@ -20,13 +20,40 @@ static void mp_string(uint64_t pixels, char *buf, size_t len) {
   snprintf(buf, len, "%.1f MP", (double)pixels / 1e6);
 }
 
-/* Checks the page-count limit; the message says how many pages and the limit. */
-static int check_count(size_t selected, const op_doc_limits_t *limits, op_error_t *err) {
+/*
+ * The number of pages a selection takes from a page_count-page document,
+ * counted without allocating anything: the ranges from op_page_set_parse are
+ * sorted and merged, so none is counted twice.
+ */
+static uint64_t count_selected(const op_page_set_t *sel, uint32_t page_count) {
+  if (sel == NULL || sel->ranges == NULL)
+    return page_count;
+  uint64_t n = 0;
+  for (size_t k = 0; k < sel->count; k++) {
+    uint32_t first = sel->ranges[k].first, last = sel->ranges[k].last;
+    if (last == 0 || last > page_count)
+      last = page_count;
+    if (first >= 1 && first <= last)
+      n += (uint64_t)(last - first) + 1;
+  }
+  return n;
+}
+
+/*
+ * Checks the page-count limit, then resolves the selection into indices. The
+ * limit comes first, so a document that claims billions of pages is refused
+ * before an index array is sized by its claim.
+ */
+static int select_pages(const op_page_set_t *sel, uint32_t page_count, const op_doc_limits_t *limits,
+                        uint32_t **indices, size_t *n, op_error_t *err) {
+  *indices = NULL;
+  *n = 0;
+  uint64_t selected = count_selected(sel, page_count);
   if (selected > limits->max_pages)
     return op_error_set(err, OP_ELIMIT, "bad_input",
-                        "the document has %zu pages to OCR, over the limit of %u (--max-pages)", selected,
-                        limits->max_pages);
-  return 0;
+                        "the document has %llu pages to OCR, over the limit of %u (--max-pages)",
+                        (unsigned long long)selected, limits->max_pages);
+  return op_page_set_resolve(sel, page_count, indices, n, err);
 }
 
 static int check_pixels(const op_page_info_t *p, const op_doc_type_t type, const op_doc_limits_t *limits,
@@ -43,8 +70,8 @@ static int check_pixels(const op_page_info_t *p, const op_doc_type_t type, const
                         "(--max-page-pixels; or lower --dpi)",
                         p->index + 1, p->width_px, p->height_px, have, limits->dpi, max);
   return op_error_set(err, OP_ELIMIT, "bad_input",
-                      "page %u is %ux%u pixels (%s), over the limit of %s per page (--max-page-pixels)",
-                      p->index + 1, p->width_px, p->height_px, have, max);
+                      "page %u is %ux%u pixels (%s), over the limit of %s per page (--max-page-pixels)", p->index + 1,
+                      p->width_px, p->height_px, have, max);
 }
 
 static int probe_pdf(const char *path, const op_page_set_t *sel, const op_doc_limits_t *limits, op_doc_probe_t *probe,
@@ -70,13 +97,10 @@ static int probe_pdf(const char *path, const op_page_set_t *sel, const op_doc_li
     probe->page_count = (uint32_t)count;
     uint32_t *idx;
     size_t n;
-    rc = op_page_set_resolve(sel, probe->page_count, &idx, &n, err);
+    rc = select_pages(sel, probe->page_count, limits, &idx, &n, err);
     if (rc < 0)
       break;
     indices = idx;
-    rc = check_count(n, limits, err);
-    if (rc < 0)
-      break;
     probe->pages = calloc(n, sizeof *probe->pages);
     if (probe->pages == NULL) {
       rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory for %zu pages", n);
@@ -113,6 +137,23 @@ static int probe_pdf(const char *path, const op_page_set_t *sel, const op_doc_li
   return rc;
 }
 
+/*
+ * The resolution a PNG or JPEG declares (pHYs, JFIF or EXIF density), read
+ * from the header chunks only; 0 when it declares none or cannot be read.
+ */
+static void image_resolution(const char *path, op_doc_type_t type, op_page_info_t *p) {
+  FILE *fp = fopen(path, "rb");
+  l_int32 xres = 0, yres = 0;
+  if (fp == NULL)
+    return;
+  int bad = type == OP_DOC_PNG ? fgetPngResolution(fp, &xres, &yres) : fgetJpegResolution(fp, &xres, &yres);
+  fclose(fp);
+  if (bad == 0 && xres > 0 && yres > 0) {
+    p->xres = xres;
+    p->yres = yres;
+  }
+}
+
 static int probe_image(const char *path, op_doc_type_t type, const op_page_set_t *sel, const op_doc_limits_t *limits,
                        op_doc_probe_t *probe, op_error_t *err) {
   FILE *fp = NULL;
@@ -128,9 +169,7 @@ static int probe_image(const char *path, op_doc_type_t type, const op_page_set_t
     }
   }
   probe->page_count = (uint32_t)count;
-  if ((rc = op_page_set_resolve(sel, probe->page_count, &indices, &n, err)) < 0)
-    goto out;
-  if ((rc = check_count(n, limits, err)) < 0)
+  if ((rc = select_pages(sel, probe->page_count, limits, &indices, &n, err)) < 0)
     goto out;
   probe->pages = calloc(n, sizeof *probe->pages);
   if (probe->pages == NULL) {
@@ -158,6 +197,8 @@ static int probe_image(const char *path, op_doc_type_t type, const op_page_set_t
     p->depth = bps * spp;
     if ((rc = check_pixels(p, type, limits, err)) < 0)
       goto out;
+    if (type != OP_DOC_TIFF)
+      image_resolution(path, type, p);
   }
 out:
   if (fp != NULL)
@@ -166,8 +207,8 @@ out:
   return rc;
 }
 
-int op_doc_probe(const char *path, const op_page_set_t *selection, const op_doc_limits_t *limits,
-                 op_doc_probe_t *probe, op_error_t *err) {
+int op_doc_probe(const char *path, const op_page_set_t *selection, const op_doc_limits_t *limits, op_doc_probe_t *probe,
+                 op_error_t *err) {
   memset(probe, 0, sizeof *probe);
   op_doc_type_t type;
   int rc = op_doc_sniff_file(path, &type, NULL, err);

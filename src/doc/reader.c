@@ -54,18 +54,50 @@ void op_doc_reader_destroy(op_doc_reader_t *r) {
 static int over_limit(uint32_t index, uint64_t w, uint64_t h, uint64_t max, op_error_t *err) {
   if (w * h <= max)
     return 0;
-  return op_error_set(err, OP_ELIMIT, "bad_input", "page %u is %llux%llu pixels, over the limit of %.1f MP per page",
-                      index + 1, (unsigned long long)w, (unsigned long long)h, (double)max / 1e6);
+  return op_error_set(err, OP_ELIMIT, "bad_input",
+                      "page %u is %llux%llu pixels, over the limit of %.1f MP per page (--max-page-pixels)", index + 1,
+                      (unsigned long long)w, (unsigned long long)h, (double)max / 1e6);
+}
+
+/*
+ * The size of TIFF page `index` from its directory. The page count is checked
+ * first: Leptonica 1.82's freadHeaderTiff leaks its TIFF handle when asked for
+ * a page past the end.
+ */
+static int tiff_page_header(const char *path, uint32_t index, l_int32 *w, l_int32 *h, op_error_t *err) {
+  l_int32 count = 0, bps, spp, res, cmap, format;
+  FILE *fp = fopen(path, "rb");
+  int rc = 0;
+  if (fp == NULL || tiffGetCount(fp, &count) != 0 || count <= 0) {
+    rc = op_error_set(err, OP_EBADINPUT, "bad_input", "page %u: not a readable TIFF file", index + 1);
+    goto out;
+  }
+  if (index >= (uint32_t)count) {
+    rc = op_error_set(err, OP_EBADINPUT, "bad_input", "page %u is past the end of a %d-page TIFF", index + 1, count);
+    goto out;
+  }
+  if (freadHeaderTiff(fp, (l_int32)index, w, h, &bps, &spp, &res, &cmap, &format) != 0)
+    *w = *h = 0;
+out:
+  if (fp != NULL)
+    fclose(fp);
+  return rc;
 }
 
 static int load_image(const char *path, op_doc_type_t type, uint32_t index, uint64_t max_pixels, PIX **out,
                       op_error_t *err) {
-  l_int32 w = 0, h = 0, bps, spp, res, cmap, format;
-  int bad = type == OP_DOC_TIFF ? readHeaderTiff(path, (l_int32)index, &w, &h, &bps, &spp, &res, &cmap, &format)
-                                : pixReadHeader(path, &format, &w, &h, &bps, &spp, &cmap);
+  l_int32 w = 0, h = 0, bps, spp, cmap, format;
+  int bad = 0;
+  if (type == OP_DOC_TIFF) {
+    int rc = tiff_page_header(path, index, &w, &h, err);
+    if (rc < 0)
+      return rc;
+  } else {
+    bad = pixReadHeader(path, &format, &w, &h, &bps, &spp, &cmap);
+  }
   if (bad != 0 || w <= 0 || h <= 0)
-    return op_error_set(err, OP_EBADINPUT, "bad_input", "page %u: cannot read the %s header (corrupt file)",
-                        index + 1, op_doc_type_name(type));
+    return op_error_set(err, OP_EBADINPUT, "bad_input", "page %u: cannot read the %s header (corrupt file)", index + 1,
+                        op_doc_type_name(type));
   int rc = over_limit(index, (uint64_t)w, (uint64_t)h, max_pixels, err);
   if (rc < 0)
     return rc;
@@ -94,8 +126,8 @@ static PIX *pix_from_gray(const fz_pixmap *pm, int dpi) {
   return pix;
 }
 
-static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, int dpi, uint64_t max_pixels,
-                         PIX **out, op_error_t *err) {
+static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, int dpi, uint64_t max_pixels, PIX **out,
+                         op_error_t *err) {
   fz_context *ctx = r->ctx;
   fz_page *volatile page = NULL;
   fz_pixmap *volatile pm = NULL;
@@ -110,6 +142,9 @@ static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, i
     if (r->doc == NULL) {
       r->doc = pdf_open_document(ctx, path);
       if (pdf_needs_password(ctx, r->doc)) {
+        /* Closed, so the next call on this file is refused again rather than rendered. */
+        pdf_drop_document(ctx, r->doc);
+        r->doc = NULL;
         rc = op_error_set(err, OP_EBADINPUT, "bad_input", "encrypted PDF: it needs a password to open");
         break;
       }

@@ -5,9 +5,11 @@
  * file names are never trusted for the type.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "doc/doc.h"
 
@@ -35,29 +37,43 @@ op_doc_type_t op_doc_sniff(const unsigned char *head, size_t len) {
 
 int op_doc_sniff_file(const char *path, op_doc_type_t *type, uint64_t *size_bytes, op_error_t *err) {
   *type = OP_DOC_UNKNOWN;
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
+  /* O_NONBLOCK: a FIFO or device named by mistake must not hang the caller. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  int rc = 0;
+  if (fd < 0)
     return op_error_set(err, OP_EBADINPUT, "bad_input", "cannot open the file: %s", strerror(errno));
   struct stat st;
-  if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    return op_error_set(err, OP_EBADINPUT, "bad_input", "not a regular file");
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    rc = op_error_set(err, OP_EBADINPUT, "bad_input", "not a regular file");
+    goto out;
   }
   unsigned char head[1024];
-  size_t n = fread(head, 1, sizeof head, f);
-  int read_error = ferror(f);
-  fclose(f);
-  if (read_error)
-    return op_error_set(err, OP_EBADINPUT, "bad_input", "cannot read the file");
+  size_t n = 0;
+  while (n < sizeof head) {
+    ssize_t got = read(fd, head + n, sizeof head - n);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0) {
+      rc = op_error_set(err, OP_EBADINPUT, "bad_input", "cannot read the file: %s", strerror(errno));
+      goto out;
+    }
+    if (got == 0)
+      break;
+    n += (size_t)got;
+  }
   if (size_bytes != NULL)
     *size_bytes = (uint64_t)st.st_size;
-  if (n == 0)
-    return op_error_set(err, OP_EBADINPUT, "bad_input", "the file is empty (0 bytes)");
+  if (n == 0) {
+    rc = op_error_set(err, OP_EBADINPUT, "bad_input", "the file is empty (0 bytes)");
+    goto out;
+  }
   *type = op_doc_sniff(head, n);
   if (*type == OP_DOC_UNKNOWN)
-    return op_error_set(err, OP_EUNSUPPORTED, "bad_input",
-                        "unsupported type: not a PNG, JPEG, TIFF or PDF file (checked by its content)");
-  return 0;
+    rc = op_error_set(err, OP_EUNSUPPORTED, "bad_input",
+                      "not a PNG, JPEG, TIFF or PDF file (judged by its content): unsupported type");
+out:
+  close(fd);
+  return rc;
 }
 
 static const char *const type_names[] = {"unknown", "png", "jpeg", "tiff", "pdf"};

@@ -31,12 +31,12 @@ void op_model_spec_id(const op_model_spec_t *spec, char *buf, size_t len);
 
 /** What one page run needs besides the image. */
 typedef struct op_page_opts_s {
-  uint32_t page_number; /**< 0-based page number in the document (for hOCR ids, TSV page_num) */
-  int psm;              /**< page segmentation mode; 3 (auto) as the tesseract CLI */
-  int user_dpi;         /**< 0, or the dpi the user asked for (images without one) */
-  int rotate_pages;     /**< detect orientation and turn the page upright first */
+  uint32_t page_number;   /**< 0-based page number in the document (for hOCR ids, TSV page_num) */
+  int psm;                /**< page segmentation mode; 3 (auto) as the tesseract CLI */
+  int user_dpi;           /**< 0, or the dpi the user asked for (images without one) */
+  int rotate_pages;       /**< detect orientation and turn the page upright first */
   float rotate_threshold; /**< least OSD confidence to act on (0 = the default, 7) */
-  unsigned formats;     /**< OP_FMT_... mask of fragments to write */
+  unsigned formats;       /**< OP_FMT_... mask of fragments to write */
   const char *out_prefix; /**< fragments are written to out_prefix + "." + op_format_ext() */
   const char *input_path; /**< the document file (the PDF renderer may embed JPEG data from it) */
   const char *title;      /**< the document's name for the user, used in hOCR titles */
@@ -45,9 +45,9 @@ typedef struct op_page_opts_s {
 
 /** What happened on the page, reported to the supervisor. */
 typedef struct op_page_stats_s {
-  int rotated_deg;    /**< clockwise rotation applied by --rotate-pages, 0 if none */
-  int mean_conf;      /**< mean word confidence 0-100, -1 when unknown */
-  uint32_t words;     /**< words recognised */
+  int rotated_deg; /**< clockwise rotation applied by --rotate-pages, 0 if none */
+  int mean_conf;   /**< mean word confidence 0-100, -1 when unknown */
+  uint32_t words;  /**< words recognised */
 } op_page_stats_t;
 
 typedef struct op_model_s op_model_t;

@@ -10,7 +10,8 @@
  *   crash_attempts=K  ... only while the page's attempt <= K (0: every attempt)
  *   alloc_mb=M        allocate and touch M MB during each page
  *   report_env=1      put the worker's OMP_THREAD_LIMIT in the json page
- * It is never a default engine.
+ * These behaviours exist for ocrpool's own tests only; an unknown key fails
+ * the open with a usage error. It is never a default engine.
  */
 #include <leptonica/allheaders.h>
 #include <signal.h>
@@ -33,6 +34,8 @@ struct op_model_s {
 
 static int parse_opts(const char *s, op_model_t *m, op_error_t *err) {
   char buf[256];
+  if (strlen(s) >= sizeof buf)
+    return op_error_set(err, OP_EUSAGE, "bad_options", "OCRPOOL_NULL_OPTS is longer than %zu bytes", sizeof buf - 1);
   snprintf(buf, sizeof buf, "%s", s);
   char *save = NULL;
   for (char *kv = strtok_r(buf, ",", &save); kv != NULL; kv = strtok_r(NULL, ",", &save)) {
@@ -72,10 +75,46 @@ static int null_open(const op_model_spec_t *spec, op_model_t **out, op_error_t *
   return 0;
 }
 
-static void null_close(op_model_t *m) { free(m); }
+static void null_close(op_model_t *m) {
+  free(m);
+}
 
-static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op_page_stats_t *stats,
-                         op_error_t *err) {
+/* Writes s into buf (size len) with XML's special characters escaped, as
+ * Tesseract's HOcrEscape does for the image name in a page's title. */
+static void xml_escape(char *buf, size_t len, const char *s) {
+  size_t used = 0;
+  for (; s != NULL && *s != '\0' && used + 7 < len; s++) {
+    const char *entity = NULL;
+    switch (*s) {
+    case '&':
+      entity = "&amp;";
+      break;
+    case '<':
+      entity = "&lt;";
+      break;
+    case '>':
+      entity = "&gt;";
+      break;
+    case '"':
+      entity = "&quot;";
+      break;
+    case '\'':
+      entity = "&#39;";
+      break;
+    default:
+      break;
+    }
+    if (entity != NULL) {
+      memcpy(buf + used, entity, strlen(entity));
+      used += strlen(entity);
+    } else {
+      buf[used++] = *s;
+    }
+  }
+  buf[used] = '\0';
+}
+
+static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op_page_stats_t *stats, op_error_t *err) {
   unsigned page = opts->page_number + 1;
   stats->rotated_deg = 0;
   stats->mean_conf = -1;
@@ -107,9 +146,12 @@ static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op
   if (opts->formats & OP_FMT_TXT && (rc = op__fragment_write(opts, OP_FMT_TXT, "", err)) < 0)
     return rc;
   if (opts->formats & OP_FMT_HOCR) {
+    /* The page div Tesseract writes for a page without text: page_N is 1-based, ppageno 0-based. */
+    char title[512];
+    xml_escape(title, sizeof title, opts->title);
     snprintf(frag, sizeof frag,
-             "  <div class='ocr_page' id='page_%u' title='bbox 0 0 %d %d; ppageno %u'>\n  </div>\n", page, w, h,
-             page - 1);
+             "  <div class='ocr_page' id='page_%u' title='image \"%s\"; bbox 0 0 %d %d; ppageno %u'>\n  </div>\n", page,
+             title, w, h, page - 1);
     if ((rc = op__fragment_write(opts, OP_FMT_HOCR, frag, err)) < 0)
       return rc;
   }
@@ -119,6 +161,7 @@ static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op
       return rc;
   }
   if (opts->formats & OP_FMT_ALTO) {
+    /* PHYSICAL_IMG_NR and the id are 0-based, as in Tesseract's GetAltoText. */
     snprintf(frag, sizeof frag,
              "\t\t<Page WIDTH=\"%d\" HEIGHT=\"%d\" PHYSICAL_IMG_NR=\"%u\" ID=\"page_%u\">\n"
              "\t\t\t<PrintSpace HPOS=\"0\" VPOS=\"0\" WIDTH=\"%d\" HEIGHT=\"%d\"/>\n\t\t</Page>\n",
@@ -139,7 +182,7 @@ static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op
       return rc;
   }
   if (opts->formats & OP_FMT_PDF)
-    return op_error_set(err, OP_EUSAGE, "bad_options", "the null engine produces no pdf");
+    return op_error_set(err, OP_EENGINE, "bad_options", "the null engine produces no pdf");
   return 0;
 }
 

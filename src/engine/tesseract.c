@@ -124,9 +124,9 @@ static json_t *page_json(op_model_t *m, PIX *pix, const op_page_opts_t *opts, co
       }
       if (words == NULL || TessPageIteratorIsAtBeginningOf(pi, RIL_TEXTLINE)) {
         words = json_array();
-        json_array_append_new(lines, json_pack("{s:o, s:o, s:o}", "bbox", bbox_json(pi, RIL_TEXTLINE), "text",
-                                               line_text(TessResultIteratorGetUTF8Text(ri, RIL_TEXTLINE)),
-                                               "words", words));
+        json_array_append_new(lines,
+                              json_pack("{s:o, s:o, s:o}", "bbox", bbox_json(pi, RIL_TEXTLINE), "text",
+                                        line_text(TessResultIteratorGetUTF8Text(ri, RIL_TEXTLINE)), "words", words));
       }
       float conf = TessResultIteratorConfidence(ri, RIL_WORD);
       json_t *w = json_pack("{s:s, s:o, s:f}", "text", word, "bbox", bbox_json(pi, RIL_WORD), "conf",
@@ -150,11 +150,11 @@ static int write_pdf(op_model_t *m, const op_page_opts_t *opts, int rotated, op_
    * a rotated page, or a page rendered from a PDF, must use the pixels. */
   TessBaseAPISetInputName(m->api, rotated || opts->input_path == NULL ? "" : opts->input_path);
   TessResultRenderer *r = TessPDFRendererCreate(opts->out_prefix, TessBaseAPIGetDatapath(m->api), 0);
-  int ok = r != NULL && TessResultRendererBeginDocument(r, opts->title) && TessResultRendererAddImage(r, m->api) &&
-           TessResultRendererEndDocument(r);
+  int ok = r != NULL && TessResultRendererBeginDocument(r, opts->title ? opts->title : "") &&
+           TessResultRendererAddImage(r, m->api) && TessResultRendererEndDocument(r);
   TessDeleteResultRenderer(r);
   if (!ok)
-    return op_error_set(err, OP_EENGINE, "internal", "Tesseract's PDF renderer failed on the page");
+    return op_error_set(err, OP_EENGINE, NULL, "Tesseract's PDF renderer failed on the page");
   return 0;
 }
 
@@ -189,10 +189,10 @@ static int tess_run_page(op_model_t *m, PIX *input, const op_page_opts_t *opts, 
   snprintf(dpi, sizeof dpi, "%d", opts->user_dpi > 0 ? opts->user_dpi : 0);
   TessBaseAPISetVariable(m->api, "user_defined_dpi", dpi);
   TessBaseAPISetPageSegMode(m->api, (TessPageSegMode)opts->psm);
-  TessBaseAPISetInputName(m->api, opts->title);
+  TessBaseAPISetInputName(m->api, opts->title ? opts->title : ""); /* hOCR's page title names it */
   TessBaseAPISetImage2(m->api, pix);
   if (TessBaseAPIRecognize(m->api, NULL) != 0) {
-    rc = op_error_set(err, OP_EENGINE, "internal", "Tesseract could not recognise the page");
+    rc = op_error_set(err, OP_EENGINE, NULL, "Tesseract could not recognise the page");
     goto out;
   }
   stats->mean_conf = TessBaseAPIMeanTextConf(m->api);

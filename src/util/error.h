@@ -29,9 +29,9 @@ enum {
 
 /** What went wrong, for the log, the CLI and the task record. */
 typedef struct op_error_s {
-  int code;             /**< one of the OP_E... values, 0 when unset */
-  char reason[32];      /**< failure_reason word: bad_input, timeout, worker_crashed ... */
-  char message[768];    /**< a sentence for a person */
+  int code;          /**< one of the OP_E... values, 0 when unset */
+  char reason[32];   /**< failure_reason word: bad_input, timeout, worker_crashed ... */
+  char message[768]; /**< a sentence for a person */
 } op_error_t;
 
 /** Clears err (no error). */

@@ -16,7 +16,9 @@ void op_log_init(op_log_level_t level, const char *role) {
     snprintf(role_name, sizeof role_name, "%s", role);
 }
 
-op_log_level_t op_log_level(void) { return min_level; }
+op_log_level_t op_log_level(void) {
+  return min_level;
+}
 
 int op_log_level_parse(const char *s) {
   static const char *const names[] = {"debug", "info", "warn", "error", "off"};
@@ -36,8 +38,8 @@ void op_log(op_log_level_t level, const char *fmt, ...) {
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%d]: ", tm.tm_year + 1900,
-                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-                   tags[level], role_name, (int)getpid());
+                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, tags[level],
+                   role_name, (int)getpid());
   va_list ap;
   va_start(ap, fmt);
   if (n > 0 && (size_t)n < sizeof line)

@@ -1,8 +1,8 @@
 /* models.c: the worker's loaded models, kept between pages, least recently used closed first. */
 #include "worker/models.h"
 
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -14,14 +14,13 @@ typedef struct entry_s {
   const op_engine_t *engine;
   op_model_t *model;
   uint64_t last_use; /* a counter, not a clock: only the order matters */
+  long footprint_kb;
 } entry_t;
 
 struct op_model_cache_s {
   entry_t *entries;
   unsigned n, max;
   uint64_t tick;
-  unsigned loads;
-  long last_load_kb;
 };
 
 op_model_cache_t *op_model_cache_create(unsigned max_models) {
@@ -46,16 +45,20 @@ void op_model_cache_destroy(op_model_cache_t *c) {
   free(c);
 }
 
-int op_model_cache_get(op_model_cache_t *c, const op_model_spec_t *spec, const op_engine_t **engine,
-                       op_model_t **model, int *loaded_now, op_error_t *err) {
+static void fill_ref(const entry_t *e, int loaded_now, op_model_ref_t *ref) {
+  ref->engine = e->engine;
+  ref->model = e->model;
+  ref->footprint_kb = e->footprint_kb;
+  ref->loaded_now = loaded_now;
+}
+
+int op_model_cache_get(op_model_cache_t *c, const op_model_spec_t *spec, op_model_ref_t *ref, op_error_t *err) {
   char id[192];
   op_model_spec_id(spec, id, sizeof id);
-  *loaded_now = 0;
   for (unsigned i = 0; i < c->n; i++) {
     if (strcmp(c->entries[i].id, id) == 0) {
       c->entries[i].last_use = ++c->tick;
-      *engine = c->entries[i].engine;
-      *model = c->entries[i].model;
+      fill_ref(&c->entries[i], 0, ref);
       return 0;
     }
   }
@@ -83,16 +86,8 @@ int op_model_cache_get(op_model_cache_t *c, const op_model_spec_t *spec, const o
   e->engine = eng;
   e->model = m;
   e->last_use = ++c->tick;
-  c->loads++;
-  c->last_load_kb = after_kb - before_kb;
-  op_log_info("loaded model %s (+%ld kB resident)", id, c->last_load_kb);
-  *engine = eng;
-  *model = m;
-  *loaded_now = 1;
+  e->footprint_kb = after_kb - before_kb;
+  op_log_info("loaded model %s (+%ld kB resident)", id, e->footprint_kb);
+  fill_ref(e, 1, ref);
   return 0;
-}
-
-void op_model_cache_stats(const op_model_cache_t *c, unsigned *loads, long *last_load_kb) {
-  *loads = c->loads;
-  *last_load_kb = c->last_load_kb;
 }

@@ -22,14 +22,15 @@ op_model_cache_t *op_model_cache_create(unsigned max_models);
 /** Closes every model and frees the cache. */
 void op_model_cache_destroy(op_model_cache_t *cache);
 
-/**
- * The loaded model for spec, loading it if needed. *engine is its engine.
- * *loaded_now tells whether this call loaded it. Fails as the engine's open.
- */
-int op_model_cache_get(op_model_cache_t *cache, const op_model_spec_t *spec, const op_engine_t **engine,
-                       op_model_t **model, int *loaded_now, op_error_t *err);
+/** A loaded model as the cache hands it out. */
+typedef struct op_model_ref_s {
+  const op_engine_t *engine;
+  op_model_t *model;
+  long footprint_kb; /**< resident memory its load added, as the kernel counted it */
+  int loaded_now;    /**< this call loaded it */
+} op_model_ref_t;
 
-/** Loads done, and the resident memory the most recent load added (kB). */
-void op_model_cache_stats(const op_model_cache_t *cache, unsigned *loads, long *last_load_kb);
+/** The loaded model for spec, loading it if needed. Fails as the engine's open. */
+int op_model_cache_get(op_model_cache_t *cache, const op_model_spec_t *spec, op_model_ref_t *ref, op_error_t *err);
 
 #endif

@@ -104,7 +104,9 @@ int op_proto_recv(int fd, json_t **msg, op_error_t *err) {
   return rc;
 }
 
-void op_proto_reader_init(op_proto_reader_t *reader) { memset(reader, 0, sizeof *reader); }
+void op_proto_reader_init(op_proto_reader_t *reader) {
+  memset(reader, 0, sizeof *reader);
+}
 
 void op_proto_reader_dispose(op_proto_reader_t *reader) {
   free(reader->buf);

@@ -49,7 +49,7 @@ typedef struct slot_s {
   pid_t pid;
   int fd;
   op_proto_reader_t reader;
-  void *job_ctx;      /* the job it runs (BUSY, or DYING with a job to report) */
+  void *job_ctx; /* the job it runs (BUSY, or DYING with a job to report) */
   uint64_t job_id;
   uint64_t deadline_ms;   /* BUSY: job deadline; STARTING: hello deadline; 0 = none */
   uint64_t last_heard_ms; /* last message or spawn time */
@@ -317,7 +317,8 @@ int op_supervisor_create(const op_supervisor_config_t *cfg, op_supervisor_t **ou
   for (unsigned i = 0; i < sup->n_slots; i++) {
     if (spawn_slot(sup, &sup->slots[i], i) < 0) {
       op_supervisor_destroy(sup);
-      return op_error_set(err, OP_EINTERNAL, NULL, "cannot start worker processes from %s", cfg->exe_path ? cfg->exe_path : "/proc/self/exe");
+      return op_error_set(err, OP_EINTERNAL, NULL, "cannot start worker processes from %s",
+                          cfg->exe_path ? cfg->exe_path : "/proc/self/exe");
     }
   }
   *out = sup;
@@ -416,7 +417,9 @@ unsigned op_supervisor_pids(const op_supervisor_t *sup, pid_t *pids, unsigned ma
   return n;
 }
 
-unsigned op_supervisor_restarts(const op_supervisor_t *sup) { return sup->restarts; }
+unsigned op_supervisor_restarts(const op_supervisor_t *sup) {
+  return sup->restarts;
+}
 
 /* A message from a worker. */
 static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t *msg) {
@@ -475,8 +478,7 @@ static void housekeeping(op_supervisor_t *sup) {
       break;
     case SLOT_STARTING:
       if (s->deadline_ms && now > s->deadline_ms) {
-        op_log_warn("worker %u (pid %d) did not start in %u ms; killing it", i, (int)s->pid,
-                    sup->cfg.start_timeout_ms);
+        op_log_warn("worker %u (pid %d) did not start in %u ms; killing it", i, (int)s->pid, sup->cfg.start_timeout_ms);
         end_slot(s, 0, 1);
       }
       break;

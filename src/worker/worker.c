@@ -66,8 +66,8 @@ static void add_memory(json_t *reply) {
 
 static json_t *reply_failed(json_t *job, const op_error_t *e) {
   json_t *r = json_pack("{s:s, s:O?, s:i, s:s, s:s}", "op", "failed", "job", json_object_get(job, "job"), "code",
-                        e->code ? e->code : OP_EINTERNAL, "reason", e->reason[0] ? e->reason : "internal",
-                        "message", e->message[0] ? e->message : "unknown error");
+                        e->code ? e->code : OP_EINTERNAL, "reason", e->reason[0] ? e->reason : "internal", "message",
+                        e->message[0] ? e->message : "unknown error");
   add_memory(r);
   return r;
 }
@@ -159,12 +159,10 @@ static json_t *do_page(worker_t *w, json_t *job) {
   if (json_is_integer(json_object_get(model_j, "oem")))
     spec.oem = (int)json_integer_value(json_object_get(model_j, "oem"));
 
-  const op_engine_t *engine;
-  op_model_t *model;
-  int loaded_now;
+  op_model_ref_t ref;
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  if (op_model_cache_get(w->models, &spec, &engine, &model, &loaded_now, &e) < 0)
+  if (op_model_cache_get(w->models, &spec, &ref, &e) < 0)
     goto out;
   double load_ms = ms_since(&t0);
 
@@ -195,7 +193,7 @@ static json_t *do_page(worker_t *w, json_t *job) {
   };
   op_page_stats_t stats = {0, -1, 0};
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  if (engine->run_page(model, pix, &opts, &stats, &e) < 0)
+  if (ref.engine->run_page(ref.model, pix, &opts, &stats, &e) < 0)
     goto out;
   double ocr_ms = ms_since(&t0);
 
@@ -206,7 +204,8 @@ static json_t *do_page(worker_t *w, json_t *job) {
   json_object_set_new(reply, "rotated", json_integer(stats.rotated_deg));
   json_object_set_new(reply, "mean_conf", json_integer(stats.mean_conf));
   json_object_set_new(reply, "words", json_integer(stats.words));
-  json_object_set_new(reply, "model_loaded", json_boolean(loaded_now));
+  json_object_set_new(reply, "model_loaded", json_boolean(ref.loaded_now));
+  json_object_set_new(reply, "model_footprint_kb", json_integer(ref.footprint_kb));
   json_object_set_new(reply, "load_ms", json_real(load_ms));
   json_object_set_new(reply, "decode_ms", json_real(decode_ms));
   json_object_set_new(reply, "ocr_ms", json_real(ocr_ms));

@@ -12,29 +12,29 @@
 
 static int check_passed, check_failed;
 
-#define CHECK(cond)                                                                                        \
-  do {                                                                                                     \
-    if (cond) {                                                                                            \
-      check_passed++;                                                                                      \
-    } else {                                                                                               \
-      check_failed++;                                                                                      \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                             \
-    }                                                                                                      \
+#define CHECK(cond)                                                                                                    \
+  do {                                                                                                                 \
+    if (cond) {                                                                                                        \
+      check_passed++;                                                                                                  \
+    } else {                                                                                                           \
+      check_failed++;                                                                                                  \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                         \
+    }                                                                                                                  \
   } while (0)
 
-#define CHECK_STR_EQ(a, b)                                                                                 \
-  do {                                                                                                     \
-    const char *check_a_ = (a), *check_b_ = (b);                                                           \
-    if (check_a_ != NULL && check_b_ != NULL && strcmp(check_a_, check_b_) == 0) {                         \
-      check_passed++;                                                                                      \
-    } else {                                                                                               \
-      check_failed++;                                                                                      \
-      fprintf(stderr, "%s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__, check_a_ ? check_a_ : "(null)",     \
-              check_b_ ? check_b_ : "(null)");                                                             \
-    }                                                                                                      \
+#define CHECK_STR_EQ(a, b)                                                                                             \
+  do {                                                                                                                 \
+    const char *check_a_ = (a), *check_b_ = (b);                                                                       \
+    if (check_a_ != NULL && check_b_ != NULL && strcmp(check_a_, check_b_) == 0) {                                     \
+      check_passed++;                                                                                                  \
+    } else {                                                                                                           \
+      check_failed++;                                                                                                  \
+      fprintf(stderr, "%s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__, check_a_ ? check_a_ : "(null)",                 \
+              check_b_ ? check_b_ : "(null)");                                                                         \
+    }                                                                                                                  \
   } while (0)
 
-#define CHECK_DONE()                                                                                       \
+#define CHECK_DONE()                                                                                                   \
   (printf("%d passed, %d failed\n", check_passed, check_failed), check_failed == 0 && check_passed > 0 ? 0 : 1)
 
 #endif
