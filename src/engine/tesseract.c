@@ -199,23 +199,17 @@ static int tess_run_page(op_model_t *m, PIX *input, const op_page_opts_t *opts, 
   text = TessBaseAPIGetUTF8Text(m->api);
   if (opts->formats & OP_FMT_TXT && (rc = op__fragment_write(opts, OP_FMT_TXT, text, err)) < 0)
     goto out;
-  if (opts->formats & OP_FMT_HOCR) {
-    frag = TessBaseAPIGetHOCRText(m->api, (int)opts->page_number);
-    if ((rc = op__fragment_write(opts, OP_FMT_HOCR, frag, err)) < 0)
-      goto out;
-    TessDeleteText(frag);
-    frag = NULL;
-  }
-  if (opts->formats & OP_FMT_TSV) {
-    frag = TessBaseAPIGetTsvText(m->api, (int)opts->page_number);
-    if ((rc = op__fragment_write(opts, OP_FMT_TSV, frag, err)) < 0)
-      goto out;
-    TessDeleteText(frag);
-    frag = NULL;
-  }
-  if (opts->formats & OP_FMT_ALTO) {
-    frag = TessBaseAPIGetAltoText(m->api, (int)opts->page_number);
-    if ((rc = op__fragment_write(opts, OP_FMT_ALTO, frag, err)) < 0)
+  static const struct {
+    op_format_t fmt;
+    char *(*render)(TessBaseAPI *, int page_number);
+  } renderers[] = {{OP_FMT_HOCR, TessBaseAPIGetHOCRText},
+                   {OP_FMT_TSV, TessBaseAPIGetTsvText},
+                   {OP_FMT_ALTO, TessBaseAPIGetAltoText}};
+  for (size_t i = 0; i < sizeof renderers / sizeof renderers[0]; i++) {
+    if (!(opts->formats & renderers[i].fmt))
+      continue;
+    frag = renderers[i].render(m->api, (int)opts->page_number);
+    if ((rc = op__fragment_write(opts, renderers[i].fmt, frag, err)) < 0)
       goto out;
     TessDeleteText(frag);
     frag = NULL;
