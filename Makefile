@@ -10,10 +10,11 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # what it links against, hence the list after it).
 BUILD_PKGS := build-essential cmake pkg-config libtesseract-dev libleptonica-dev \
               libmupdf-dev libmujs-dev libgumbo-dev libopenjp2-7-dev libjbig2dec0-dev \
-              libharfbuzz-dev libfreetype-dev libjpeg-dev zlib1g-dev libjansson-dev
+              libharfbuzz-dev libfreetype-dev libjpeg-dev zlib1g-dev libjansson-dev \
+              libsqlite3-dev libmicrohttpd-dev libcurl4-openssl-dev
 # What running and testing need beyond the build.
 RUN_PKGS   := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
-TEST_PKGS  := poppler-utils libxml2-utils qpdf libtiff-tools tesseract-ocr-deu
+TEST_PKGS  := poppler-utils libxml2-utils qpdf libtiff-tools tesseract-ocr-deu curl
 BENCH_PKGS := ocrmypdf bc
 
 .PHONY: all build deps deps-test run check test test-san bench clean format

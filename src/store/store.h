@@ -1,0 +1,112 @@
+/*
+ * store.h: the durable record of tasks, pages, events and memory samples.
+ *
+ * One interface for every engine: SQLite (embedded, the default: a WAL-mode
+ * database in the data directory) now, PostgreSQL later. A connection belongs
+ * to one thread: each thread that needs the store opens its own. Every call
+ * commits before it returns, so a state change is durable before anyone is
+ * told of it. Never carry a connection across fork/posix_spawn.
+ *
+ * Blobs (uploads, page fragments, results) are files under the data directory
+ * whose names the server makes from task ids; no path ever comes from a request.
+ */
+#ifndef OCRPOOL_STORE_STORE_H
+#define OCRPOOL_STORE_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+/** OP_ENOTFOUND: no such task (an extra code beside util/error.h's). */
+#define OP_ENOTFOUND (-20)
+
+typedef struct op_store_s op_store_t;
+
+/** A task as stored. Strings are fixed-size and NUL-terminated; "" when unset. */
+typedef struct op_task_row_s {
+  char id[40];                /**< made by the server: 32 hex characters */
+  char status[16];            /**< queued, running, succeeded, failed, cancelled */
+  int priority;               /**< 0-9 */
+  double created_at, started_at, finished_at; /**< unix seconds; 0 = not yet */
+  int pages_total, pages_done;
+  int attempts;               /**< page runs started in all */
+  char device[16];            /**< assigned_device */
+  char worker[32];            /**< worker_id of the last page run */
+  int64_t estimated_memory_bytes, peak_memory_bytes;
+  char failure_reason[32];
+  char error[768];            /**< a sentence for a person */
+  char owner[64];             /**< the token name that created it, "" when auth is off */
+  char title[256];            /**< the uploaded file's name, for results */
+  char input_type[8];         /**< png, jpeg, tiff, pdf */
+  char options[1024];         /**< the task options as JSON text */
+  int cancel_requested;
+  int resource_cleanup_completed;
+} op_task_row_t;
+
+/** A page job as stored. */
+typedef struct op_page_row_s {
+  int index;                  /**< 0-based page number in the document */
+  char state[16];             /**< queued, running, done, failed */
+  int attempts, crash_attempts;
+  double started_at, finished_at;
+  int64_t estimated_memory_bytes, peak_memory_bytes;
+  char error[768];
+} op_page_row_t;
+
+/** Opens (creating and migrating) the store in data_dir ("ocrpool.db" there). */
+int op_store_open(const char *data_dir, op_store_t **store, op_error_t *err);
+
+/** Closes the connection. */
+void op_store_close(op_store_t *store);
+
+/** The schema version after migrations. */
+int op_store_schema_version(op_store_t *store);
+
+/** Inserts a new task (with a "created" event). */
+int op_store_task_insert(op_store_t *store, const op_task_row_t *task, op_error_t *err);
+
+/** Reads a task; OP_ENOTFOUND when there is none. */
+int op_store_task_get(op_store_t *store, const char *id, op_task_row_t *task, op_error_t *err);
+
+/** Writes every field of an existing task. */
+int op_store_task_update(op_store_t *store, const op_task_row_t *task, op_error_t *err);
+
+/**
+ * Lists tasks newest first (created_at, then id): status "" = any, owner NULL
+ * = any, after = "" or the id of the last task of the previous page. *rows is
+ * malloc'd, the caller frees it. limit is capped at 1000.
+ */
+int op_store_task_list(op_store_t *store, const char *status, const char *owner, const char *after, int limit,
+                       op_task_row_t **rows, size_t *n, op_error_t *err);
+
+/** Tasks whose status is queued or running, oldest first (for recovery and scheduling). */
+int op_store_tasks_unfinished(op_store_t *store, op_task_row_t **rows, size_t *n, op_error_t *err);
+
+/** How many tasks are queued (not started). */
+int op_store_count_status(op_store_t *store, const char *status, int *count, op_error_t *err);
+
+/** Finished tasks (succeeded, failed, cancelled) that finished before the given time. */
+int op_store_tasks_finished_before(op_store_t *store, double before, op_task_row_t **rows, size_t *n, op_error_t *err);
+
+/** Deletes a task with its pages, events and metrics. */
+int op_store_task_delete(op_store_t *store, const char *id, op_error_t *err);
+
+/** Inserts or replaces one page row of a task. */
+int op_store_page_put(op_store_t *store, const char *task_id, const op_page_row_t *page, op_error_t *err);
+
+/** A task's pages in page order; *rows malloc'd. */
+int op_store_pages(op_store_t *store, const char *task_id, op_page_row_t **rows, size_t *n, op_error_t *err);
+
+/** Appends an event; details is a JSON object or NULL. */
+int op_store_event_add(op_store_t *store, const char *task_id, const char *type, json_t *details, op_error_t *err);
+
+/** A task's events in order as a JSON array of {"time","type","details"}; *events is a new reference. */
+int op_store_events(op_store_t *store, const char *task_id, json_t **events, op_error_t *err);
+
+/** Records a memory sample for a task. */
+int op_store_metric_add(op_store_t *store, const char *task_id, int64_t memory_bytes, const char *device,
+                        const char *stage, op_error_t *err);
+
+#endif
