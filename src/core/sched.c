@@ -1,7 +1,9 @@
 /*
  * sched.c: the scheduler: which job runs next, and what a job's end means.
  *
- * Jobs are chosen by task priority, then task age, then page order. The
+ * Jobs are chosen by task priority (aged: a task gains a level for every
+ * aging_s it waits, so low priorities cannot starve), then task age, then page
+ * order; a retried page waits out an exponential backoff. The
  * supervisor reports each dispatched job exactly once, as a reply or a loss;
  * a job context is either a page (op_page_job_t *) or, for a task's probe and
  * merge stages, the task pointer with its low bit set.
@@ -78,7 +80,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 void op_task_destroy(op_task_t *t) {
   if (t == NULL)
     return;
-  if (t->scratch_dir != NULL)
+  if (t->scratch_dir != NULL && !t->keep_scratch)
     nftw(t->scratch_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   free(t->scratch_dir);
   free(t->input_path);
@@ -114,6 +116,8 @@ void op_sched_config_init(op_sched_config_t *cfg) {
   cfg->page_timeout_ms = 300000;
   cfg->max_attempts = 3;
   cfg->max_crash_attempts = 3;
+  cfg->retry_backoff_s = 0.5;
+  cfg->aging_s = 60;
 }
 
 op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup) {
@@ -146,18 +150,25 @@ int op_sched_add(op_sched_t *s, op_task_t *t, op_error_t *err) {
     s->cap_tasks = cap;
   }
   t->id = ++s->next_task_id;
-  if (asprintf(&t->scratch_dir, "%s/task-%llu", s->cfg.scratch_root, (unsigned long long)t->id) < 0) {
+  if (t->scratch_dir == NULL &&
+      asprintf(&t->scratch_dir, "%s/task-%llu", s->cfg.scratch_root, (unsigned long long)t->id) < 0) {
     t->scratch_dir = NULL;
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory queueing a task");
   }
-  if (mkdir(t->scratch_dir, 0700) < 0) {
-    int e = errno;
-    free(t->scratch_dir);
-    t->scratch_dir = NULL;
-    return op_error_set(err, OP_EIO, "internal", "cannot create scratch directory: %s", strerror(e));
+  if (mkdir(t->scratch_dir, 0700) < 0 && errno != EEXIST)
+    return op_error_set(err, OP_EIO, "internal", "cannot create scratch directory: %s", strerror(errno));
+  t->status = t->started_s > 0 ? OP_TASK_RUNNING : OP_TASK_QUEUED;
+  if (t->queued_s == 0)
+    t->queued_s = now_s();
+  t->stage = t->n_pages > 0 ? STAGE_PAGES : STAGE_PROBE;
+  t->pages_done = t->pages_failed = 0;
+  for (size_t i = 0; i < t->n_pages; i++) {
+    t->pages[i].task = t;
+    if (t->pages[i].state == OP_PAGE_RUNNING)
+      t->pages[i].state = OP_PAGE_QUEUED; /* its run died with the previous process */
+    t->pages_done += t->pages[i].state == OP_PAGE_DONE;
+    t->pages_failed += t->pages[i].state == OP_PAGE_FAILED;
   }
-  t->status = OP_TASK_QUEUED;
-  t->stage = STAGE_PROBE;
   s->tasks[s->n_tasks++] = t;
   return 0;
 }
@@ -346,6 +357,17 @@ static void page_fail(op_sched_t *s, op_page_job_t *p, const op_error_t *e) {
   page_ended(s, p);
 }
 
+/* Queues a page again after a lost or failed run, behind an exponential backoff. */
+static void requeue(op_sched_t *s, op_page_job_t *p, const char *why) {
+  double wait = s->cfg.retry_backoff_s;
+  for (unsigned i = 1; i < p->attempts && wait < 60; i++)
+    wait *= 2;
+  p->state = OP_PAGE_QUEUED;
+  p->not_before_s = now_s() + wait;
+  if (s->cfg.on_retry)
+    s->cfg.on_retry(s->cfg.cb_ctx, p->task, p, why);
+}
+
 /* Fails every page still queued: used when the model cannot load at all. */
 static void fail_queued_pages(op_sched_t *s, op_task_t *t, const op_error_t *e) {
   for (size_t i = 0; i < t->n_pages && t->stage == STAGE_PAGES; i++)
@@ -355,10 +377,17 @@ static void fail_queued_pages(op_sched_t *s, op_task_t *t, const op_error_t *e) 
 
 /* ---- dispatching ---- */
 
-/* The next job to run: the highest-priority, oldest task with work queued. */
+/* A task's priority with aging: one level more for every aging_s it has waited. */
+static double effective_priority(const op_sched_t *s, const op_task_t *t, double now) {
+  double waited = now - t->queued_s;
+  return t->opts.priority + (s->cfg.aging_s > 0 && waited > 0 ? waited / s->cfg.aging_s : 0);
+}
+
+/* The next job to run: the highest (aged) priority, oldest task with work ready. */
 static int next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page) {
   op_task_t *best = NULL;
   op_page_job_t *best_page = NULL;
+  double best_priority = 0, now = now_s();
   for (size_t i = 0; i < s->n_tasks; i++) {
     op_task_t *t = s->tasks[i];
     op_page_job_t *candidate = NULL;
@@ -367,16 +396,18 @@ static int next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page) {
       has_work = 1;
     } else if (t->stage == STAGE_PAGES) {
       for (size_t k = 0; k < t->n_pages; k++) {
-        if (t->pages[k].state == OP_PAGE_QUEUED) {
+        if (t->pages[k].state == OP_PAGE_QUEUED && t->pages[k].not_before_s <= now) {
           candidate = &t->pages[k];
           has_work = 1;
           break;
         }
       }
     }
-    if (has_work && (best == NULL || t->opts.priority > best->opts.priority)) {
+    double priority = has_work ? effective_priority(s, t, now) : 0;
+    if (has_work && (best == NULL || priority > best_priority)) {
       best = t;
       best_page = candidate;
+      best_priority = priority;
     }
   }
   *task = best;
@@ -420,10 +451,14 @@ static void dispatch(op_sched_t *s) {
       t->status = OP_TASK_RUNNING;
       t->started_s = now_s();
     }
-    if (p != NULL)
+    if (p != NULL) {
       p->state = OP_PAGE_RUNNING;
-    else
+      p->worker_id = (unsigned)w;
+      if (s->cfg.on_page_start)
+        s->cfg.on_page_start(s->cfg.cb_ctx, t, p);
+    } else {
       t->stage_running = 1;
+    }
   }
 }
 
@@ -524,7 +559,7 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
                 strcmp(e.reason, "model_unavailable") == 0 || p->attempts >= s->cfg.max_attempts;
     if (!final) {
       op_log_warn("task %llu page %u: %s; trying again", (unsigned long long)t->id, p->index + 1, e.message);
-      p->state = OP_PAGE_QUEUED;
+      requeue(s, p, e.message);
       return;
     }
     page_fail(s, p, &e);
@@ -545,11 +580,52 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
   } else {
     op_log_warn("task %llu page %u: %s; running it again on another worker", (unsigned long long)t->id, p->index + 1,
                 ev->message);
-    p->state = OP_PAGE_QUEUED;
+    requeue(s, p, ev->message);
+  }
+}
+
+void op_sched_cancel(op_sched_t *s, op_task_t *t) {
+  if (t->stage == STAGE_DONE)
+    return;
+  for (size_t i = 0; i < t->n_pages; i++) {
+    if (t->pages[i].state == OP_PAGE_RUNNING)
+      op_supervisor_cancel(s->sup, &t->pages[i]);
+    if (t->pages[i].state == OP_PAGE_RUNNING || t->pages[i].state == OP_PAGE_QUEUED)
+      t->pages[i].state = OP_PAGE_FAILED;
+  }
+  if (t->stage_running)
+    op_supervisor_cancel(s->sup, stage_ctx(t));
+  t->stage_running = 0;
+  op_error_set(&t->error, OP_EINTERNAL, "cancelled", "the task was cancelled");
+  t->status = OP_TASK_CANCELLED;
+  task_ended(s, t);
+}
+
+void op_sched_fail(op_sched_t *s, op_task_t *t, const op_error_t *error) {
+  if (t->stage == STAGE_DONE)
+    return;
+  for (size_t i = 0; i < t->n_pages; i++)
+    if (t->pages[i].state == OP_PAGE_RUNNING)
+      op_supervisor_cancel(s->sup, &t->pages[i]);
+  if (t->stage_running)
+    op_supervisor_cancel(s->sup, stage_ctx(t));
+  t->stage_running = 0;
+  task_fail(s, t, error);
+}
+
+/* Tasks restored after a restart with every page already ended: only the results remain. */
+static void finish_restored(op_sched_t *s) {
+  for (size_t i = 0; i < s->n_tasks; i++) {
+    op_task_t *t = s->tasks[i];
+    if (t->stage == STAGE_PAGES && t->n_pages > 0 && t->pages_done + t->pages_failed == t->n_pages) {
+      pages_ended(s, t);
+      i = (size_t)-1; /* the list may have changed */
+    }
   }
 }
 
 int op_sched_step(op_sched_t *s, int timeout_ms, op_error_t *err) {
+  finish_restored(s);
   dispatch(s);
   op_sup_event_t ev;
   int rc = op_supervisor_poll(s->sup, timeout_ms, &ev, err);

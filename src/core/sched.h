@@ -61,6 +61,8 @@ typedef struct op_page_job_s {
   unsigned crash_attempts; /**< runs lost to a dying worker */
   op_error_t error;        /**< why it failed */
   long peak_rss_kb;        /**< the worker's peak resident memory when it finished */
+  double not_before_s;     /**< a retried page waits until then (exponential backoff) */
+  unsigned worker_id;      /**< the worker that ran it last */
   double ocr_ms;
   int rotated_deg;
 } op_page_job_t;
@@ -71,14 +73,15 @@ typedef struct op_task_s {
   char *title;        /**< the name shown in results */
   op_doc_type_t type; /**< sniffed before the task is added */
   op_task_opts_t opts;
-  char *scratch_dir; /**< created by the scheduler, removed by op_task_destroy */
+  char *scratch_dir; /**< fragments and results; the scheduler makes one unless the caller set it */
+  int keep_scratch;  /**< op_task_destroy leaves scratch_dir alone (the server keeps results there) */
   op_task_status_t status;
   op_page_job_t *pages; /**< the selected pages, in page order */
   size_t n_pages, pages_done, pages_failed;
   uint32_t page_count; /**< pages in the document */
   op_error_t error;    /**< the first failure */
   long peak_rss_kb;    /**< the largest worker peak seen by its jobs */
-  double started_s, finished_s;
+  double queued_s, started_s, finished_s;
   void *user; /**< for the caller */
   /* internal */
   int stage;
@@ -103,8 +106,10 @@ const char *op_task_status_name(op_task_status_t status);
 
 typedef struct op_sched_s op_sched_t;
 
-/** Called when a page ends (done or failed), and when a task ends. */
+/** Called when a page starts or ends (done or failed), and when a task ends. */
 typedef void (*op_page_cb)(void *ctx, op_task_t *task, op_page_job_t *page);
+/** Called when a page is queued again after a lost or failed run. */
+typedef void (*op_retry_cb)(void *ctx, op_task_t *task, op_page_job_t *page, const char *why);
 typedef void (*op_task_cb)(void *ctx, op_task_t *task);
 
 typedef struct op_sched_config_s {
@@ -112,6 +117,10 @@ typedef struct op_sched_config_s {
   unsigned page_timeout_ms;    /**< default 300000 */
   unsigned max_attempts;       /**< runs of one page in all, default 3 */
   unsigned max_crash_attempts; /**< runs lost to a crash before the page fails, default 3 */
+  double retry_backoff_s;      /**< the first retry waits this long, each next one twice as long; default 0.5 */
+  double aging_s;              /**< a waiting task gains one priority level per aging_s; default 60 */
+  op_page_cb on_page_start;    /**< may be NULL */
+  op_retry_cb on_retry;        /**< may be NULL */
   op_page_cb on_page;
   op_task_cb on_task;
   void *cb_ctx;
@@ -126,8 +135,19 @@ op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup);
 /** Frees the scheduler (not its tasks or supervisor). */
 void op_sched_destroy(op_sched_t *sched);
 
-/** Queues a task (not owned; it must outlive its done callback). Creates its scratch directory. */
+/**
+ * Queues a task (not owned; it must outlive its done callback). Creates its
+ * scratch directory unless task->scratch_dir is set. A task whose pages are
+ * already known (restored after a restart: task->pages set, done pages marked
+ * OP_PAGE_DONE) skips the probe and runs only its unfinished pages.
+ */
 int op_sched_add(op_sched_t *sched, op_task_t *task, op_error_t *err);
+
+/** Cancels a task: queued pages are dropped, running ones killed with their workers; on_task fires. */
+void op_sched_cancel(op_sched_t *sched, op_task_t *task);
+
+/** Fails a task now (queue timeout and the like), stopping its running jobs; on_task fires. */
+void op_sched_fail(op_sched_t *sched, op_task_t *task, const op_error_t *error);
 
 /** Dispatches what can run and waits up to timeout_ms for one event. <0 on a fatal error. */
 int op_sched_step(op_sched_t *sched, int timeout_ms, op_error_t *err);
