@@ -18,6 +18,9 @@ enum {
 /** `ocrpool ocr`: OCR documents with a local worker pool. */
 int op_cli_ocr(int argc, char **argv);
 
+/** `ocrpool serve`: the HTTP task server. */
+int op_cli_serve(int argc, char **argv);
+
 /** `ocrpool worker`: the worker process (started by a supervisor, not by hand). */
 int op_cli_worker(int argc, char **argv);
 

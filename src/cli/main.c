@@ -11,6 +11,7 @@ static void usage(FILE *out) {
         "\n"
         "Commands:\n"
         "  ocr FILE...    OCR files here and now, no server needed (text to stdout by default)\n"
+        "  serve          run the HTTP task server (docs/api.md)\n"
         "  worker         a worker process (started by ocrpool itself)\n"
         "\n"
         "Options:\n"
@@ -38,6 +39,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "ocr") == 0)
     return op_cli_ocr(argc - 1, argv + 1);
+  if (strcmp(cmd, "serve") == 0)
+    return op_cli_serve(argc - 1, argv + 1);
   if (strcmp(cmd, "worker") == 0)
     return op_cli_worker(argc - 1, argv + 1);
   fprintf(stderr, "ocrpool: unknown command \"%s\"\n", cmd);

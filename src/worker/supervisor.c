@@ -70,6 +70,7 @@ struct op_supervisor_s {
   unsigned n_slots;
   uint64_t next_job_id;
   unsigned restarts;
+  int wake_fd; /* readable = return from poll early; -1 = none */
   op_sup_event_t events[MAX_EVENTS];
   unsigned ev_head, ev_count;
 };
@@ -290,6 +291,7 @@ int op_supervisor_create(const op_supervisor_config_t *cfg, op_supervisor_t **ou
   if (sup == NULL)
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory creating the worker pool");
   sup->cfg = *cfg;
+  sup->wake_fd = -1;
   if (sup->cfg.workers == 0)
     sup->cfg.workers = 1;
   snprintf(sup->device, sizeof sup->device, "%s", cfg->device ? cfg->device : "cpu");
@@ -417,6 +419,10 @@ unsigned op_supervisor_pids(const op_supervisor_t *sup, pid_t *pids, unsigned ma
   return n;
 }
 
+void op_supervisor_set_wake_fd(op_supervisor_t *sup, int fd) {
+  sup->wake_fd = fd;
+}
+
 unsigned op_supervisor_restarts(const op_supervisor_t *sup) {
   return sup->restarts;
 }
@@ -528,8 +534,8 @@ int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev,
     if (take_event(sup, ev))
       return 1;
 
-    struct pollfd pfd[256];
-    unsigned map[256];
+    struct pollfd pfd[257];
+    unsigned map[257];
     unsigned n = 0;
     int dying = 0;
     for (unsigned i = 0; i < sup->n_slots && n < 256; i++) {
@@ -540,6 +546,11 @@ int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev,
       }
       dying |= sup->slots[i].state == SLOT_DYING || sup->slots[i].state == SLOT_EMPTY;
     }
+    unsigned wake_at = n;
+    if (sup->wake_fd >= 0) {
+      pfd[n].fd = sup->wake_fd;
+      pfd[n++].events = POLLIN;
+    }
     uint64_t now = now_ms();
     /* Wake often enough for reaping, deadlines and heartbeats. */
     int wait = (int)(until > now ? until - now : 0);
@@ -549,8 +560,10 @@ int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev,
     int r = poll(pfd, n, wait);
     if (r < 0 && errno != EINTR)
       return op_error_set(err, OP_EINTERNAL, NULL, "poll failed: %s", strerror(errno));
+    if (r > 0 && sup->wake_fd >= 0 && pfd[wake_at].revents != 0)
+      return 0; /* someone has news for our caller; it drains the fd */
     for (unsigned k = 0; r > 0 && k < n; k++) {
-      if (pfd[k].revents == 0)
+      if (pfd[k].revents == 0 || k == wake_at)
         continue;
       slot_t *s = &sup->slots[map[k]];
       int rc = op_proto_reader_fill(&s->reader, s->fd);

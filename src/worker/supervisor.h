@@ -85,6 +85,9 @@ int op_supervisor_cancel(op_supervisor_t *sup, void *job_ctx);
 /** Copies up to max worker pids into pids; returns how many workers are alive. */
 unsigned op_supervisor_pids(const op_supervisor_t *sup, pid_t *pids, unsigned max);
 
+/** Makes op_supervisor_poll return 0 early when fd becomes readable (the caller drains it); -1 = none. */
+void op_supervisor_set_wake_fd(op_supervisor_t *sup, int fd);
+
 /** Worker restarts since creation (crashes, timeouts, silent workers). */
 unsigned op_supervisor_restarts(const op_supervisor_t *sup);
 

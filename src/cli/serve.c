@@ -1,0 +1,182 @@
+/*
+ * serve.c: `ocrpool serve`: the durable OCR task server.
+ *
+ * The main thread runs the task service (scheduler, workers, store); the HTTP
+ * server answers on its own threads. SIGTERM or SIGINT: stop accepting, stop
+ * the workers, exit 0; tasks in flight stay recorded and resume at the next
+ * start.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/service.h"
+#include "http/http.h"
+#include "util/log.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+static void usage(FILE *out) {
+  fputs("Usage: ocrpool serve [OPTIONS]\n"
+        "\n"
+        "Serve the OCR task API (docs/api.md) with a pool of worker processes.\n"
+        "\n"
+        "Options:\n"
+        "      --listen ADDR:PORT    where to listen (default 127.0.0.1:8080; port 0 picks one)\n"
+        "      --data-dir DIR        database, uploads and results (default ./var)\n"
+        "      --workers N           worker processes (default: usable cores)\n"
+        "      --tokens FILE         bearer tokens, `TOKEN SCOPE NAME` a line (default: no auth)\n"
+        "      --max-queue N         tasks waiting before submissions get 429 (default 100)\n"
+        "      --queue-timeout SEC   a task not started by then fails (default 300)\n"
+        "      --page-timeout SEC    a page running longer is killed and retried (default 300)\n"
+        "      --retention-days N    finished tasks are removed after N days (default 7)\n"
+        "      --max-input-size N    largest upload in bytes (K, M, G suffixes; default 256M)\n"
+        "      --port-file FILE      write the bound port there once listening\n"
+        "      --log-level LEVEL     debug, info (default), warn, error\n"
+        "  -h, --help                show this help\n",
+        out);
+}
+
+static int parse_num(const char *s, unsigned long max, unsigned long *out) {
+  char *end;
+  unsigned long v = strtoul(s, &end, 10);
+  unsigned long mult = 1;
+  if (*end == 'K' || *end == 'k')
+    mult = 1024, end++;
+  else if (*end == 'M' || *end == 'm')
+    mult = 1024 * 1024, end++;
+  else if (*end == 'G' || *end == 'g')
+    mult = 1024ul * 1024 * 1024, end++;
+  if (end == s || *end != '\0' || v > max / mult)
+    return -1;
+  *out = v * mult;
+  return 0;
+}
+
+int op_cli_serve(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"listen", required_argument, NULL, 'l'},        {"data-dir", required_argument, NULL, 'd'},
+      {"workers", required_argument, NULL, 'w'},       {"tokens", required_argument, NULL, 't'},
+      {"max-queue", required_argument, NULL, 'q'},     {"queue-timeout", required_argument, NULL, 'Q'},
+      {"page-timeout", required_argument, NULL, 'P'},  {"retention-days", required_argument, NULL, 'r'},
+      {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
+      {"log-level", required_argument, NULL, 'L'},     {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  op_service_config_t scfg;
+  op_service_config_init(&scfg);
+  op_http_config_t hcfg;
+  op_http_config_init(&hcfg);
+  const char *port_file = NULL;
+  int level = OP_LOG_INFO;
+  const char *level_name = NULL;
+  unsigned long v;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'l':
+      hcfg.listen = optarg;
+      break;
+    case 'd':
+      scfg.data_dir = optarg;
+      break;
+    case 't':
+      hcfg.tokens_file = optarg;
+      break;
+    case 'p':
+      port_file = optarg;
+      break;
+    case 'L':
+      if (op_log_level_parse(optarg) < 0) {
+        fprintf(stderr, "ocrpool serve: bad --log-level \"%s\"\n", optarg);
+        return OP_EXIT_USAGE;
+      }
+      level = op_log_level_parse(optarg);
+      level_name = optarg;
+      break;
+    case 'h':
+      usage(stdout);
+      return OP_EXIT_OK;
+    case 'w':
+    case 'q':
+    case 'Q':
+    case 'P':
+    case 'r':
+    case 'm':
+      if (parse_num(optarg, c == 'm' ? (1ul << 40) : 1000000ul, &v) < 0 || (v == 0 && c != 'r')) {
+        const char *name = "";
+        for (const struct option *o = longopts; o->name != NULL; o++)
+          if (o->val == c)
+            name = o->name;
+        fprintf(stderr, "ocrpool serve: bad value \"%s\" for --%s\n", optarg, name);
+        return OP_EXIT_USAGE;
+      }
+      if (c == 'w')
+        scfg.workers = (unsigned)v;
+      else if (c == 'q')
+        scfg.max_queue = (unsigned)v;
+      else if (c == 'Q')
+        scfg.queue_timeout_s = (unsigned)v;
+      else if (c == 'P')
+        scfg.page_timeout_s = (unsigned)v;
+      else if (c == 'r')
+        scfg.retention_s = (unsigned)v * 86400u;
+      else
+        scfg.limits.max_input_bytes = v;
+      break;
+    default:
+      fputs("Try `ocrpool serve --help`.\n", stderr);
+      return OP_EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "ocrpool serve: unexpected argument \"%s\"\n", argv[optind]);
+    return OP_EXIT_USAGE;
+  }
+  op_log_init((op_log_level_t)level, "serve");
+  scfg.log_level = level_name;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  op_error_t e;
+  op_service_t *svc = NULL;
+  op_http_t *http = NULL;
+  int status = OP_EXIT_OK;
+  if (op_service_create(&scfg, &svc, &e) < 0) {
+    fprintf(stderr, "ocrpool serve: %s\n", e.message);
+    return e.code == OP_EUSAGE ? OP_EXIT_USAGE : OP_EXIT_INTERNAL;
+  }
+  if (op_http_start(&hcfg, svc, &http, &e) < 0) {
+    fprintf(stderr, "ocrpool serve: %s\n", e.message);
+    op_service_destroy(svc);
+    return e.code == OP_EUSAGE ? OP_EXIT_USAGE : OP_EXIT_INTERNAL;
+  }
+  op_log_info("listening on port %u, data in %s", op_http_port(http), scfg.data_dir);
+  if (port_file != NULL) {
+    FILE *f = fopen(port_file, "w");
+    if (f != NULL) {
+      fprintf(f, "%u\n", op_http_port(http));
+      fclose(f);
+    }
+  }
+  if (op_service_run(svc, &stop_requested, &e) < 0) {
+    fprintf(stderr, "ocrpool serve: %s\n", e.message);
+    status = OP_EXIT_INTERNAL;
+  }
+  op_log_info("stopping");
+  op_http_stop(http);
+  op_service_destroy(svc);
+  return status;
+}

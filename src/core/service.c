@@ -1,0 +1,696 @@
+/*
+ * service.c: tasks from the store, run by the scheduler, recorded back.
+ *
+ * The service thread loops: it loads tasks that are queued in the store and
+ * not yet scheduled, applies cancellations other threads asked for, fails
+ * tasks that waited past the queue timeout, runs one scheduler step, and now
+ * and then removes tasks past their retention. The scheduler's callbacks
+ * write every page start, end and retry, and every task end, to the store
+ * (with an event) before anything else happens, so a kill -9 at any moment
+ * leaves a record that the next start resumes from: pages that were done stay
+ * done (their fragments are on disk), pages that were running run again.
+ */
+#include "core/service.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "worker/supervisor.h"
+
+#define POOL_MAX 16
+#define MAX_CANCELS 256
+
+typedef struct active_s {
+  op_task_t *task;
+  op_task_row_t row;
+  int pages_recorded; /* page rows written after the probe */
+} active_t;
+
+struct op_service_s {
+  op_service_config_t cfg;
+  char data_dir[512];
+  char tasks_dir[600];
+  op_store_t *store; /* the service thread's own */
+  op_supervisor_t *sup;
+  op_sched_t *sched;
+  int wake[2];
+  active_t **active;
+  size_t n_active, cap_active;
+  pthread_mutex_t lock; /* guards pool and cancels */
+  op_store_t *pool[POOL_MAX];
+  size_t pool_n;
+  char cancels[MAX_CANCELS][40];
+  size_t n_cancels;
+  volatile int draining;
+  double last_retention;
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void op_service_config_init(op_service_config_t *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->data_dir = "./var";
+  cfg->workers = op_usable_cores();
+  cfg->max_queue = 100;
+  cfg->queue_timeout_s = 300;
+  cfg->page_timeout_s = 300;
+  cfg->retention_s = 7 * 24 * 3600;
+  cfg->max_attempts = 3;
+  op_doc_limits_init(&cfg->limits);
+}
+
+const op_service_config_t *op_service_config(const op_service_t *svc) {
+  return &svc->cfg;
+}
+
+int op_service_draining(const op_service_t *svc) {
+  return svc->draining;
+}
+
+void op_service_new_id(char id[40]) {
+  unsigned char raw[16];
+  if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+    /* getrandom cannot fail for 16 bytes once the pool is ready; be safe anyway */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    for (size_t i = 0; i < sizeof raw; i++)
+      raw[i] = (unsigned char)((ts.tv_nsec >> (i % 8)) ^ (getpid() >> (i % 4)) ^ rand());
+  }
+  for (size_t i = 0; i < sizeof raw; i++)
+    snprintf(id + 2 * i, 3, "%02x", raw[i]);
+}
+
+char *op_service_task_dir(const op_service_t *svc, const char *id) {
+  char *p = NULL;
+  if (asprintf(&p, "%s/%s", svc->tasks_dir, id) < 0)
+    return NULL;
+  return p;
+}
+
+static void wake(op_service_t *svc) {
+  char c = 1;
+  ssize_t w = write(svc->wake[1], &c, 1); /* a full pipe already means "wake up" */
+  (void)w;
+}
+
+/* ---- the store pool for other threads ---- */
+
+int op_service_store_get(op_service_t *svc, op_store_t **store, op_error_t *err) {
+  pthread_mutex_lock(&svc->lock);
+  op_store_t *st = svc->pool_n > 0 ? svc->pool[--svc->pool_n] : NULL;
+  pthread_mutex_unlock(&svc->lock);
+  if (st == NULL && op_store_open(svc->data_dir, &st, err) < 0)
+    return err ? err->code : OP_EIO;
+  *store = st;
+  return 0;
+}
+
+void op_service_store_put(op_service_t *svc, op_store_t *store) {
+  if (store == NULL)
+    return;
+  pthread_mutex_lock(&svc->lock);
+  if (svc->pool_n < POOL_MAX) {
+    svc->pool[svc->pool_n++] = store;
+    store = NULL;
+  }
+  pthread_mutex_unlock(&svc->lock);
+  op_store_close(store);
+}
+
+int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err) {
+  op_store_t *st;
+  int rc = op_service_store_get(svc, &st, err);
+  if (rc < 0)
+    return rc;
+  snprintf(task->status, sizeof task->status, "queued");
+  task->created_at = now_s();
+  rc = op_store_task_insert(st, task, err);
+  if (rc == 0)
+    rc = op_store_event_add(st, task->id, "queued", NULL, err);
+  op_service_store_put(svc, st);
+  if (rc == 0)
+    wake(svc);
+  return rc;
+}
+
+void op_service_cancel(op_service_t *svc, const char *id) {
+  pthread_mutex_lock(&svc->lock);
+  if (svc->n_cancels < MAX_CANCELS)
+    snprintf(svc->cancels[svc->n_cancels++], 40, "%s", id);
+  pthread_mutex_unlock(&svc->lock);
+  wake(svc);
+}
+
+/* ---- the task as JSON ---- */
+
+json_t *op_service_time_json(double t) {
+  if (t <= 0)
+    return json_null();
+  time_t sec = (time_t)t;
+  struct tm tm;
+  gmtime_r(&sec, &tm);
+  char buf[96];
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+           tm.tm_hour, tm.tm_min, tm.tm_sec, (int)((t - (double)sec) * 1000));
+  return json_string(buf);
+}
+
+static json_t *str_or_null(const char *s) {
+  return s[0] ? json_string(s) : json_null();
+}
+
+json_t *op_service_task_json(const op_task_row_t *t) {
+  json_error_t je;
+  json_t *opts = json_loads(t->options, 0, &je);
+  json_t *j = json_pack(
+      "{s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "id", t->id, "status",
+      t->status, "priority", t->priority, "created_at", op_service_time_json(t->created_at), "started_at",
+      op_service_time_json(t->started_at), "finished_at", op_service_time_json(t->finished_at), "pages_total", t->pages_total, "pages_done",
+      t->pages_done, "attempts", t->attempts, "device", str_or_null(t->device), "worker", str_or_null(t->worker),
+      "estimated_memory_bytes", (json_int_t)t->estimated_memory_bytes, "peak_memory_bytes",
+      (json_int_t)t->peak_memory_bytes, "failure_reason", str_or_null(t->failure_reason), "error",
+      str_or_null(t->error), "title", str_or_null(t->title), "formats", json_array());
+  const char *names = json_string_value(json_object_get(opts, "format"));
+  char buf[64];
+  snprintf(buf, sizeof buf, "%s", names ? names : "txt");
+  for (char *save = NULL, *f = strtok_r(buf, ",", &save); f != NULL; f = strtok_r(NULL, ",", &save))
+    json_array_append_new(json_object_get(j, "formats"), json_string(f));
+  json_decref(opts);
+  return j;
+}
+
+/* ---- options: from the stored JSON to the scheduler's ---- */
+
+static int task_opts_from_json(const char *text, op_task_opts_t *o, op_error_t *err) {
+  json_error_t je;
+  json_t *j = json_loads(text, 0, &je);
+  if (j == NULL)
+    return op_error_set(err, OP_EINTERNAL, "internal", "stored options are not JSON: %s", je.text);
+  op_task_opts_init(o);
+  int rc = 0;
+  const char *formats = json_string_value(json_object_get(j, "format"));
+  if (formats != NULL && (rc = op_format_parse(formats, &o->formats, err)) < 0)
+    goto out;
+  const char *lang = json_string_value(json_object_get(j, "lang"));
+  if (lang != NULL)
+    snprintf(o->model.lang, sizeof o->model.lang, "%s", lang);
+  const char *engine = json_string_value(json_object_get(j, "engine"));
+  if (engine != NULL)
+    snprintf(o->model.engine, sizeof o->model.engine, "%s", engine);
+  if (json_is_integer(json_object_get(j, "psm")))
+    o->psm = (int)json_integer_value(json_object_get(j, "psm"));
+  if (json_is_integer(json_object_get(j, "dpi"))) {
+    o->limits.dpi = (int)json_integer_value(json_object_get(j, "dpi"));
+    o->user_dpi = o->limits.dpi;
+  }
+  o->rotate_pages = json_is_true(json_object_get(j, "rotate_pages"));
+  if (json_is_integer(json_object_get(j, "priority")))
+    o->priority = (int)json_integer_value(json_object_get(j, "priority"));
+  const char *pages = json_string_value(json_object_get(j, "pages"));
+  o->pages = pages != NULL ? strdup(pages) : NULL; /* op_task_create copies it; freed below */
+out:
+  json_decref(j);
+  return rc;
+}
+
+/* ---- recording what the scheduler does ---- */
+
+static active_t *find_active(op_service_t *svc, const op_task_t *t) {
+  for (size_t i = 0; i < svc->n_active; i++)
+    if (svc->active[i]->task == t)
+      return svc->active[i];
+  return NULL;
+}
+
+static void log_store_error(const char *what, const op_error_t *e) {
+  op_log_error("store: %s: %s", what, e->message);
+}
+
+static void save_row(op_service_t *svc, active_t *a) {
+  op_error_t e;
+  if (op_store_task_update(svc->store, &a->row, &e) < 0)
+    log_store_error("updating a task", &e);
+}
+
+static void save_page(op_service_t *svc, active_t *a, const op_page_job_t *p, const char *state) {
+  op_page_row_t row;
+  memset(&row, 0, sizeof row);
+  row.index = (int)p->index;
+  snprintf(row.state, sizeof row.state, "%s", state);
+  row.attempts = (int)p->attempts;
+  row.crash_attempts = (int)p->crash_attempts;
+  row.peak_memory_bytes = (int64_t)p->peak_rss_kb * 1024;
+  if (p->state == OP_PAGE_FAILED)
+    snprintf(row.error, sizeof row.error, "%s", p->error.message);
+  op_error_t e;
+  if (op_store_page_put(svc->store, a->row.id, &row, &e) < 0)
+    log_store_error("recording a page", &e);
+}
+
+static void event(op_service_t *svc, active_t *a, const char *type, json_t *details) {
+  op_error_t e;
+  if (op_store_event_add(svc->store, a->row.id, type, details, &e) < 0)
+    log_store_error("recording an event", &e);
+  json_decref(details);
+}
+
+static void on_page_start(void *ctx, op_task_t *t, op_page_job_t *p) {
+  op_service_t *svc = ctx;
+  active_t *a = find_active(svc, t);
+  if (a == NULL)
+    return;
+  if (!a->pages_recorded) {
+    /* First page of the task: the probe is done, the page list is known. */
+    for (size_t i = 0; i < t->n_pages; i++)
+      if (&t->pages[i] != p)
+        save_page(svc, a, &t->pages[i], t->pages[i].state == OP_PAGE_DONE ? "done" : "queued");
+    a->pages_recorded = 1;
+    a->row.pages_total = (int)t->n_pages;
+  }
+  if (strcmp(a->row.status, "queued") == 0) {
+    snprintf(a->row.status, sizeof a->row.status, "running");
+    a->row.started_at = now_s();
+    snprintf(a->row.device, sizeof a->row.device, "cpu");
+    event(svc, a, "started", NULL);
+    event(svc, a, "resource_acquired", json_pack("{s:s}", "device", "cpu"));
+  }
+  a->row.attempts++;
+  snprintf(a->row.worker, sizeof a->row.worker, "worker%u", p->worker_id);
+  save_page(svc, a, p, "running");
+  save_row(svc, a);
+  event(svc, a, "page_started",
+        json_pack("{s:i, s:i, s:s}", "page", (int)p->index + 1, "attempt", (int)p->attempts, "worker", a->row.worker));
+}
+
+static void on_retry(void *ctx, op_task_t *t, op_page_job_t *p, const char *why) {
+  op_service_t *svc = ctx;
+  active_t *a = find_active(svc, t);
+  if (a == NULL)
+    return;
+  save_page(svc, a, p, "queued");
+  event(svc, a, "retried", json_pack("{s:i, s:i, s:s}", "page", (int)p->index + 1, "attempt", (int)p->attempts,
+                                     "reason", why ? why : ""));
+}
+
+static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
+  op_service_t *svc = ctx;
+  active_t *a = find_active(svc, t);
+  if (a == NULL)
+    return;
+  int done = p->state == OP_PAGE_DONE;
+  save_page(svc, a, p, done ? "done" : "failed");
+  a->row.pages_done = (int)t->pages_done;
+  a->row.pages_total = (int)t->n_pages;
+  int64_t peak = (int64_t)p->peak_rss_kb * 1024;
+  if (peak > a->row.peak_memory_bytes)
+    a->row.peak_memory_bytes = peak;
+  save_row(svc, a);
+  op_error_t e;
+  if (op_store_metric_add(svc->store, a->row.id, peak, "cpu", "page", &e) < 0)
+    log_store_error("recording a memory sample", &e);
+  if (done)
+    event(svc, a, "page_done", json_pack("{s:i, s:I}", "page", (int)p->index + 1, "peak_memory_bytes", (json_int_t)peak));
+  else
+    event(svc, a, "page_failed", json_pack("{s:i, s:s}", "page", (int)p->index + 1, "error", p->error.message));
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  remove(path);
+  return 0;
+}
+
+/* Removes a finished task's page fragments, keeping its input and results. */
+static void remove_fragments(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] == 'p' && strspn(de->d_name + 1, "0123456789") == 6) {
+      char path[1024];
+      snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+      unlink(path);
+    }
+  }
+  closedir(d);
+}
+
+static void on_task_end(void *ctx, op_task_t *t) {
+  op_service_t *svc = ctx;
+  active_t *a = find_active(svc, t);
+  if (a == NULL)
+    return;
+  const char *status = t->status == OP_TASK_SUCCEEDED ? "succeeded"
+                       : t->status == OP_TASK_CANCELLED ? "cancelled"
+                                                         : "failed";
+  snprintf(a->row.status, sizeof a->row.status, "%s", status);
+  a->row.finished_at = now_s();
+  a->row.pages_done = (int)t->pages_done;
+  a->row.pages_total = (int)t->n_pages;
+  if (t->status != OP_TASK_SUCCEEDED) {
+    snprintf(a->row.failure_reason, sizeof a->row.failure_reason, "%s",
+             t->error.reason[0] ? t->error.reason : "internal");
+    snprintf(a->row.error, sizeof a->row.error, "%s", t->error.message);
+  }
+  event(svc, a, "cleanup_started", NULL);
+  remove_fragments(t->scratch_dir);
+  a->row.resource_cleanup_completed = 1;
+  event(svc, a, "resource_released", json_pack("{s:s}", "device", "cpu"));
+  event(svc, a, "cleanup_completed", NULL);
+  save_row(svc, a);
+  if (t->status == OP_TASK_SUCCEEDED)
+    event(svc, a, "succeeded", json_pack("{s:i}", "pages", (int)t->pages_done));
+  else
+    event(svc, a, status, json_pack("{s:s, s:s}", "reason", a->row.failure_reason, "error", a->row.error));
+  /* The scheduler is done with it; forget it (its files stay for the results). */
+  for (size_t i = 0; i < svc->n_active; i++) {
+    if (svc->active[i] == a) {
+      svc->active[i] = svc->active[--svc->n_active];
+      break;
+    }
+  }
+  op_task_destroy(t);
+  free(a);
+}
+
+/* ---- loading tasks from the store ---- */
+
+static int is_active(const op_service_t *svc, const char *id) {
+  for (size_t i = 0; i < svc->n_active; i++)
+    if (strcmp(svc->active[i]->row.id, id) == 0)
+      return 1;
+  return 0;
+}
+
+/* The pages a restarted task already has: done ones keep their fragments. */
+static void restore_pages(op_service_t *svc, active_t *a) {
+  op_page_row_t *rows = NULL;
+  size_t n = 0;
+  op_error_t e;
+  if (op_store_pages(svc->store, a->row.id, &rows, &n, &e) < 0 || n == 0) {
+    free(rows);
+    return;
+  }
+  op_task_t *t = a->task;
+  t->pages = calloc(n, sizeof *t->pages);
+  if (t->pages == NULL) {
+    free(rows);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    op_page_job_t *p = &t->pages[i];
+    p->task = t;
+    p->index = (uint32_t)rows[i].index;
+    p->attempts = (unsigned)rows[i].attempts;
+    p->crash_attempts = (unsigned)rows[i].crash_attempts;
+    if (strcmp(rows[i].state, "done") == 0) {
+      p->state = OP_PAGE_DONE;
+    } else if (strcmp(rows[i].state, "failed") == 0) {
+      p->state = OP_PAGE_FAILED;
+      op_error_set(&p->error, OP_EINTERNAL, "internal", "%s", rows[i].error);
+    } else {
+      p->state = OP_PAGE_QUEUED;
+    }
+  }
+  t->n_pages = n;
+  a->pages_recorded = 1;
+  free(rows);
+}
+
+static void schedule_row(op_service_t *svc, const op_task_row_t *row) {
+  op_error_t e;
+  op_task_opts_t opts;
+  active_t *a = calloc(1, sizeof *a);
+  char *dir = op_service_task_dir(svc, row->id);
+  char *input = NULL;
+  if (a == NULL || dir == NULL || asprintf(&input, "%s/input", dir) < 0) {
+    free(a);
+    free(dir);
+    return;
+  }
+  a->row = *row;
+  int rc = task_opts_from_json(row->options, &opts, &e);
+  if (rc == 0) {
+    opts.limits.max_pages = svc->cfg.limits.max_pages;
+    opts.limits.max_page_pixels = svc->cfg.limits.max_page_pixels;
+    a->task = op_task_create(input, row->title[0] ? row->title : "document", op_doc_type_from_name(row->input_type),
+                             &opts);
+    free((char *)opts.pages);
+  }
+  if (a->task == NULL) {
+    op_log_error("task %s cannot be scheduled: %s", row->id, rc < 0 ? e.message : "out of memory");
+    free(a);
+    free(dir);
+    free(input);
+    return;
+  }
+  a->task->scratch_dir = dir;
+  a->task->keep_scratch = 1;
+  a->task->started_s = row->started_at;
+  a->task->queued_s = row->created_at;
+  restore_pages(svc, a);
+  if (svc->n_active == svc->cap_active) {
+    size_t cap = svc->cap_active ? svc->cap_active * 2 : 64;
+    active_t **na = realloc(svc->active, cap * sizeof *na);
+    if (na == NULL) {
+      op_task_destroy(a->task);
+      free(a);
+      free(input);
+      return;
+    }
+    svc->active = na;
+    svc->cap_active = cap;
+  }
+  svc->active[svc->n_active++] = a;
+  if (op_sched_add(svc->sched, a->task, &e) < 0) {
+    op_log_error("task %s cannot be scheduled: %s", row->id, e.message);
+    svc->n_active--;
+    op_task_destroy(a->task);
+    free(a);
+  }
+  free(input);
+}
+
+static void load_tasks(op_service_t *svc) {
+  op_task_row_t *rows = NULL;
+  size_t n = 0;
+  op_error_t e;
+  if (op_store_tasks_unfinished(svc->store, &rows, &n, &e) < 0) {
+    log_store_error("listing unfinished tasks", &e);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!is_active(svc, rows[i].id))
+      schedule_row(svc, &rows[i]);
+  free(rows);
+}
+
+static void apply_cancels(op_service_t *svc) {
+  char ids[MAX_CANCELS][40];
+  pthread_mutex_lock(&svc->lock);
+  size_t n = svc->n_cancels;
+  memcpy(ids, svc->cancels, n * sizeof ids[0]);
+  svc->n_cancels = 0;
+  pthread_mutex_unlock(&svc->lock);
+  for (size_t k = 0; k < n; k++) {
+    for (size_t i = 0; i < svc->n_active; i++) {
+      if (strcmp(svc->active[i]->row.id, ids[k]) == 0) {
+        op_sched_cancel(svc->sched, svc->active[i]->task); /* on_task_end records and frees it */
+        break;
+      }
+    }
+  }
+}
+
+static void expire_queued(op_service_t *svc) {
+  double now = now_s();
+  for (size_t i = 0; i < svc->n_active; i++) {
+    active_t *a = svc->active[i];
+    if (strcmp(a->row.status, "queued") == 0 && svc->cfg.queue_timeout_s > 0 &&
+        now - a->row.created_at > svc->cfg.queue_timeout_s) {
+      op_error_t e;
+      op_error_set(&e, OP_ETIMEOUT, "queue_timeout", "the task waited %u s in the queue without starting",
+                   svc->cfg.queue_timeout_s);
+      op_sched_fail(svc->sched, a->task, &e);
+      i = (size_t)-1; /* the list changed */
+    }
+  }
+}
+
+static void remove_dir(const char *dir) {
+  nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void apply_retention(op_service_t *svc) {
+  op_task_row_t *rows = NULL;
+  size_t n = 0;
+  op_error_t e;
+  if (op_store_tasks_finished_before(svc->store, now_s() - svc->cfg.retention_s, &rows, &n, &e) < 0)
+    return;
+  for (size_t i = 0; i < n; i++) {
+    char *dir = op_service_task_dir(svc, rows[i].id);
+    if (dir != NULL)
+      remove_dir(dir);
+    free(dir);
+    if (op_store_task_delete(svc->store, rows[i].id, &e) < 0)
+      log_store_error("removing an old task", &e);
+  }
+  if (n > 0)
+    op_log_info("retention: removed %zu finished tasks", n);
+  free(rows);
+}
+
+/* At start: directories of tasks the store does not know, and fragments of
+ * finished tasks whose cleanup a crash interrupted, are removed. */
+static void clean_leftovers(op_service_t *svc) {
+  DIR *d = opendir(svc->tasks_dir);
+  if (d == NULL)
+    return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    op_task_row_t row;
+    op_error_t e;
+    char *dir = op_service_task_dir(svc, de->d_name);
+    if (dir == NULL)
+      continue;
+    int rc = op_store_task_get(svc->store, de->d_name, &row, &e);
+    if (rc == OP_ENOTFOUND) {
+      op_log_info("removing the files of unknown task %s", de->d_name);
+      remove_dir(dir);
+    } else if (rc == 0 && !row.resource_cleanup_completed &&
+               (strcmp(row.status, "succeeded") == 0 || strcmp(row.status, "failed") == 0 ||
+                strcmp(row.status, "cancelled") == 0)) {
+      remove_fragments(dir);
+      row.resource_cleanup_completed = 1;
+      op_store_task_update(svc->store, &row, &e);
+    }
+    free(dir);
+  }
+  closedir(d);
+}
+
+/* ---- life cycle ---- */
+
+int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_error_t *err) {
+  *out = NULL;
+  op_service_t *svc = calloc(1, sizeof *svc);
+  if (svc == NULL)
+    return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+  svc->cfg = *cfg;
+  svc->wake[0] = svc->wake[1] = -1;
+  pthread_mutex_init(&svc->lock, NULL);
+  snprintf(svc->data_dir, sizeof svc->data_dir, "%s", cfg->data_dir);
+  snprintf(svc->tasks_dir, sizeof svc->tasks_dir, "%s/tasks", svc->data_dir);
+  int rc;
+  if ((mkdir(svc->data_dir, 0700) < 0 && errno != EEXIST) || (mkdir(svc->tasks_dir, 0700) < 0 && errno != EEXIST)) {
+    rc = op_error_set(err, OP_EIO, "internal", "cannot create the data directory %s: %s", svc->data_dir,
+                      strerror(errno));
+    goto fail;
+  }
+  if ((rc = op_store_open(svc->data_dir, &svc->store, err)) < 0)
+    goto fail;
+  if (pipe2(svc->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+    rc = op_error_set(err, OP_EINTERNAL, NULL, "pipe: %s", strerror(errno));
+    goto fail;
+  }
+  clean_leftovers(svc);
+  op_supervisor_config_t scfg;
+  op_supervisor_config_init(&scfg);
+  scfg.workers = cfg->workers ? cfg->workers : op_usable_cores();
+  scfg.log_level = cfg->log_level;
+  if ((rc = op_supervisor_create(&scfg, &svc->sup, err)) < 0)
+    goto fail;
+  op_supervisor_set_wake_fd(svc->sup, svc->wake[0]);
+  op_sched_config_t qcfg;
+  op_sched_config_init(&qcfg);
+  qcfg.scratch_root = svc->tasks_dir;
+  qcfg.page_timeout_ms = cfg->page_timeout_s * 1000u;
+  if (cfg->max_attempts > 0)
+    qcfg.max_attempts = cfg->max_attempts;
+  qcfg.on_page_start = on_page_start;
+  qcfg.on_retry = on_retry;
+  qcfg.on_page = on_page_end;
+  qcfg.on_task = on_task_end;
+  qcfg.cb_ctx = svc;
+  svc->sched = op_sched_create(&qcfg, svc->sup);
+  if (svc->sched == NULL) {
+    rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+    goto fail;
+  }
+  load_tasks(svc); /* what the previous run left, first */
+  if (svc->n_active > 0)
+    op_log_info("recovered %zu unfinished tasks", svc->n_active);
+  *out = svc;
+  return 0;
+fail:
+  op_service_destroy(svc);
+  return rc;
+}
+
+int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err) {
+  double last_scan = 0;
+  while (!*stop) {
+    char buf[64];
+    int woken = 0;
+    while (read(svc->wake[0], buf, sizeof buf) > 0)
+      woken = 1;
+    double now = now_s();
+    if (woken || now - last_scan > 1.0) {
+      apply_cancels(svc);
+      load_tasks(svc);
+      expire_queued(svc);
+      last_scan = now;
+    }
+    if (now - svc->last_retention > 60) {
+      apply_retention(svc);
+      svc->last_retention = now;
+    }
+    int rc = op_sched_step(svc->sched, 200, err);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+void op_service_destroy(op_service_t *svc) {
+  if (svc == NULL)
+    return;
+  svc->draining = 1;
+  /* Tasks still running stay "running" in the store: the next start resumes them. */
+  op_sched_destroy(svc->sched);
+  op_supervisor_destroy(svc->sup);
+  for (size_t i = 0; i < svc->n_active; i++) {
+    op_task_destroy(svc->active[i]->task);
+    free(svc->active[i]);
+  }
+  free(svc->active);
+  for (size_t i = 0; i < svc->pool_n; i++)
+    op_store_close(svc->pool[i]);
+  op_store_close(svc->store);
+  if (svc->wake[0] >= 0)
+    close(svc->wake[0]);
+  if (svc->wake[1] >= 0)
+    close(svc->wake[1]);
+  pthread_mutex_destroy(&svc->lock);
+  free(svc);
+}

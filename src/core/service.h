@@ -1,0 +1,80 @@
+/*
+ * service.h: the durable task service behind `ocrpool serve`.
+ *
+ * The service owns the worker pool, the scheduler and the store connection of
+ * the thread that runs it (op_service_run). Other threads (the HTTP server's)
+ * create, read and cancel tasks through the functions below, which use a
+ * small pool of their own store connections and wake the service up. Every
+ * state change is committed to the store before it is acknowledged; after a
+ * crash, op_service_create picks up what the previous run left.
+ */
+#ifndef OCRPOOL_CORE_SERVICE_H
+#define OCRPOOL_CORE_SERVICE_H
+
+#include <jansson.h>
+#include <signal.h>
+
+#include "core/sched.h"
+#include "store/store.h"
+#include "util/error.h"
+
+typedef struct op_service_s op_service_t;
+
+/** How the service runs. */
+typedef struct op_service_config_s {
+  const char *data_dir;      /**< default "./var" */
+  unsigned workers;          /**< default: usable cores */
+  unsigned max_queue;        /**< tasks waiting before submissions get 429; default 100 */
+  unsigned queue_timeout_s;  /**< a task not started by then fails with queue_timeout; default 300 */
+  unsigned page_timeout_s;   /**< default 300 */
+  unsigned retention_s;      /**< finished tasks and their files are removed after this; default 7 days */
+  unsigned max_attempts;     /**< runs of one page in all; default 3 */
+  op_doc_limits_t limits;
+  const char *log_level;     /**< passed to workers */
+} op_service_config_t;
+
+/** Fills cfg with the defaults above. */
+void op_service_config_init(op_service_config_t *cfg);
+
+/** Opens the store, recovers unfinished tasks, starts the workers. */
+int op_service_create(const op_service_config_t *cfg, op_service_t **svc, op_error_t *err);
+
+/** Runs tasks until *stop becomes non-zero. Call from one thread only. */
+int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err);
+
+/** Stops the workers, closes the store, frees. Unfinished tasks stay queued in the store. */
+void op_service_destroy(op_service_t *svc);
+
+/** The service's configuration. */
+const op_service_config_t *op_service_config(const op_service_t *svc);
+
+/* ---- for other threads ---- */
+
+/** A store connection for the calling thread, from the pool; give it back with op_service_store_put. */
+int op_service_store_get(op_service_t *svc, op_store_t **store, op_error_t *err);
+
+/** Returns a connection to the pool. */
+void op_service_store_put(op_service_t *svc, op_store_t *store);
+
+/** The directory of a task's files (input, fragments, results): caller frees. */
+char *op_service_task_dir(const op_service_t *svc, const char *id);
+
+/** Makes a new random task id (32 hex characters) into id[40]. */
+void op_service_new_id(char id[40]);
+
+/** Records a new queued task (its input already in its directory) and wakes the service. */
+int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err);
+
+/** Asks the service to cancel a task; it is done within one scheduling step. */
+void op_service_cancel(op_service_t *svc, const char *id);
+
+/** The task as the API shows it (a new reference). */
+json_t *op_service_task_json(const op_task_row_t *task);
+
+/** A unix time as the API shows it (RFC 3339, UTC, milliseconds), or null for 0. */
+json_t *op_service_time_json(double t);
+
+/** Whether the service is draining (shutting down): new tasks get 503. */
+int op_service_draining(const op_service_t *svc);
+
+#endif

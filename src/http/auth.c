@@ -1,0 +1,85 @@
+/* auth.c: loading bearer tokens and checking them in constant time. */
+#include "http/auth.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int op__tokens_load(const char *path, op__tokens_t *tokens, op_error_t *err) {
+  tokens->list = NULL;
+  tokens->n = 0;
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return op_error_set(err, OP_EUSAGE, "bad_options", "cannot read tokens file %s: %s", path, strerror(errno));
+  char line[512];
+  unsigned lineno = 0;
+  int rc = 0;
+  while (fgets(line, sizeof line, f) != NULL) {
+    lineno++;
+    char token[160], scope[32], name[96];
+    char *p = line;
+    while (isspace((unsigned char)*p))
+      p++;
+    if (*p == '\0' || *p == '#')
+      continue;
+    if (sscanf(p, "%159s %31s %95s", token, scope, name) != 3 || strlen(token) < 16 || strlen(token) >= 128 ||
+        strlen(name) >= 64 || (strcmp(scope, "submit") != 0 && strcmp(scope, "admin") != 0)) {
+      rc = op_error_set(err, OP_EUSAGE, "bad_options",
+                        "%s line %u: want `TOKEN SCOPE NAME` with a token of 16 to 127 characters and scope submit "
+                        "or admin",
+                        path, lineno);
+      break;
+    }
+    op__token_t *nl = realloc(tokens->list, (tokens->n + 1) * sizeof *nl);
+    if (nl == NULL) {
+      rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory reading tokens");
+      break;
+    }
+    tokens->list = nl;
+    op__token_t *t = &tokens->list[tokens->n++];
+    snprintf(t->token, sizeof t->token, "%s", token);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->admin = strcmp(scope, "admin") == 0;
+  }
+  fclose(f);
+  if (rc == 0 && tokens->n == 0)
+    rc = op_error_set(err, OP_EUSAGE, "bad_options", "tokens file %s has no tokens", path);
+  if (rc < 0)
+    op__tokens_dispose(tokens);
+  return rc;
+}
+
+void op__tokens_dispose(op__tokens_t *tokens) {
+  free(tokens->list);
+  tokens->list = NULL;
+  tokens->n = 0;
+}
+
+/* Compares a NUL-terminated guess with a token over the token's whole buffer. */
+static int equal_constant_time(const char *guess, size_t guess_len, const op__token_t *t) {
+  unsigned char diff = (unsigned char)(guess_len != strlen(t->token));
+  for (size_t i = 0; i < sizeof t->token; i++) {
+    unsigned char g = i < guess_len ? (unsigned char)guess[i] : 0;
+    diff |= (unsigned char)(g ^ (unsigned char)t->token[i]);
+  }
+  return diff == 0;
+}
+
+const op__token_t *op__tokens_check(const op__tokens_t *tokens, const char *authorization) {
+  if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+    return NULL;
+  const char *guess = authorization + 7;
+  while (*guess == ' ')
+    guess++;
+  size_t len = strlen(guess);
+  if (len >= sizeof tokens->list[0].token)
+    return NULL;
+  const op__token_t *found = NULL;
+  for (size_t i = 0; i < tokens->n; i++)
+    if (equal_constant_time(guess, len, &tokens->list[i]))
+      found = &tokens->list[i];
+  return found;
+}

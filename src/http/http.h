@@ -1,0 +1,43 @@
+/*
+ * http.h: the HTTP API on libmicrohttpd (docs/api.md).
+ *
+ * A thread per connection: a request may wait (POST /v1/ocr waits for its
+ * result) without holding up others. Uploads are streamed to the task's
+ * directory as they arrive, never held whole in memory; a body announced as
+ * too large is refused before it is read. The server talks to the task
+ * service only through core/service.h.
+ */
+#ifndef OCRPOOL_HTTP_HTTP_H
+#define OCRPOOL_HTTP_HTTP_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "core/service.h"
+#include "util/error.h"
+
+typedef struct op_http_s op_http_t;
+
+/** How the server listens and whom it lets in. */
+typedef struct op_http_config_s {
+  const char *listen;      /**< "ADDR:PORT", default "127.0.0.1:8080" */
+  const char *tokens_file; /**< NULL: no authentication */
+  unsigned max_connections;
+} op_http_config_t;
+
+/** Fills cfg with the defaults. */
+void op_http_config_init(op_http_config_t *cfg);
+
+/** Starts listening; requests are served on libmicrohttpd's threads. */
+int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **http, op_error_t *err);
+
+/** The port actually bound (useful with port 0). */
+uint16_t op_http_port(const op_http_t *http);
+
+/** Stops accepting, waits for requests in flight, frees. */
+void op_http_stop(op_http_t *http);
+
+/** The OpenAPI 3 document describing every route the server answers (a new reference). */
+json_t *op_http_openapi(void);
+
+#endif

@@ -1,0 +1,826 @@
+/*
+ * sqlite.c: the store on SQLite, the embedded default (see store.h).
+ *
+ * One WAL-mode database, data_dir/ocrpool.db, with one connection per thread.
+ * WAL lets readers run beside the one writer, synchronous=NORMAL keeps every
+ * commit durable against a killed process (only a power cut may lose the last
+ * commits), and busy_timeout makes concurrent writers wait for each other
+ * instead of failing. Several-row changes run in BEGIN IMMEDIATE transactions:
+ * taking the write lock up front means the busy handler applies, where a
+ * deferred transaction that upgrades later would fail at once with SQLITE_BUSY.
+ *
+ * The schema is a list of migrations; PRAGMA user_version counts the ones
+ * applied, and each runs in its own transaction, so a new version appends a
+ * step and old databases catch up when they are opened.
+ *
+ * Statements are prepared on first use and kept for the life of the
+ * connection; values are only ever bound, never formatted into SQL.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* Each string brings the schema from version i to i + 1 and says so itself,
+ * so that no SQL is ever built at run time. Append; never edit a shipped step. */
+static const char *const migrations[] = {
+    /* 1: the first schema. */
+    "CREATE TABLE tasks ("
+    "  id TEXT PRIMARY KEY,"
+    "  status TEXT NOT NULL,"
+    "  priority INTEGER NOT NULL DEFAULT 0,"
+    "  created_at REAL NOT NULL,"
+    "  started_at REAL NOT NULL DEFAULT 0,"
+    "  finished_at REAL NOT NULL DEFAULT 0,"
+    "  pages_total INTEGER NOT NULL DEFAULT 0,"
+    "  pages_done INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  assigned_device TEXT NOT NULL DEFAULT '',"
+    "  worker_id TEXT NOT NULL DEFAULT '',"
+    "  estimated_memory_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  peak_memory_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  failure_reason TEXT NOT NULL DEFAULT '',"
+    "  error TEXT NOT NULL DEFAULT '',"
+    "  owner TEXT NOT NULL DEFAULT '',"
+    "  title TEXT NOT NULL DEFAULT '',"
+    "  input_type TEXT NOT NULL DEFAULT '',"
+    "  options TEXT NOT NULL DEFAULT '{}',"
+    "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    "  resource_cleanup_completed INTEGER NOT NULL DEFAULT 0"
+    ");"
+    /* id closes both indexes so that paging (created_at, id) is one range scan. */
+    "CREATE INDEX tasks_status_created ON tasks(status, created_at, id);"
+    "CREATE INDEX tasks_created ON tasks(created_at, id);"
+    "CREATE TABLE pages ("
+    "  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+    "  page_index INTEGER NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  crash_attempts INTEGER NOT NULL DEFAULT 0,"
+    "  started_at REAL NOT NULL DEFAULT 0,"
+    "  finished_at REAL NOT NULL DEFAULT 0,"
+    "  estimated_memory_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  peak_memory_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT NOT NULL DEFAULT '',"
+    "  PRIMARY KEY (task_id, page_index)"
+    ");"
+    "CREATE TABLE task_events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+    "  time REAL NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  details TEXT"
+    ");"
+    "CREATE INDEX task_events_task ON task_events(task_id, id);"
+    "CREATE TABLE task_metrics ("
+    "  id INTEGER PRIMARY KEY,"
+    "  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+    "  time REAL NOT NULL,"
+    "  memory_bytes INTEGER NOT NULL,"
+    "  device TEXT NOT NULL DEFAULT '',"
+    "  stage TEXT NOT NULL DEFAULT ''"
+    ");"
+    "CREATE INDEX task_metrics_task ON task_metrics(task_id);"
+    "PRAGMA user_version = 1;",
+};
+enum { SCHEMA_VERSION = (int)(sizeof migrations / sizeof migrations[0]) };
+
+/* The task columns in the order op_task_row_t lists them; bind_task and
+ * read_task use the same order (?1 is always the id). */
+#define TASK_COLS                                                                                                      \
+  "id, status, priority, created_at, started_at, finished_at, pages_total, pages_done, attempts, "                     \
+  "assigned_device, worker_id, estimated_memory_bytes, peak_memory_bytes, failure_reason, error, owner, title, "       \
+  "input_type, options, cancel_requested, resource_cleanup_completed"
+
+/* Paging: the four shapes of the list query, so each one is an index range
+ * scan rather than one query full of "?x IS NULL OR ..." the planner cannot use. */
+#define LIST_OWNER "(?2 IS NULL OR owner = ?2)"
+#define LIST_AFTER "(created_at, id) < (?3, ?4)"
+#define LIST_ORDER " ORDER BY created_at DESC, id DESC LIMIT ?5"
+
+enum stmt_id {
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_TASK_INSERT,
+  ST_TASK_GET,
+  ST_TASK_UPDATE,
+  ST_TASK_CREATED_AT,
+  ST_LIST_ANY,
+  ST_LIST_ANY_AFTER,
+  ST_LIST_STATUS,
+  ST_LIST_STATUS_AFTER,
+  ST_UNFINISHED,
+  ST_COUNT_STATUS,
+  ST_FINISHED_BEFORE,
+  ST_TASK_DELETE,
+  ST_PAGE_PUT,
+  ST_PAGES,
+  ST_EVENT_ADD,
+  ST_EVENTS,
+  ST_METRIC_ADD,
+  ST_COUNT_ /* not a statement */
+};
+
+static const char *const stmt_sql[ST_COUNT_] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_TASK_INSERT] =
+        "INSERT INTO tasks (" TASK_COLS ") VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+    [ST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
+    [ST_TASK_UPDATE] = "UPDATE tasks SET status = ?2, priority = ?3, created_at = ?4, started_at = ?5, "
+                       "finished_at = ?6, pages_total = ?7, pages_done = ?8, attempts = ?9, assigned_device = ?10, "
+                       "worker_id = ?11, estimated_memory_bytes = ?12, peak_memory_bytes = ?13, failure_reason = ?14, "
+                       "error = ?15, owner = ?16, title = ?17, input_type = ?18, options = ?19, "
+                       "cancel_requested = ?20, resource_cleanup_completed = ?21 WHERE id = ?1",
+    [ST_TASK_CREATED_AT] = "SELECT created_at FROM tasks WHERE id = ?1",
+    [ST_LIST_ANY] = "SELECT " TASK_COLS " FROM tasks WHERE " LIST_OWNER LIST_ORDER,
+    [ST_LIST_ANY_AFTER] = "SELECT " TASK_COLS " FROM tasks WHERE " LIST_AFTER " AND " LIST_OWNER LIST_ORDER,
+    [ST_LIST_STATUS] = "SELECT " TASK_COLS " FROM tasks WHERE status = ?1 AND " LIST_OWNER LIST_ORDER,
+    [ST_LIST_STATUS_AFTER] =
+        "SELECT " TASK_COLS " FROM tasks WHERE status = ?1 AND " LIST_AFTER " AND " LIST_OWNER LIST_ORDER,
+    [ST_UNFINISHED] = "SELECT " TASK_COLS " FROM tasks WHERE status IN ('queued', 'running') "
+                      "ORDER BY created_at, id",
+    [ST_COUNT_STATUS] = "SELECT count(*) FROM tasks WHERE status = ?1",
+    [ST_FINISHED_BEFORE] = "SELECT " TASK_COLS " FROM tasks WHERE status IN ('succeeded', 'failed', 'cancelled') "
+                           "AND finished_at < ?1 ORDER BY finished_at, id",
+    [ST_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
+    [ST_PAGE_PUT] = "INSERT INTO pages (task_id, page_index, state, attempts, crash_attempts, started_at, "
+                    "finished_at, estimated_memory_bytes, peak_memory_bytes, error) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+                    "ON CONFLICT (task_id, page_index) DO UPDATE SET state = excluded.state, "
+                    "attempts = excluded.attempts, crash_attempts = excluded.crash_attempts, "
+                    "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+                    "estimated_memory_bytes = excluded.estimated_memory_bytes, "
+                    "peak_memory_bytes = excluded.peak_memory_bytes, error = excluded.error",
+    [ST_PAGES] = "SELECT page_index, state, attempts, crash_attempts, started_at, finished_at, "
+                 "estimated_memory_bytes, peak_memory_bytes, error FROM pages WHERE task_id = ?1 ORDER BY page_index",
+    [ST_EVENT_ADD] = "INSERT INTO task_events (task_id, time, type, details) VALUES (?1, ?2, ?3, ?4)",
+    [ST_EVENTS] = "SELECT time, type, details FROM task_events WHERE task_id = ?1 ORDER BY id",
+    [ST_METRIC_ADD] = "INSERT INTO task_metrics (task_id, time, memory_bytes, device, stage) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5)",
+};
+
+enum { LIST_LIMIT_MAX = 1000 };
+
+struct op_store_s {
+  sqlite3 *db;
+  sqlite3_stmt *stmts[ST_COUNT_]; /* prepared on first use */
+  int schema_version;
+};
+
+static double now_unix(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Maps an SQLite result code to ours, with the connection's message. */
+static int db_error(op_store_t *store, int rc, const char *what, op_error_t *err) {
+  const char *msg = store->db ? sqlite3_errmsg(store->db) : sqlite3_errstr(rc);
+  switch (rc & 0xff) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return op_error_set(err, OP_EIO, "internal", "%s: the database stayed busy past the timeout (%s)", what, msg);
+  case SQLITE_NOMEM:
+    return op_error_set(err, OP_ENOMEM, NULL, "%s: out of memory", what);
+  case SQLITE_IOERR:
+  case SQLITE_FULL:
+  case SQLITE_CANTOPEN:
+  case SQLITE_READONLY:
+  case SQLITE_CORRUPT:
+  case SQLITE_NOTADB:
+  case SQLITE_PERM:
+    return op_error_set(err, OP_EIO, "internal", "%s: %s", what, msg);
+  default:
+    return op_error_set(err, OP_EINTERNAL, NULL, "%s: %s", what, msg);
+  }
+}
+
+static int not_found(const char *id, op_error_t *err) {
+  return op_error_set(err, OP_ENOTFOUND, "not_found", "no task %s", id);
+}
+
+/* The cached statement, prepared on first use. Reset by stmt_done. */
+static int stmt_get(op_store_t *store, enum stmt_id which, sqlite3_stmt **out, op_error_t *err) {
+  if (store->stmts[which] == NULL) {
+    int rc = sqlite3_prepare_v3(store->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &store->stmts[which], NULL);
+    if (rc != SQLITE_OK)
+      return db_error(store, rc, "preparing a statement", err);
+  }
+  *out = store->stmts[which];
+  return 0;
+}
+
+static void stmt_done(sqlite3_stmt *st) {
+  if (st == NULL)
+    return;
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+/* Runs a statement that returns no rows (BEGIN, INSERT, ...); binds are done. */
+static int stmt_exec(op_store_t *store, sqlite3_stmt *st, const char *what, op_error_t *err) {
+  int rc = sqlite3_step(st);
+  int ret = rc == SQLITE_DONE ? 0 : db_error(store, rc, what, err);
+  stmt_done(st);
+  return ret;
+}
+
+static int tx_begin(op_store_t *store, op_error_t *err) {
+  sqlite3_stmt *st;
+  int ret = stmt_get(store, ST_BEGIN, &st, err);
+  return ret < 0 ? ret : stmt_exec(store, st, "starting a transaction", err);
+}
+
+/* Commits when ret is 0, else rolls back; returns ret or the commit's error. */
+static int tx_end(op_store_t *store, int ret, op_error_t *err) {
+  sqlite3_stmt *st;
+  if (ret == 0) {
+    ret = stmt_get(store, ST_COMMIT, &st, err);
+    if (ret == 0)
+      ret = stmt_exec(store, st, "committing", err);
+    if (ret == 0)
+      return 0;
+  }
+  /* A failed statement may already have ended the transaction; then there is
+   * nothing to roll back and the first error is the one to report. */
+  if (!sqlite3_get_autocommit(store->db) && stmt_get(store, ST_ROLLBACK, &st, NULL) == 0)
+    stmt_exec(store, st, "rolling back", NULL);
+  return ret;
+}
+
+/* Binds a fixed-size field: never reads past its end, even without a NUL. */
+static int bind_field(sqlite3_stmt *st, int idx, const char *field, size_t size) {
+  return sqlite3_bind_text(st, idx, field, (int)strnlen(field, size), SQLITE_TRANSIENT);
+}
+#define BIND_FIELD(st, idx, field) bind_field((st), (idx), (field), sizeof(field))
+
+/* Binds a C string, or NULL as SQL NULL. */
+static int bind_str(sqlite3_stmt *st, int idx, const char *s) {
+  return s ? sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, idx);
+}
+
+static int bind_task(sqlite3_stmt *st, const op_task_row_t *t) {
+  int rc = BIND_FIELD(st, 1, t->id);
+  rc = rc ? rc : BIND_FIELD(st, 2, t->status);
+  rc = rc ? rc : sqlite3_bind_int(st, 3, t->priority);
+  rc = rc ? rc : sqlite3_bind_double(st, 4, t->created_at);
+  rc = rc ? rc : sqlite3_bind_double(st, 5, t->started_at);
+  rc = rc ? rc : sqlite3_bind_double(st, 6, t->finished_at);
+  rc = rc ? rc : sqlite3_bind_int(st, 7, t->pages_total);
+  rc = rc ? rc : sqlite3_bind_int(st, 8, t->pages_done);
+  rc = rc ? rc : sqlite3_bind_int(st, 9, t->attempts);
+  rc = rc ? rc : BIND_FIELD(st, 10, t->device);
+  rc = rc ? rc : BIND_FIELD(st, 11, t->worker);
+  rc = rc ? rc : sqlite3_bind_int64(st, 12, t->estimated_memory_bytes);
+  rc = rc ? rc : sqlite3_bind_int64(st, 13, t->peak_memory_bytes);
+  rc = rc ? rc : BIND_FIELD(st, 14, t->failure_reason);
+  rc = rc ? rc : BIND_FIELD(st, 15, t->error);
+  rc = rc ? rc : BIND_FIELD(st, 16, t->owner);
+  rc = rc ? rc : BIND_FIELD(st, 17, t->title);
+  rc = rc ? rc : BIND_FIELD(st, 18, t->input_type);
+  rc = rc ? rc : BIND_FIELD(st, 19, t->options);
+  rc = rc ? rc : sqlite3_bind_int(st, 20, t->cancel_requested);
+  rc = rc ? rc : sqlite3_bind_int(st, 21, t->resource_cleanup_completed);
+  return rc;
+}
+
+/* Copies a text column into a fixed-size field, cut short at a UTF-8
+ * character boundary when it does not fit; NULL reads as "". */
+static void read_text(sqlite3_stmt *st, int col, char *dst, size_t size) {
+  const char *s = (const char *)sqlite3_column_text(st, col);
+  size_t n = s ? (size_t)sqlite3_column_bytes(st, col) : 0;
+  if (n >= size) {
+    n = size - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+      n--;
+  }
+  snprintf(dst, size, "%.*s", (int)n, s ? s : "");
+}
+#define READ_TEXT(st, col, field) read_text((st), (col), (field), sizeof(field))
+
+static void read_task(sqlite3_stmt *st, op_task_row_t *t) {
+  memset(t, 0, sizeof *t);
+  READ_TEXT(st, 0, t->id);
+  READ_TEXT(st, 1, t->status);
+  t->priority = sqlite3_column_int(st, 2);
+  t->created_at = sqlite3_column_double(st, 3);
+  t->started_at = sqlite3_column_double(st, 4);
+  t->finished_at = sqlite3_column_double(st, 5);
+  t->pages_total = sqlite3_column_int(st, 6);
+  t->pages_done = sqlite3_column_int(st, 7);
+  t->attempts = sqlite3_column_int(st, 8);
+  READ_TEXT(st, 9, t->device);
+  READ_TEXT(st, 10, t->worker);
+  t->estimated_memory_bytes = sqlite3_column_int64(st, 11);
+  t->peak_memory_bytes = sqlite3_column_int64(st, 12);
+  READ_TEXT(st, 13, t->failure_reason);
+  READ_TEXT(st, 14, t->error);
+  READ_TEXT(st, 15, t->owner);
+  READ_TEXT(st, 16, t->title);
+  READ_TEXT(st, 17, t->input_type);
+  READ_TEXT(st, 18, t->options);
+  t->cancel_requested = sqlite3_column_int(st, 19);
+  t->resource_cleanup_completed = sqlite3_column_int(st, 20);
+}
+
+/* Steps a bound task query to the end into a malloc'd array (caller frees). */
+static int collect_tasks(op_store_t *store, sqlite3_stmt *st, op_task_row_t **rows, size_t *n, op_error_t *err) {
+  op_task_row_t *out = NULL;
+  size_t count = 0, cap = 0;
+  int ret = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (count == cap) {
+      size_t ncap = cap ? cap * 2 : 16;
+      op_task_row_t *grown = realloc(out, ncap * sizeof *out);
+      if (grown == NULL) {
+        ret = op_error_set(err, OP_ENOMEM, NULL, "listing tasks: out of memory");
+        goto out;
+      }
+      out = grown;
+      cap = ncap;
+    }
+    read_task(st, &out[count++]);
+  }
+  if (rc != SQLITE_DONE)
+    ret = db_error(store, rc, "listing tasks", err);
+out:
+  stmt_done(st);
+  if (ret < 0) {
+    free(out);
+    out = NULL;
+    count = 0;
+  }
+  *rows = out;
+  *n = count;
+  return ret;
+}
+
+/* Reads PRAGMA user_version (its value cannot be bound, and needs none). */
+static int read_user_version(op_store_t *store, int *version, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *version = sqlite3_column_int(st, 0);
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_OK ? 0 : db_error(store, rc, "reading the schema version", err);
+}
+
+/* Applies the migrations the database lacks, one transaction each. The
+ * version is read again inside each transaction because another connection
+ * may have migrated while this one waited for the lock. */
+static int migrate(op_store_t *store, op_error_t *err) {
+  for (;;) {
+    int version = 0, ret = tx_begin(store, err);
+    if (ret < 0)
+      return ret;
+    ret = read_user_version(store, &version, err);
+    if (ret == 0 && version > SCHEMA_VERSION)
+      ret = op_error_set(err, OP_EUSAGE, "bad_options",
+                         "the database's schema version %d is newer than this ocrpool's (%d): upgrade ocrpool", version,
+                         SCHEMA_VERSION);
+    if (ret == 0 && version == SCHEMA_VERSION) {
+      store->schema_version = version;
+      return tx_end(store, 0, err);
+    }
+    if (ret == 0) {
+      int rc = sqlite3_exec(store->db, migrations[version], NULL, NULL, NULL);
+      if (rc != SQLITE_OK)
+        ret = db_error(store, rc, "migrating the database", err);
+    }
+    int after = 0;
+    if (ret == 0)
+      ret = read_user_version(store, &after, err);
+    if (ret == 0 && after != version + 1)
+      ret = op_error_set(err, OP_EINTERNAL, NULL, "migration %d left the schema at version %d", version + 1, after);
+    ret = tx_end(store, ret, err);
+    if (ret < 0)
+      return ret;
+  }
+}
+
+/* Runs a PRAGMA that sets a connection setting and checks its answer, if any. */
+static int set_pragma(op_store_t *store, const char *sql, const char *expect, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  int ret = 0;
+  int rc = sqlite3_prepare_v2(store->db, sql, -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    ret = db_error(store, rc, sql, err);
+    goto out;
+  }
+  if (expect != NULL) {
+    const char *got = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    if (got == NULL || strcmp(got, expect) != 0)
+      ret = op_error_set(err, OP_EIO, "internal", "%s: the database answered \"%s\", not \"%s\"", sql, got ? got : "",
+                         expect);
+  }
+out:
+  sqlite3_finalize(st);
+  return ret;
+}
+
+int op_store_open(const char *data_dir, op_store_t **store_out, op_error_t *err) {
+  op_store_t *store = NULL;
+  char *path = NULL;
+  int ret = 0;
+  *store_out = NULL;
+  if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+    ret = op_error_set(err, OP_EIO, "internal", "cannot create the data directory %s: %s", data_dir, strerror(errno));
+    goto out;
+  }
+  if (asprintf(&path, "%s/ocrpool.db", data_dir) < 0) {
+    path = NULL;
+    ret = op_error_set(err, OP_ENOMEM, NULL, "opening the store: out of memory");
+    goto out;
+  }
+  store = calloc(1, sizeof *store);
+  if (store == NULL) {
+    ret = op_error_set(err, OP_ENOMEM, NULL, "opening the store: out of memory");
+    goto out;
+  }
+  int rc = sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    ret = db_error(store, rc, path, err);
+    goto out;
+  }
+  sqlite3_extended_result_codes(store->db, 1);
+  /* busy_timeout first: switching to WAL takes a lock another opener may hold. */
+  sqlite3_busy_timeout(store->db, 5000);
+  ret = set_pragma(store, "PRAGMA journal_mode = WAL", "wal", err);
+  if (ret == 0)
+    ret = set_pragma(store, "PRAGMA synchronous = NORMAL", NULL, err);
+  if (ret == 0)
+    ret = set_pragma(store, "PRAGMA foreign_keys = ON", NULL, err);
+  if (ret == 0)
+    ret = migrate(store, err);
+out:
+  free(path);
+  if (ret < 0)
+    op_store_close(store);
+  else
+    *store_out = store;
+  return ret;
+}
+
+void op_store_close(op_store_t *store) {
+  if (store == NULL)
+    return;
+  for (int i = 0; i < ST_COUNT_; i++)
+    sqlite3_finalize(store->stmts[i]);
+  /* Every statement is finalized, so close cannot be refused for busy ones. */
+  sqlite3_close(store->db);
+  free(store);
+}
+
+int op_store_schema_version(op_store_t *store) {
+  return store->schema_version;
+}
+
+/* A foreign key failure on a child row means the task is not there. */
+static int child_error(op_store_t *store, int rc, const char *task_id, const char *what, op_error_t *err) {
+  if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+    return not_found(task_id, err);
+  return db_error(store, rc, what, err);
+}
+
+/* Appends an event inside the caller's transaction, or as its own statement. */
+static int event_add(op_store_t *store, const char *task_id, double time, const char *type, json_t *details,
+                     op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  char *text = NULL;
+  int ret = stmt_get(store, ST_EVENT_ADD, &st, err);
+  if (ret < 0)
+    return ret;
+  if (details != NULL) {
+    text = json_dumps(details, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text == NULL) {
+      ret = op_error_set(err, OP_ENOMEM, NULL, "adding an event: cannot encode its details");
+      goto out;
+    }
+  }
+  int rc = bind_str(st, 1, task_id);
+  rc = rc ? rc : sqlite3_bind_double(st, 2, time);
+  rc = rc ? rc : bind_str(st, 3, type);
+  rc = rc ? rc : bind_str(st, 4, text);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE)
+    ret = child_error(store, rc, task_id, "adding an event", err);
+out:
+  stmt_done(st);
+  free(text);
+  return ret;
+}
+
+int op_store_task_insert(op_store_t *store, const op_task_row_t *task, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  int ret = tx_begin(store, err);
+  if (ret < 0)
+    return ret;
+  ret = stmt_get(store, ST_TASK_INSERT, &st, err);
+  if (ret < 0)
+    goto out;
+  int rc = bind_task(st, task);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+    ret = op_error_set(err, OP_EINTERNAL, NULL, "task %.40s already exists", task->id);
+  else if (rc != SQLITE_DONE)
+    ret = db_error(store, rc, "inserting a task", err);
+  if (ret < 0)
+    goto out;
+  ret = event_add(store, task->id, task->created_at > 0 ? task->created_at : now_unix(), "created", NULL, err);
+out:
+  stmt_done(st);
+  return tx_end(store, ret, err);
+}
+
+int op_store_task_get(op_store_t *store, const char *id, op_task_row_t *task, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  int ret = stmt_get(store, ST_TASK_GET, &st, err);
+  if (ret < 0)
+    return ret;
+  int rc = bind_str(st, 1, id);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    read_task(st, task);
+  else if (rc == SQLITE_DONE)
+    ret = not_found(id, err);
+  else
+    ret = db_error(store, rc, "reading a task", err);
+  stmt_done(st);
+  return ret;
+}
+
+int op_store_task_update(op_store_t *store, const op_task_row_t *task, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  int ret = stmt_get(store, ST_TASK_UPDATE, &st, err);
+  if (ret < 0)
+    return ret;
+  int rc = bind_task(st, task);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE)
+    ret = db_error(store, rc, "updating a task", err);
+  else if (sqlite3_changes(store->db) == 0)
+    ret = op_error_set(err, OP_ENOTFOUND, "not_found", "no task %.40s", task->id);
+  stmt_done(st);
+  return ret;
+}
+
+int op_store_task_list(op_store_t *store, const char *status, const char *owner, const char *after, int limit,
+                       op_task_row_t **rows, size_t *n, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  double after_created = 0;
+  int have_status = status != NULL && status[0] != '\0';
+  int have_after = after != NULL && after[0] != '\0';
+  *rows = NULL;
+  *n = 0;
+  if (limit < 1)
+    limit = 1;
+  if (limit > LIST_LIMIT_MAX)
+    limit = LIST_LIMIT_MAX;
+
+  /* The cursor is an id; the order is (created_at, id), so find its place. */
+  int ret = 0, rc;
+  if (have_after) {
+    ret = stmt_get(store, ST_TASK_CREATED_AT, &st, err);
+    if (ret < 0)
+      return ret;
+    rc = bind_str(st, 1, after);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+      after_created = sqlite3_column_double(st, 0);
+    else if (rc == SQLITE_DONE)
+      ret = not_found(after, err);
+    else
+      ret = db_error(store, rc, "listing tasks", err);
+    stmt_done(st);
+    if (ret < 0)
+      return ret;
+  }
+
+  enum stmt_id which = have_status ? (have_after ? ST_LIST_STATUS_AFTER : ST_LIST_STATUS)
+                                   : (have_after ? ST_LIST_ANY_AFTER : ST_LIST_ANY);
+  ret = stmt_get(store, which, &st, err);
+  if (ret < 0)
+    return ret;
+  rc = have_status ? bind_str(st, 1, status) : SQLITE_OK;
+  rc = rc ? rc : bind_str(st, 2, owner);
+  if (have_after) {
+    rc = rc ? rc : sqlite3_bind_double(st, 3, after_created);
+    rc = rc ? rc : bind_str(st, 4, after);
+  }
+  rc = rc ? rc : sqlite3_bind_int(st, 5, limit);
+  if (rc != SQLITE_OK) {
+    ret = db_error(store, rc, "listing tasks", err);
+    stmt_done(st);
+    return ret;
+  }
+  return collect_tasks(store, st, rows, n, err);
+}
+
+int op_store_tasks_unfinished(op_store_t *store, op_task_row_t **rows, size_t *n, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  *rows = NULL;
+  *n = 0;
+  int ret = stmt_get(store, ST_UNFINISHED, &st, err);
+  return ret < 0 ? ret : collect_tasks(store, st, rows, n, err);
+}
+
+int op_store_count_status(op_store_t *store, const char *status, int *count, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  int ret = stmt_get(store, ST_COUNT_STATUS, &st, err);
+  if (ret < 0)
+    return ret;
+  int rc = bind_str(st, 1, status);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    *count = sqlite3_column_int(st, 0);
+  else
+    ret = db_error(store, rc, "counting tasks", err);
+  stmt_done(st);
+  return ret;
+}
+
+int op_store_tasks_finished_before(op_store_t *store, double before, op_task_row_t **rows, size_t *n, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  *rows = NULL;
+  *n = 0;
+  int ret = stmt_get(store, ST_FINISHED_BEFORE, &st, err);
+  if (ret < 0)
+    return ret;
+  int rc = sqlite3_bind_double(st, 1, before);
+  if (rc != SQLITE_OK) {
+    stmt_done(st);
+    return db_error(store, rc, "listing finished tasks", err);
+  }
+  return collect_tasks(store, st, rows, n, err);
+}
+
+int op_store_task_delete(op_store_t *store, const char *id, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  /* One statement, so one implicit transaction: foreign_keys=ON makes the
+   * pages, events and metrics go with the task, atomically. */
+  int ret = stmt_get(store, ST_TASK_DELETE, &st, err);
+  if (ret < 0)
+    return ret;
+  int rc = bind_str(st, 1, id);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE)
+    ret = db_error(store, rc, "deleting a task", err);
+  else if (sqlite3_changes(store->db) == 0)
+    ret = not_found(id, err);
+  stmt_done(st);
+  return ret;
+}
+
+int op_store_page_put(op_store_t *store, const char *task_id, const op_page_row_t *page, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  int ret = stmt_get(store, ST_PAGE_PUT, &st, err);
+  if (ret < 0)
+    return ret;
+  int rc = bind_str(st, 1, task_id);
+  rc = rc ? rc : sqlite3_bind_int(st, 2, page->index);
+  rc = rc ? rc : BIND_FIELD(st, 3, page->state);
+  rc = rc ? rc : sqlite3_bind_int(st, 4, page->attempts);
+  rc = rc ? rc : sqlite3_bind_int(st, 5, page->crash_attempts);
+  rc = rc ? rc : sqlite3_bind_double(st, 6, page->started_at);
+  rc = rc ? rc : sqlite3_bind_double(st, 7, page->finished_at);
+  rc = rc ? rc : sqlite3_bind_int64(st, 8, page->estimated_memory_bytes);
+  rc = rc ? rc : sqlite3_bind_int64(st, 9, page->peak_memory_bytes);
+  rc = rc ? rc : BIND_FIELD(st, 10, page->error);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE)
+    ret = child_error(store, rc, task_id, "writing a page", err);
+  stmt_done(st);
+  return ret;
+}
+
+int op_store_pages(op_store_t *store, const char *task_id, op_page_row_t **rows, size_t *n, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  op_page_row_t *out = NULL;
+  size_t count = 0, cap = 0;
+  *rows = NULL;
+  *n = 0;
+  int ret = stmt_get(store, ST_PAGES, &st, err);
+  if (ret < 0)
+    return ret;
+  int rc = bind_str(st, 1, task_id);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (count == cap) {
+      size_t ncap = cap ? cap * 2 : 16;
+      op_page_row_t *grown = realloc(out, ncap * sizeof *out);
+      if (grown == NULL) {
+        ret = op_error_set(err, OP_ENOMEM, NULL, "reading pages: out of memory");
+        goto out;
+      }
+      out = grown;
+      cap = ncap;
+    }
+    op_page_row_t *p = &out[count++];
+    memset(p, 0, sizeof *p);
+    p->index = sqlite3_column_int(st, 0);
+    READ_TEXT(st, 1, p->state);
+    p->attempts = sqlite3_column_int(st, 2);
+    p->crash_attempts = sqlite3_column_int(st, 3);
+    p->started_at = sqlite3_column_double(st, 4);
+    p->finished_at = sqlite3_column_double(st, 5);
+    p->estimated_memory_bytes = sqlite3_column_int64(st, 6);
+    p->peak_memory_bytes = sqlite3_column_int64(st, 7);
+    READ_TEXT(st, 8, p->error);
+    rc = SQLITE_OK;
+  }
+  if (rc != SQLITE_DONE)
+    ret = db_error(store, rc, "reading pages", err);
+out:
+  stmt_done(st);
+  if (ret < 0) {
+    free(out);
+    return ret;
+  }
+  *rows = out;
+  *n = count;
+  return 0;
+}
+
+int op_store_event_add(op_store_t *store, const char *task_id, const char *type, json_t *details, op_error_t *err) {
+  return event_add(store, task_id, now_unix(), type, details, err);
+}
+
+int op_store_events(op_store_t *store, const char *task_id, json_t **events, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  json_t *arr = NULL;
+  *events = NULL;
+  int ret = stmt_get(store, ST_EVENTS, &st, err);
+  if (ret < 0)
+    return ret;
+  arr = json_array();
+  if (arr == NULL) {
+    ret = op_error_set(err, OP_ENOMEM, NULL, "reading events: out of memory");
+    goto out;
+  }
+  int rc = bind_str(st, 1, task_id);
+  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *type = (const char *)sqlite3_column_text(st, 1);
+    const char *text = (const char *)sqlite3_column_text(st, 2);
+    /* Details we wrote ourselves; should one not parse, null beats failing
+     * the whole history. */
+    json_t *details = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *ev = json_pack("{s:f, s:s, s:o}", "time", sqlite3_column_double(st, 0), "type", type ? type : "", "details",
+                           details ? details : json_null());
+    if (ev == NULL || json_array_append_new(arr, ev) != 0) {
+      ret = op_error_set(err, OP_ENOMEM, NULL, "reading events: out of memory");
+      goto out;
+    }
+    rc = SQLITE_OK;
+  }
+  if (rc != SQLITE_DONE)
+    ret = db_error(store, rc, "reading events", err);
+out:
+  stmt_done(st);
+  if (ret < 0) {
+    json_decref(arr);
+    return ret;
+  }
+  *events = arr;
+  return 0;
+}
+
+int op_store_metric_add(op_store_t *store, const char *task_id, int64_t memory_bytes, const char *device,
+                        const char *stage, op_error_t *err) {
+  sqlite3_stmt *st = NULL;
+  int ret = stmt_get(store, ST_METRIC_ADD, &st, err);
+  if (ret < 0)
+    return ret;
+  int rc = bind_str(st, 1, task_id);
+  rc = rc ? rc : sqlite3_bind_double(st, 2, now_unix());
+  rc = rc ? rc : sqlite3_bind_int64(st, 3, memory_bytes);
+  rc = rc ? rc : sqlite3_bind_text(st, 4, device ? device : "", -1, SQLITE_TRANSIENT);
+  rc = rc ? rc : sqlite3_bind_text(st, 5, stage ? stage : "", -1, SQLITE_TRANSIENT);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st);
+  if (rc != SQLITE_DONE)
+    ret = child_error(store, rc, task_id, "recording a memory sample", err);
+  stmt_done(st);
+  return ret;
+}
