@@ -1,0 +1,469 @@
+/* test_store.c: the SQLite store, on a real database in a temporary directory. */
+#include <dirent.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "store/store.h"
+
+static char data_dir[64];
+
+static void make_task(op_task_row_t *t, const char *id, const char *status, double created_at) {
+  memset(t, 0, sizeof *t);
+  snprintf(t->id, sizeof t->id, "%s", id);
+  snprintf(t->status, sizeof t->status, "%s", status);
+  t->created_at = created_at;
+  snprintf(t->input_type, sizeof t->input_type, "png");
+  snprintf(t->options, sizeof t->options, "{}");
+}
+
+/* Field by field: bytes after a string's NUL are not part of the value. */
+static int task_equal(const op_task_row_t *a, const op_task_row_t *b) {
+  return strcmp(a->id, b->id) == 0 && strcmp(a->status, b->status) == 0 && a->priority == b->priority &&
+         a->created_at == b->created_at && a->started_at == b->started_at && a->finished_at == b->finished_at &&
+         a->pages_total == b->pages_total && a->pages_done == b->pages_done && a->attempts == b->attempts &&
+         strcmp(a->device, b->device) == 0 && strcmp(a->worker, b->worker) == 0 &&
+         a->estimated_memory_bytes == b->estimated_memory_bytes && a->peak_memory_bytes == b->peak_memory_bytes &&
+         strcmp(a->failure_reason, b->failure_reason) == 0 && strcmp(a->error, b->error) == 0 &&
+         strcmp(a->owner, b->owner) == 0 && strcmp(a->title, b->title) == 0 &&
+         strcmp(a->input_type, b->input_type) == 0 && strcmp(a->options, b->options) == 0 &&
+         a->cancel_requested == b->cancel_requested && a->resource_cleanup_completed == b->resource_cleanup_completed;
+}
+
+static int page_equal(const op_page_row_t *a, const op_page_row_t *b) {
+  return a->index == b->index && strcmp(a->state, b->state) == 0 && a->attempts == b->attempts &&
+         a->crash_attempts == b->crash_attempts && a->started_at == b->started_at && a->finished_at == b->finished_at &&
+         a->estimated_memory_bytes == b->estimated_memory_bytes && a->peak_memory_bytes == b->peak_memory_bytes &&
+         strcmp(a->error, b->error) == 0;
+}
+
+static op_store_t *open_store(void) {
+  op_store_t *s = NULL;
+  op_error_t e;
+  int rc = op_store_open(data_dir, &s, &e);
+  if (rc != 0)
+    fprintf(stderr, "open: %s\n", e.message);
+  CHECK(rc == 0 && s != NULL);
+  return s;
+}
+
+static void test_open_reopen(void) {
+  op_store_t *s = open_store();
+  int v = op_store_schema_version(s);
+  CHECK(v >= 1);
+  op_task_row_t t;
+  make_task(&t, "reopen", "queued", 1.0);
+  CHECK(op_store_task_insert(s, &t, NULL) == 0);
+  op_store_close(s);
+  s = open_store();
+  CHECK(op_store_schema_version(s) == v);
+  op_task_row_t got;
+  CHECK(op_store_task_get(s, "reopen", &got, NULL) == 0);
+  CHECK_STR_EQ(got.status, "queued");
+  CHECK(op_store_task_delete(s, "reopen", NULL) == 0);
+  op_store_close(s);
+}
+
+static void test_round_trip(op_store_t *s) {
+  op_task_row_t t, got;
+  make_task(&t, "0123456789abcdef0123456789abcdef", "queued", 1700000000.25);
+  t.priority = 7;
+  t.pages_total = 12;
+  snprintf(t.owner, sizeof t.owner, "alice");
+  snprintf(t.title, sizeof t.title, "scan \"1\" h\xc3\xa9.pdf");
+  snprintf(t.input_type, sizeof t.input_type, "pdf");
+  snprintf(t.options, sizeof t.options, "{\"model\":\"eng\",\"dpi\":300}");
+  t.estimated_memory_bytes = INT64_C(5) << 32;
+  op_error_t e;
+  CHECK(op_store_task_insert(s, &t, &e) == 0);
+  CHECK(op_store_task_get(s, t.id, &got, &e) == 0);
+  CHECK(task_equal(&t, &got));
+
+  /* Every field changed, then read back. */
+  snprintf(t.status, sizeof t.status, "failed");
+  t.priority = 2;
+  t.created_at = 1700000001.5;
+  t.started_at = 1700000002.125;
+  t.finished_at = 1700000003.75;
+  t.pages_total = 13;
+  t.pages_done = 11;
+  t.attempts = 14;
+  snprintf(t.device, sizeof t.device, "cuda:0");
+  snprintf(t.worker, sizeof t.worker, "w-42");
+  t.estimated_memory_bytes = 123456789;
+  t.peak_memory_bytes = INT64_C(9000000000);
+  snprintf(t.failure_reason, sizeof t.failure_reason, "out_of_memory");
+  snprintf(t.error, sizeof t.error, "page 3 needed more memory than the budget");
+  snprintf(t.owner, sizeof t.owner, "bob");
+  snprintf(t.title, sizeof t.title, "other.tiff");
+  snprintf(t.input_type, sizeof t.input_type, "tiff");
+  snprintf(t.options, sizeof t.options, "{\"model\":\"deu\"}");
+  t.cancel_requested = 1;
+  t.resource_cleanup_completed = 1;
+  CHECK(op_store_task_update(s, &t, &e) == 0);
+  CHECK(op_store_task_get(s, t.id, &got, &e) == 0);
+  CHECK(task_equal(&t, &got));
+
+  /* A second insert of the same id is refused, with a message. */
+  CHECK(op_store_task_insert(s, &t, &e) == OP_EINTERNAL);
+  CHECK(strstr(e.message, "already exists") != NULL);
+  CHECK(op_store_task_delete(s, t.id, &e) == 0);
+}
+
+static void test_not_found(op_store_t *s) {
+  op_task_row_t t;
+  op_error_t e;
+  CHECK(op_store_task_get(s, "nope", &t, &e) == OP_ENOTFOUND);
+  CHECK_STR_EQ(e.message, "no task nope");
+  make_task(&t, "nope", "queued", 1);
+  CHECK(op_store_task_update(s, &t, &e) == OP_ENOTFOUND);
+  CHECK(op_store_task_delete(s, "nope", &e) == OP_ENOTFOUND);
+  CHECK(op_store_event_add(s, "nope", "x", NULL, &e) == OP_ENOTFOUND);
+  CHECK(op_store_metric_add(s, "nope", 1, "cpu", "ocr", &e) == OP_ENOTFOUND);
+  op_page_row_t p = {.index = 0, .state = "queued"};
+  CHECK(op_store_page_put(s, "nope", &p, &e) == OP_ENOTFOUND);
+  op_task_row_t *rows = NULL;
+  size_t n = 9;
+  CHECK(op_store_task_list(s, "", NULL, "nope", 10, &rows, &n, &e) == OP_ENOTFOUND);
+  CHECK(rows == NULL && n == 0);
+}
+
+/* 25 tasks L00..L24 with created_at 100..124: queued when even, succeeded
+ * when odd; owner alice for multiples of 3, else bob. L24 has a twin L24b
+ * with the same created_at to check the id tiebreak. */
+static void make_list_tasks(op_store_t *s) {
+  op_task_row_t t;
+  char id[16];
+  for (int i = 0; i < 25; i++) {
+    snprintf(id, sizeof id, "L%02d", i);
+    make_task(&t, id, i % 2 ? "succeeded" : "queued", 100 + i);
+    snprintf(t.owner, sizeof t.owner, "%s", i % 3 == 0 ? "alice" : "bob");
+    if (i % 2)
+      t.finished_at = 200 + i;
+    CHECK(op_store_task_insert(s, &t, NULL) == 0);
+  }
+  make_task(&t, "L24b", "queued", 124);
+  snprintf(t.owner, sizeof t.owner, "alice");
+  CHECK(op_store_task_insert(s, &t, NULL) == 0);
+}
+
+static void test_list(op_store_t *s) {
+  make_list_tasks(s);
+  op_task_row_t *rows = NULL;
+  size_t n = 0;
+  op_error_t e;
+
+  CHECK(op_store_task_list(s, "", NULL, "", 1000, &rows, &n, &e) == 0);
+  CHECK(n == 26);
+  CHECK(n == 26 && strcmp(rows[0].id, "L24b") == 0 && strcmp(rows[1].id, "L24") == 0 &&
+        strcmp(rows[25].id, "L00") == 0);
+  free(rows);
+
+  CHECK(op_store_task_list(s, "queued", NULL, NULL, 100, &rows, &n, &e) == 0);
+  CHECK(n == 14);
+  int ok = 1;
+  for (size_t i = 0; i < n; i++)
+    ok &= strcmp(rows[i].status, "queued") == 0;
+  CHECK(ok);
+  free(rows);
+
+  CHECK(op_store_task_list(s, "", "alice", "", 100, &rows, &n, &e) == 0);
+  CHECK(n == 10); /* 0,3,...,24 and L24b */
+  ok = 1;
+  for (size_t i = 0; i < n; i++)
+    ok &= strcmp(rows[i].owner, "alice") == 0;
+  CHECK(ok);
+  free(rows);
+
+  CHECK(op_store_task_list(s, "succeeded", "alice", "", 100, &rows, &n, &e) == 0);
+  CHECK(n == 4); /* 3, 9, 15, 21 */
+  free(rows);
+
+  /* Paging by 7 visits every task once, in order. */
+  char after[40] = "";
+  char seen[26][40];
+  size_t total = 0;
+  int pages = 0;
+  for (;;) {
+    CHECK(op_store_task_list(s, "", NULL, after, 7, &rows, &n, &e) == 0);
+    if (n == 0) {
+      free(rows);
+      break;
+    }
+    for (size_t i = 0; i < n && total < 26; i++)
+      snprintf(seen[total++], sizeof seen[0], "%s", rows[i].id);
+    snprintf(after, sizeof after, "%s", rows[n - 1].id);
+    free(rows);
+    pages++;
+  }
+  CHECK(total == 26 && pages == 4);
+  CHECK_STR_EQ(seen[0], "L24b");
+  CHECK_STR_EQ(seen[1], "L24");
+  CHECK_STR_EQ(seen[7], "L18");
+  CHECK_STR_EQ(seen[25], "L00");
+
+  /* Paging with a status filter; limit is clamped to at least 1. */
+  CHECK(op_store_task_list(s, "queued", NULL, "L24", 3, &rows, &n, &e) == 0);
+  CHECK(n == 3 && strcmp(rows[0].id, "L22") == 0 && strcmp(rows[2].id, "L18") == 0);
+  free(rows);
+  CHECK(op_store_task_list(s, "", NULL, "", 0, &rows, &n, &e) == 0);
+  CHECK(n == 1);
+  free(rows);
+  CHECK(op_store_task_list(s, "", NULL, "", 5000, &rows, &n, &e) == 0);
+  CHECK(n == 26);
+  free(rows);
+
+  /* Unfinished: the queued ones, oldest first. */
+  CHECK(op_store_tasks_unfinished(s, &rows, &n, &e) == 0);
+  CHECK(n == 14 && strcmp(rows[0].id, "L00") == 0 && strcmp(rows[13].id, "L24b") == 0);
+  free(rows);
+
+  int count = -1;
+  CHECK(op_store_count_status(s, "queued", &count, &e) == 0 && count == 14);
+  CHECK(op_store_count_status(s, "running", &count, &e) == 0 && count == 0);
+  CHECK(op_store_count_status(s, "succeeded", &count, &e) == 0 && count == 12);
+}
+
+static void test_pages_events_delete(op_store_t *s) {
+  op_error_t e;
+  op_task_row_t t;
+  make_task(&t, "P1", "running", 500);
+  CHECK(op_store_task_insert(s, &t, &e) == 0);
+
+  /* Pages put out of order, one replaced. */
+  op_page_row_t p;
+  memset(&p, 0, sizeof p);
+  for (int i = 2; i >= 0; i--) {
+    p.index = i;
+    snprintf(p.state, sizeof p.state, "queued");
+    CHECK(op_store_page_put(s, "P1", &p, &e) == 0);
+  }
+  p.index = 1;
+  snprintf(p.state, sizeof p.state, "done");
+  p.attempts = 2;
+  p.crash_attempts = 1;
+  p.started_at = 501.5;
+  p.finished_at = 502.25;
+  p.estimated_memory_bytes = 1000;
+  p.peak_memory_bytes = INT64_C(7000000000);
+  snprintf(p.error, sizeof p.error, "first try crashed");
+  CHECK(op_store_page_put(s, "P1", &p, &e) == 0);
+  op_page_row_t *pages = NULL;
+  size_t n = 0;
+  CHECK(op_store_pages(s, "P1", &pages, &n, &e) == 0);
+  CHECK(n == 3);
+  if (n == 3) {
+    CHECK(pages[0].index == 0 && pages[1].index == 1 && pages[2].index == 2);
+    CHECK(page_equal(&pages[1], &p));
+    CHECK_STR_EQ(pages[2].state, "queued");
+  }
+  free(pages);
+
+  /* Events: "created" first, then ours in order with their details. */
+  json_t *d = json_pack("{s:s, s:i}", "device", "cpu", "page", 1);
+  CHECK(op_store_event_add(s, "P1", "page_started", d, &e) == 0);
+  CHECK(op_store_event_add(s, "P1", "page_done", NULL, &e) == 0);
+  json_t *events = NULL;
+  CHECK(op_store_events(s, "P1", &events, &e) == 0);
+  CHECK(json_array_size(events) == 3);
+  CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(events, 0), "type")), "created");
+  CHECK(json_real_value(json_object_get(json_array_get(events, 0), "time")) == 500);
+  json_t *ev1 = json_array_get(events, 1);
+  CHECK_STR_EQ(json_string_value(json_object_get(ev1, "type")), "page_started");
+  CHECK(json_equal(json_object_get(ev1, "details"), d));
+  CHECK(json_real_value(json_object_get(ev1, "time")) > 1e9);
+  CHECK(json_is_null(json_object_get(json_array_get(events, 2), "details")));
+  json_decref(events);
+  json_decref(d);
+
+  CHECK(op_store_metric_add(s, "P1", 123456, "cpu", "ocr", &e) == 0);
+  CHECK(op_store_metric_add(s, "P1", 654321, NULL, NULL, &e) == 0);
+
+  /* Finished before: only finished tasks, only before the cutoff. */
+  op_task_row_t *rows = NULL;
+  CHECK(op_store_tasks_finished_before(s, 210, &rows, &n, &e) == 0);
+  CHECK(n == 5); /* L01..L09, finished at 201..209 */
+  free(rows);
+  t.finished_at = 300;
+  snprintf(t.status, sizeof t.status, "cancelled");
+  CHECK(op_store_task_update(s, &t, &e) == 0);
+  CHECK(op_store_tasks_finished_before(s, 301, &rows, &n, &e) == 0);
+  CHECK(n == 13 && strcmp(rows[n - 1].id, "P1") == 0);
+  free(rows);
+
+  /* Delete takes the pages, events and metrics along. */
+  CHECK(op_store_task_delete(s, "P1", &e) == 0);
+  CHECK(op_store_task_get(s, "P1", &t, &e) == OP_ENOTFOUND);
+  CHECK(op_store_pages(s, "P1", &pages, &n, &e) == 0 && n == 0);
+  free(pages);
+  CHECK(op_store_events(s, "P1", &events, &e) == 0 && json_array_size(events) == 0);
+  json_decref(events);
+  /* Metrics have no reader; re-creating the task shows none are orphaned by
+   * a foreign key error on the next sample, and the events start afresh. */
+  make_task(&t, "P1", "queued", 600);
+  CHECK(op_store_task_insert(s, &t, &e) == 0);
+  CHECK(op_store_events(s, "P1", &events, &e) == 0 && json_array_size(events) == 1);
+  json_decref(events);
+  CHECK(op_store_task_delete(s, "P1", &e) == 0);
+}
+
+struct writer_arg {
+  int thread;
+  int failures;
+};
+
+static void *writer_main(void *p) {
+  struct writer_arg *a = p;
+  op_store_t *s = NULL;
+  op_error_t e;
+  if (op_store_open(data_dir, &s, &e) != 0) {
+    fprintf(stderr, "thread open: %s\n", e.message);
+    a->failures = 1000;
+    return NULL;
+  }
+  for (int i = 0; i < 200; i++) {
+    op_task_row_t t;
+    char id[40];
+    snprintf(id, sizeof id, "T%d-%03d", a->thread, i);
+    make_task(&t, id, "queued", 1000 + i);
+    if (op_store_task_insert(s, &t, &e) != 0) {
+      fprintf(stderr, "thread insert: %s\n", e.message);
+      a->failures++;
+    }
+    if (op_store_event_add(s, id, "noted", NULL, &e) != 0)
+      a->failures++;
+  }
+  op_store_close(s);
+  return NULL;
+}
+
+static void test_threads(void) {
+  pthread_t th[2];
+  struct writer_arg args[2] = {{.thread = 0}, {.thread = 1}};
+  for (int i = 0; i < 2; i++)
+    CHECK(pthread_create(&th[i], NULL, writer_main, &args[i]) == 0);
+  for (int i = 0; i < 2; i++)
+    pthread_join(th[i], NULL);
+  CHECK(args[0].failures == 0 && args[1].failures == 0);
+  op_store_t *s = open_store();
+  op_task_row_t *rows = NULL;
+  size_t n = 0;
+  int count = 0;
+  CHECK(op_store_count_status(s, "queued", &count, NULL) == 0);
+  CHECK(count == 14 + 400);
+  CHECK(op_store_tasks_unfinished(s, &rows, &n, NULL) == 0 && n == 414);
+  free(rows);
+  op_store_close(s);
+}
+
+/* A child writes a task and is killed before it can close anything: the
+ * commit must already be on disk. No store is open across the fork. */
+static void test_durability(void) {
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    op_store_t *s = NULL;
+    op_task_row_t t;
+    make_task(&t, "survivor", "queued", 42);
+    if (op_store_open(data_dir, &s, NULL) != 0 || op_store_task_insert(s, &t, NULL) != 0)
+      _exit(1);
+    kill(getpid(), SIGKILL);
+    _exit(2);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    ;
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  op_store_t *s = open_store();
+  op_task_row_t got;
+  CHECK(op_store_task_get(s, "survivor", &got, NULL) == 0);
+  CHECK(got.created_at == 42);
+  op_store_close(s);
+}
+
+/* Values too long for a row field (written by another tool, or a later
+ * version) come back cut at a character boundary; fields filled to the last
+ * byte without a NUL are never read past. A database from a newer schema is
+ * refused. Raw SQLite plays the other writer. */
+static void test_truncation_and_version(void) {
+  op_store_t *s = open_store();
+  op_task_row_t t, got;
+  make_task(&t, "long", "queued", 7);
+  memset(t.status, 'x', sizeof t.status); /* no NUL */
+  CHECK(op_store_task_insert(s, &t, NULL) == 0);
+  op_store_close(s);
+
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/ocrpool.db", data_dir);
+  sqlite3 *db = NULL;
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  /* 254 ASCII bytes, then a 2-byte character that does not fit in title[256]. */
+  CHECK(sqlite3_exec(db, "UPDATE tasks SET title = printf('%.254c', 'a') || '\xc3\xa9' || 'zz' WHERE id = 'long'", NULL,
+                     NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+
+  s = open_store();
+  CHECK(op_store_task_get(s, "long", &got, NULL) == 0);
+  CHECK(strlen(got.status) == sizeof got.status - 1);
+  CHECK(strlen(got.title) == 254);
+  CHECK(op_store_task_delete(s, "long", NULL) == 0);
+  op_store_close(s);
+
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  op_error_t e;
+  s = NULL;
+  CHECK(op_store_open(data_dir, &s, &e) == OP_EUSAGE && s == NULL);
+  CHECK(strstr(e.message, "newer") != NULL);
+}
+
+static void remove_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return;
+  struct dirent *ent;
+  char path[512];
+  while ((ent = readdir(d)) != NULL) {
+    if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0)
+      continue;
+    snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+    unlink(path);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+int main(void) {
+  char base[] = "/tmp/ocrpool-store-XXXXXX";
+  if (mkdtemp(base) == NULL) {
+    perror("mkdtemp");
+    return 1;
+  }
+  /* A subdirectory, so that open's mkdir is exercised too. */
+  snprintf(data_dir, sizeof data_dir, "%s/data", base);
+
+  test_open_reopen();
+  op_store_t *s = open_store();
+  if (s != NULL) {
+    test_round_trip(s);
+    test_not_found(s);
+    test_list(s);
+    test_pages_events_delete(s);
+    op_store_close(s);
+  }
+  test_threads();
+  test_durability();
+  test_truncation_and_version();
+
+  remove_dir(data_dir);
+  rmdir(base);
+  return CHECK_DONE();
+}
