@@ -45,3 +45,55 @@ done_testing() {
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
 }
+
+# ---- a real server on loopback ----
+
+# start_server DATA_DIR [ARGS...]: starts `ocrpool serve` on a free port, waits
+# until /healthz answers, sets SERVER_PID and BASE (http://127.0.0.1:PORT).
+start_server() {
+  local dir=$1
+  shift
+  rm -f "$TMP/port"
+  "$OCRPOOL" serve --listen 127.0.0.1:0 --port-file "$TMP/port" --data-dir "$dir" "$@" 2>>"$TMP/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    if [ -s "$TMP/port" ]; then
+      BASE="http://127.0.0.1:$(cat "$TMP/port")"
+      curl -fs "$BASE/healthz" >/dev/null && return 0
+    fi
+    sleep 0.1
+  done
+  fail "the server did not start"
+  cat "$TMP/server.log"
+  return 1
+}
+
+# stop_server: SIGTERM, wait, and check it exited 0 without a sanitizer report.
+stop_server() {
+  kill -TERM "$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID"
+  local rc=$?
+  check "the server exits 0 on SIGTERM" test "$rc" -eq 0
+  if grep -q 'ERROR: \(Address\|Leak\|Undefined\)Sanitizer\|runtime error:' "$TMP/server.log"; then
+    fail "sanitizer report from the server"
+    grep -A30 'Sanitizer\|runtime error' "$TMP/server.log" | head -60
+  fi
+}
+
+# wait_task ID [SECONDS]: polls until the task has finished; prints its status.
+wait_task() {
+  local id=$1 limit=${2:-120} status=""
+  for _ in $(seq 1 $((limit * 10))); do
+    status=$(curl -s "${AUTH[@]}" "$BASE/v1/tasks/$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null)
+    case $status in succeeded | failed | cancelled) echo "$status"; return 0 ;; esac
+    sleep 0.1
+  done
+  echo "timeout:$status"
+}
+
+# submit FILE QUERY: posts the file raw, prints the new task's id.
+submit() {
+  curl -s "${AUTH[@]}" -X POST --data-binary "@$1" -H 'Content-Type: application/octet-stream' "$BASE/v1/tasks?$2" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+AUTH=()

@@ -44,6 +44,8 @@ typedef struct req_s {
   int fd;                  /* the upload file */
   uint64_t bytes;
   int refused;             /* a response was queued before the body ended */
+  unsigned failed_status;  /* the body is bad: answer this once it has been read */
+  char failed_detail[256];
   struct MHD_PostProcessor *pp;
   json_t *params;          /* options from the query string and form fields */
   int got_file;            /* multipart: a "file" field came */
@@ -519,8 +521,9 @@ static enum MHD_Result start_upload(op_http_t *h, struct MHD_Connection *c, req_
       (q->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
     return q->refused = 1, problem(c, 500, "cannot store the upload", NULL, NULL, NULL);
   const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-  if (type != NULL && (strncasecmp(type, "multipart/form-data", 19) == 0 ||
-                       strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0)) {
+  /* Only multipart bodies are forms; anything else is the document itself
+   * (curl --data-binary sends files as x-www-form-urlencoded by default). */
+  if (type != NULL && strncasecmp(type, "multipart/form-data", 19) == 0) {
     q->pp = MHD_create_post_processor(c, 64 * 1024, on_form_field, q);
     if (q->pp == NULL)
       return q->refused = 1, problem(c, 400, "malformed form body (no boundary?)", NULL, NULL, NULL);
@@ -531,22 +534,31 @@ static enum MHD_Result start_upload(op_http_t *h, struct MHD_Connection *c, req_
   return MHD_YES;
 }
 
-static enum MHD_Result upload_chunk(op_http_t *h, struct MHD_Connection *c, req_t *q, const char *data,
-                                    size_t size) {
+/* libmicrohttpd takes an answer only before or after the body, so a body
+ * found bad while it arrives is drained and answered at its end; one that
+ * runs far past the limit without a Content-Length gets its connection cut. */
+static enum MHD_Result upload_chunk(op_http_t *h, req_t *q, const char *data, size_t size) {
   const op_service_config_t *cfg = op_service_config(h->svc);
+  if (q->failed_status != 0) {
+    q->bytes += size;
+    return q->bytes > cfg->limits.max_input_bytes + (64u << 20) ? MHD_NO : MHD_YES;
+  }
   if (q->pp != NULL) {
-    if (MHD_post_process(q->pp, data, size) != MHD_YES)
-      return q->refused = 1, problem(c, 400, "malformed multipart body", NULL, NULL, NULL);
+    if (MHD_post_process(q->pp, data, size) != MHD_YES) {
+      q->failed_status = 400;
+      snprintf(q->failed_detail, sizeof q->failed_detail, "malformed multipart body");
+    }
   } else {
     q->bytes += size;
-    if (q->bytes <= cfg->limits.max_input_bytes && write_all(q->fd, data, size) < 0)
-      return q->refused = 1, problem(c, 500, "cannot store the upload", NULL, NULL, NULL);
+    if (q->bytes <= cfg->limits.max_input_bytes && write_all(q->fd, data, size) < 0) {
+      q->failed_status = 500;
+      snprintf(q->failed_detail, sizeof q->failed_detail, "cannot store the upload");
+    }
   }
-  if (q->bytes > cfg->limits.max_input_bytes) {
-    char detail[128];
-    snprintf(detail, sizeof detail, "the body is over the limit of %llu bytes",
+  if (q->failed_status == 0 && q->bytes > cfg->limits.max_input_bytes) {
+    q->failed_status = 413;
+    snprintf(q->failed_detail, sizeof q->failed_detail, "the body is over the limit of %llu bytes",
              (unsigned long long)cfg->limits.max_input_bytes);
-    return q->refused = 1, problem(c, 413, detail, NULL, NULL, NULL);
   }
   return MHD_YES;
 }
@@ -554,6 +566,8 @@ static enum MHD_Result upload_chunk(op_http_t *h, struct MHD_Connection *c, req_
 static enum MHD_Result finish_upload(op_http_t *h, struct MHD_Connection *c, req_t *q) {
   close(q->fd);
   q->fd = -1;
+  if (q->failed_status != 0)
+    return problem(c, q->failed_status, q->failed_detail, NULL, NULL, NULL);
   if (q->pp != NULL && !q->got_file)
     return problem(c, 400, "the form has no \"file\" field", NULL, NULL, NULL);
   json_t *options = NULL;
@@ -637,7 +651,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   }
   if (q->kind == REQ_UPLOAD) {
     if (*upload_data_size > 0) {
-      enum MHD_Result r = upload_chunk(h, c, q, upload_data, *upload_data_size);
+      enum MHD_Result r = upload_chunk(h, q, upload_data, *upload_data_size);
       *upload_data_size = 0;
       return r;
     }
