@@ -40,6 +40,7 @@ int op__tokens_load(const char *path, op__tokens_t *tokens, op_error_t *err) {
     }
     tokens->list = nl;
     op__token_t *t = &tokens->list[tokens->n++];
+    memset(t, 0, sizeof *t); /* the comparison reads the whole buffer */
     snprintf(t->token, sizeof t->token, "%s", token);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->admin = strcmp(scope, "admin") == 0;
