@@ -41,10 +41,13 @@ deps:
 deps-test: deps
 	$(call install_missing,$(TEST_PKGS))
 
-# Builds and OCRs the sample page, then (with the server, once it lands) serves.
+# Builds and serves on 127.0.0.1:8080 with the embedded store in ./var, until Ctrl-C.
 run: deps build
 	@mkdir -p var
-	./$(BUILD)/ocrpool ocr tests/data/phototest.tif
+	@echo "ocrpool: serving on http://127.0.0.1:8080 (data in ./var). In another terminal, try:"
+	@echo "  curl --data-binary @tests/data/phototest.tif http://127.0.0.1:8080/v1/ocr"
+	@echo "  curl -X POST --data-binary @tests/data/linn.pdf 'http://127.0.0.1:8080/v1/tasks?format=txt,pdf'"
+	./$(BUILD)/ocrpool serve --listen 127.0.0.1:8080 --data-dir var
 
 # Every test runs twice: on the release build (what users run, and the only
 # honest memory figures) and under AddressSanitizer + UBSan (leaks, overflows,
