@@ -57,6 +57,22 @@ contender_cli() {
   check_texts "$WORK/out" "the tesseract CLI"
 }
 
+# ocrpool serve through HTTP: a client submits every page, waits for all.
+start_server() {
+  rm -rf "$WORK/var" "$WORK/port"
+  "$OCRPOOL" serve --listen 127.0.0.1:0 --port-file "$WORK/port" --data-dir "$WORK/var" --workers "$JOBS" \
+    --log-level warn 2>"$WORK/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
+  BASE="http://127.0.0.1:$(cat "$WORK/port")"
+}
+stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID"; }
+contender_http() {
+  rm -rf "$WORK/out" && mkdir -p "$WORK/out"
+  python3 "$ROOT/bench/http_load.py" pages "$BASE" "$WORK/out" "${PAGES[@]}" >/dev/null
+  check_texts "$WORK/out" "ocrpool serve"
+}
+
 declare -A MED MIN MAX
 measure() { # NAME FUNCTION
   local times=() t0 t1
@@ -75,6 +91,12 @@ measure() { # NAME FUNCTION
 measure api contender_api
 measure ocrpool contender_ocrpool
 measure cli contender_cli
+start_server
+measure http contender_http
+# Framework overhead: the null engine, 1-page tasks (crom.png, 400x50).
+NULL_FIGURES=$(python3 "$ROOT/bench/http_load.py" null "$BASE" "$DATA/crom.png" 400 20)
+stop_server
+read -r NULL_TPS NULL_P50 NULL_P99 <<<"$NULL_FIGURES"
 
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
@@ -83,15 +105,26 @@ table() {
   echo
   echo "| contender | median s | min-max s | pages/s | ratio to reference (pages/s) |"
   echo "| --- | ---: | ---: | ---: | ---: |"
-  for k in api ocrpool cli; do
+  for k in api ocrpool http cli; do
     case $k in
       api) name="plain Tesseract C API loop, $JOBS processes, model loaded once (reference)" ;;
       ocrpool) name="ocrpool ocr -j $JOBS" ;;
+      http) name="ocrpool serve --workers $JOBS through HTTP (submit all, wait for all)" ;;
       cli) name="tesseract CLI once per page, $JOBS at a time" ;;
     esac
     printf '| %s | %.2f | %.2f-%.2f | %.3f | %.3f |\n' "$name" "${MED[$k]}" "${MIN[$k]}" "${MAX[$k]}" \
       "$(echo "$NPAGES / ${MED[$k]}" | bc -l)" "$(echo "${MED[api]} / ${MED[$k]}" | bc -l)"
   done
+  echo
+  printf 'HTTP against ocrpool ocr on the same pages: %.3f (goal: within 3 %%)\n' "$(echo "${MED[ocrpool]} / ${MED[http]}" | bc -l)"
+  echo
+  echo "Framework overhead, null engine, 1-page tasks through HTTP + SQLite, $JOBS workers:"
+  echo
+  echo "| figure | value |"
+  echo "| --- | ---: |"
+  echo "| tasks/s, 8 closed-loop clients | $NULL_TPS |"
+  echo "| submit-to-result p50 at 20 tasks/s offered | $NULL_P50 ms |"
+  echo "| submit-to-result p99 at 20 tasks/s offered | $NULL_P99 ms |"
 }
 table
 {
