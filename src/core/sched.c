@@ -562,9 +562,11 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
       requeue(s, p, e.message);
       return;
     }
-    page_fail(s, p, &e);
+    /* The others first: failing this page may end the task, and a task's end
+     * may free it. */
     if (strcmp(e.reason, "model_unavailable") == 0 || e.code == OP_EUSAGE)
       fail_queued_pages(s, t, &e);
+    page_fail(s, p, &e);
     return;
   }
   /* Lost: the worker died or was killed for its timeout. */

@@ -110,6 +110,7 @@ typedef struct op_sched_s op_sched_t;
 typedef void (*op_page_cb)(void *ctx, op_task_t *task, op_page_job_t *page);
 /** Called when a page is queued again after a lost or failed run. */
 typedef void (*op_retry_cb)(void *ctx, op_task_t *task, op_page_job_t *page, const char *why);
+/** The last thing the scheduler does with a task; the callback may free it. */
 typedef void (*op_task_cb)(void *ctx, op_task_t *task);
 
 typedef struct op_sched_config_s {

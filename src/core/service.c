@@ -661,7 +661,9 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
       expire_queued(svc);
       last_scan = now;
     }
-    if (now - svc->last_retention > 60) {
+    /* Once a minute is plenty for days of retention; a zero retention (tests, or
+     * "keep nothing") is applied every second. */
+    if (now - svc->last_retention > (svc->cfg.retention_s == 0 ? 1 : 60)) {
       apply_retention(svc);
       svc->last_retention = now;
     }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Tasks that wait past --queue-timeout fail with queue_timeout; finished tasks
+# and their files go after --retention-days (0 here: at once).
+source "$(dirname "$0")/lib.sh"
+
+export OCRPOOL_NULL_OPTS=sleep_ms=3000
+start_server "$TMP/var" --workers 1 --queue-timeout 1 || { done_testing; exit 1; }
+first=$(submit "$DATA/phototest.tif" "engine=null")
+sleep 0.5
+second=$(submit "$DATA/phototest.tif" "engine=null")
+check "the running task still succeeds" test "$(wait_task "$first")" = succeeded
+check "the task stuck behind it fails" test "$(wait_task "$second")" = failed
+check "... with reason queue_timeout" bash -c "curl -s '$BASE/v1/tasks/$second' | grep -q '\"failure_reason\":\"queue_timeout\"'"
+stop_server
+
+export OCRPOOL_NULL_OPTS=sleep_ms=10
+start_server "$TMP/var2" --workers 1 --retention-days 0 || { done_testing; exit 1; }
+id=$(submit "$DATA/phototest.tif" "engine=null")
+gone=""
+for _ in $(seq 1 50); do
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/v1/tasks/$id")" = 404 ]; then gone=yes; break; fi
+  sleep 0.1
+done
+check "with zero retention a finished task is removed" test -n "$gone"
+check "... and its files" test ! -e "$TMP/var2/tasks/$id"
+stop_server
+done_testing
