@@ -62,14 +62,19 @@ static int parse_num(const char *s, unsigned long max, unsigned long *out) {
 }
 
 int op_cli_serve(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"listen", required_argument, NULL, 'l'},        {"data-dir", required_argument, NULL, 'd'},
-      {"workers", required_argument, NULL, 'w'},       {"tokens", required_argument, NULL, 't'},
-      {"max-queue", required_argument, NULL, 'q'},     {"queue-timeout", required_argument, NULL, 'Q'},
-      {"page-timeout", required_argument, NULL, 'P'},  {"retention-days", required_argument, NULL, 'r'},
-      {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
-      {"log-level", required_argument, NULL, 'L'},     {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                           {"data-dir", required_argument, NULL, 'd'},
+                                           {"workers", required_argument, NULL, 'w'},
+                                           {"tokens", required_argument, NULL, 't'},
+                                           {"max-queue", required_argument, NULL, 'q'},
+                                           {"queue-timeout", required_argument, NULL, 'Q'},
+                                           {"page-timeout", required_argument, NULL, 'P'},
+                                           {"retention-days", required_argument, NULL, 'r'},
+                                           {"max-input-size", required_argument, NULL, 'm'},
+                                           {"port-file", required_argument, NULL, 'p'},
+                                           {"log-level", required_argument, NULL, 'L'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
   op_service_config_t scfg;
   op_service_config_init(&scfg);
   op_http_config_t hcfg;

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/fs.h"
 #include "util/log.h"
 
 enum { STAGE_PROBE = 0, STAGE_PAGES, STAGE_MERGE, STAGE_DONE };
@@ -31,12 +31,6 @@ struct op_sched_s {
   size_t n_tasks, cap_tasks;
   uint64_t next_task_id;
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void op_task_opts_init(op_task_opts_t *opts) {
   memset(opts, 0, sizeof *opts);
@@ -68,20 +62,11 @@ op_task_t *op_task_create(const char *path, const char *title, op_doc_type_t typ
   return t;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  if (remove(path) < 0 && errno != ENOENT)
-    op_log_warn("cannot remove %s: %s", path, strerror(errno));
-  return 0;
-}
-
 void op_task_destroy(op_task_t *t) {
   if (t == NULL)
     return;
   if (t->scratch_dir != NULL && !t->keep_scratch)
-    nftw(t->scratch_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    op_remove_tree(t->scratch_dir);
   free(t->scratch_dir);
   free(t->input_path);
   free(t->title);
@@ -159,7 +144,7 @@ int op_sched_add(op_sched_t *s, op_task_t *t, op_error_t *err) {
     return op_error_set(err, OP_EIO, "internal", "cannot create scratch directory: %s", strerror(errno));
   t->status = t->started_s > 0 ? OP_TASK_RUNNING : OP_TASK_QUEUED;
   if (t->queued_s == 0)
-    t->queued_s = now_s();
+    t->queued_s = op_wall_time_s();
   t->stage = t->n_pages > 0 ? STAGE_PAGES : STAGE_PROBE;
   t->pages_done = t->pages_failed = 0;
   for (size_t i = 0; i < t->n_pages; i++) {
@@ -179,7 +164,7 @@ static void *stage_ctx(op_task_t *t) {
 
 static void task_ended(op_sched_t *s, op_task_t *t) {
   t->stage = STAGE_DONE;
-  t->finished_s = now_s();
+  t->finished_s = op_wall_time_s();
   for (size_t i = 0; i < s->n_tasks; i++) {
     if (s->tasks[i] == t) {
       memmove(&s->tasks[i], &s->tasks[i + 1], (s->n_tasks - i - 1) * sizeof *s->tasks);
@@ -363,7 +348,7 @@ static void requeue(op_sched_t *s, op_page_job_t *p, const char *why) {
   for (unsigned i = 1; i < p->attempts && wait < 60; i++)
     wait *= 2;
   p->state = OP_PAGE_QUEUED;
-  p->not_before_s = now_s() + wait;
+  p->not_before_s = op_wall_time_s() + wait;
   if (s->cfg.on_retry)
     s->cfg.on_retry(s->cfg.cb_ctx, p->task, p, why);
 }
@@ -387,7 +372,7 @@ static double effective_priority(const op_sched_t *s, const op_task_t *t, double
 static int next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page) {
   op_task_t *best = NULL;
   op_page_job_t *best_page = NULL;
-  double best_priority = 0, now = now_s();
+  double best_priority = 0, now = op_wall_time_s();
   for (size_t i = 0; i < s->n_tasks; i++) {
     op_task_t *t = s->tasks[i];
     op_page_job_t *candidate = NULL;
@@ -449,7 +434,7 @@ static void dispatch(op_sched_t *s) {
     }
     if (t->status == OP_TASK_QUEUED) {
       t->status = OP_TASK_RUNNING;
-      t->started_s = now_s();
+      t->started_s = op_wall_time_s();
     }
     if (p != NULL) {
       p->state = OP_PAGE_RUNNING;

@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/fs.h"
 #include "util/log.h"
 #include "worker/supervisor.h"
 
@@ -55,12 +55,6 @@ struct op_service_s {
   volatile int draining;
   double last_retention;
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void op_service_config_init(op_service_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -138,7 +132,7 @@ int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err) {
   if (rc < 0)
     return rc;
   snprintf(task->status, sizeof task->status, "queued");
-  task->created_at = now_s();
+  task->created_at = op_wall_time_s();
   rc = op_store_task_insert(st, task, err);
   if (rc == 0)
     rc = op_store_event_add(st, task->id, "queued", NULL, err);
@@ -180,9 +174,9 @@ json_t *op_service_task_json(const op_task_row_t *t) {
   json_t *j = json_pack(
       "{s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "id", t->id, "status",
       t->status, "priority", t->priority, "created_at", op_service_time_json(t->created_at), "started_at",
-      op_service_time_json(t->started_at), "finished_at", op_service_time_json(t->finished_at), "pages_total", t->pages_total, "pages_done",
-      t->pages_done, "attempts", t->attempts, "device", str_or_null(t->device), "worker", str_or_null(t->worker),
-      "estimated_memory_bytes", (json_int_t)t->estimated_memory_bytes, "peak_memory_bytes",
+      op_service_time_json(t->started_at), "finished_at", op_service_time_json(t->finished_at), "pages_total",
+      t->pages_total, "pages_done", t->pages_done, "attempts", t->attempts, "device", str_or_null(t->device), "worker",
+      str_or_null(t->worker), "estimated_memory_bytes", (json_int_t)t->estimated_memory_bytes, "peak_memory_bytes",
       (json_int_t)t->peak_memory_bytes, "failure_reason", str_or_null(t->failure_reason), "error",
       str_or_null(t->error), "title", str_or_null(t->title), "formats", json_array());
   const char *names = json_string_value(json_object_get(opts, "format"));
@@ -284,7 +278,7 @@ static void on_page_start(void *ctx, op_task_t *t, op_page_job_t *p) {
   }
   if (strcmp(a->row.status, "queued") == 0) {
     snprintf(a->row.status, sizeof a->row.status, "running");
-    a->row.started_at = now_s();
+    a->row.started_at = op_wall_time_s();
     snprintf(a->row.device, sizeof a->row.device, "cpu");
     event(svc, a, "started", NULL);
     event(svc, a, "resource_acquired", json_pack("{s:s}", "device", "cpu"));
@@ -303,8 +297,8 @@ static void on_retry(void *ctx, op_task_t *t, op_page_job_t *p, const char *why)
   if (a == NULL)
     return;
   save_page(svc, a, p, "queued");
-  event(svc, a, "retried", json_pack("{s:i, s:i, s:s}", "page", (int)p->index + 1, "attempt", (int)p->attempts,
-                                     "reason", why ? why : ""));
+  event(svc, a, "retried",
+        json_pack("{s:i, s:i, s:s}", "page", (int)p->index + 1, "attempt", (int)p->attempts, "reason", why ? why : ""));
 }
 
 static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
@@ -324,17 +318,10 @@ static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
   if (op_store_metric_add(svc->store, a->row.id, peak, "cpu", "page", &e) < 0)
     log_store_error("recording a memory sample", &e);
   if (done)
-    event(svc, a, "page_done", json_pack("{s:i, s:I}", "page", (int)p->index + 1, "peak_memory_bytes", (json_int_t)peak));
+    event(svc, a, "page_done",
+          json_pack("{s:i, s:I}", "page", (int)p->index + 1, "peak_memory_bytes", (json_int_t)peak));
   else
     event(svc, a, "page_failed", json_pack("{s:i, s:s}", "page", (int)p->index + 1, "error", p->error.message));
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  remove(path);
-  return 0;
 }
 
 /* Removes a finished task's page fragments, keeping its input and results. */
@@ -358,11 +345,11 @@ static void on_task_end(void *ctx, op_task_t *t) {
   active_t *a = find_active(svc, t);
   if (a == NULL)
     return;
-  const char *status = t->status == OP_TASK_SUCCEEDED ? "succeeded"
+  const char *status = t->status == OP_TASK_SUCCEEDED   ? "succeeded"
                        : t->status == OP_TASK_CANCELLED ? "cancelled"
-                                                         : "failed";
+                                                        : "failed";
   snprintf(a->row.status, sizeof a->row.status, "%s", status);
-  a->row.finished_at = now_s();
+  a->row.finished_at = op_wall_time_s();
   a->row.pages_done = (int)t->pages_done;
   a->row.pages_total = (int)t->n_pages;
   if (t->status != OP_TASK_SUCCEEDED) {
@@ -451,8 +438,8 @@ static void schedule_row(op_service_t *svc, const op_task_row_t *row) {
   if (rc == 0) {
     opts.limits.max_pages = svc->cfg.limits.max_pages;
     opts.limits.max_page_pixels = svc->cfg.limits.max_page_pixels;
-    a->task = op_task_create(input, row->title[0] ? row->title : "document", op_doc_type_from_name(row->input_type),
-                             &opts);
+    a->task =
+        op_task_create(input, row->title[0] ? row->title : "document", op_doc_type_from_name(row->input_type), &opts);
     free((char *)opts.pages);
   }
   if (a->task == NULL) {
@@ -521,7 +508,7 @@ static void apply_cancels(op_service_t *svc) {
 }
 
 static void expire_queued(op_service_t *svc) {
-  double now = now_s();
+  double now = op_wall_time_s();
   for (size_t i = 0; i < svc->n_active; i++) {
     active_t *a = svc->active[i];
     if (strcmp(a->row.status, "queued") == 0 && svc->cfg.queue_timeout_s > 0 &&
@@ -535,20 +522,16 @@ static void expire_queued(op_service_t *svc) {
   }
 }
 
-static void remove_dir(const char *dir) {
-  nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void apply_retention(op_service_t *svc) {
   op_task_row_t *rows = NULL;
   size_t n = 0;
   op_error_t e;
-  if (op_store_tasks_finished_before(svc->store, now_s() - svc->cfg.retention_s, &rows, &n, &e) < 0)
+  if (op_store_tasks_finished_before(svc->store, op_wall_time_s() - svc->cfg.retention_s, &rows, &n, &e) < 0)
     return;
   for (size_t i = 0; i < n; i++) {
     char *dir = op_service_task_dir(svc, rows[i].id);
     if (dir != NULL)
-      remove_dir(dir);
+      op_remove_tree(dir);
     free(dir);
     if (op_store_task_delete(svc->store, rows[i].id, &e) < 0)
       log_store_error("removing an old task", &e);
@@ -576,7 +559,7 @@ static void clean_leftovers(op_service_t *svc) {
     int rc = op_store_task_get(svc->store, de->d_name, &row, &e);
     if (rc == OP_ENOTFOUND) {
       op_log_info("removing the files of unknown task %s", de->d_name);
-      remove_dir(dir);
+      op_remove_tree(dir);
     } else if (rc == 0 && !row.resource_cleanup_completed &&
                (strcmp(row.status, "succeeded") == 0 || strcmp(row.status, "failed") == 0 ||
                 strcmp(row.status, "cancelled") == 0)) {
@@ -654,7 +637,7 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
     int woken = 0;
     while (read(svc->wake[0], buf, sizeof buf) > 0)
       woken = 1;
-    double now = now_s();
+    double now = op_wall_time_s();
     if (woken || now - last_scan > 1.0) {
       apply_cancels(svc);
       load_tasks(svc);

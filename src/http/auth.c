@@ -40,7 +40,7 @@ int op__tokens_load(const char *path, op__tokens_t *tokens, op_error_t *err) {
     }
     tokens->list = nl;
     op__token_t *t = &tokens->list[tokens->n++];
-    memset(t, 0, sizeof *t); /* the comparison reads the whole buffer */
+    memset(t, 0, sizeof *t);                    /* the comparison reads the whole buffer */
     memcpy(t->token, token, strlen(token) + 1); /* lengths checked above */
     memcpy(t->name, name, strlen(name) + 1);
     t->admin = strcmp(scope, "admin") == 0;

@@ -42,13 +42,12 @@ json_t *op_http_openapi(void) {
     json_t *op = json_pack("{s:s, s:o}", "summary", routes[i].summary, "responses", responses);
     json_t *parameters = json_array();
     if (strstr(routes[i].path, "{id}") != NULL)
-      json_array_append_new(parameters, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", "id", "in", "path", "required",
-                                                  1, "schema", "type", "string"));
+      json_array_append_new(parameters, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", "id", "in", "path", "required", 1,
+                                                  "schema", "type", "string"));
     if (routes[i].body) {
       for (size_t k = 0; k < sizeof params / sizeof params[0]; k++)
-        json_array_append_new(parameters,
-                              json_pack("{s:s, s:s, s:{s:s}}", "name", params[k], "in", "query", "schema", "type",
-                                        "string"));
+        json_array_append_new(
+            parameters, json_pack("{s:s, s:s, s:{s:s}}", "name", params[k], "in", "query", "schema", "type", "string"));
       json_object_set_new(op, "requestBody",
                           json_pack("{s:b, s:{s:{}, s:{}}}", "required", 1, "content", "application/octet-stream",
                                     "multipart/form-data"));

@@ -12,7 +12,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include "doc/doc.h"
 #include "http/auth.h"
 #include "http/http.h"
+#include "util/fs.h"
 #include "util/log.h"
 
 struct op_http_s {
@@ -40,15 +40,15 @@ enum { REQ_OTHER = 0, REQ_UPLOAD };
 /* One request's state across the handler's calls. */
 typedef struct req_s {
   int kind;
-  int sync;                /* POST /v1/ocr */
-  int fd;                  /* the upload file */
+  int sync; /* POST /v1/ocr */
+  int fd;   /* the upload file */
   uint64_t bytes;
-  int refused;             /* a response was queued before the body ended */
-  unsigned failed_status;  /* the body is bad: answer this once it has been read */
+  int refused;            /* a response was queued before the body ended */
+  unsigned failed_status; /* the body is bad: answer this once it has been read */
   char failed_detail[256];
   struct MHD_PostProcessor *pp;
-  json_t *params;          /* options from the query string and form fields */
-  int got_file;            /* multipart: a "file" field came */
+  json_t *params; /* options from the query string and form fields */
+  int got_file;   /* multipart: a "file" field came */
   char id[40];
   char *dir;
   char title[256];
@@ -70,15 +70,20 @@ static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, cons
   return ok;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j, const char *h1,
-                                 const char *v1) {
+/* Sends j (taking its reference) with the given Content-Type. */
+static enum MHD_Result send_typed_json(struct MHD_Connection *c, unsigned status, const char *type, json_t *j,
+                                       const char *h1, const char *v1) {
   char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
   if (text == NULL)
     return MHD_NO;
-  enum MHD_Result ok = send_body(c, status, "application/json", text, strlen(text), h1, v1);
+  enum MHD_Result ok = send_body(c, status, type, text, strlen(text), h1, v1);
   free(text);
   return ok;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j, const char *h1, const char *v1) {
+  return send_typed_json(c, status, "application/json", j, h1, v1);
 }
 
 static const char *status_title(unsigned status) {
@@ -119,24 +124,10 @@ static enum MHD_Result problem(struct MHD_Connection *c, unsigned status, const 
     json_object_update(j, extra);
     json_decref(extra);
   }
-  char *text = json_dumps(j, JSON_COMPACT);
-  json_decref(j);
-  if (text == NULL)
-    return MHD_NO;
-  enum MHD_Result ok = send_body(c, status, "application/problem+json", text, strlen(text), h1, v1);
-  free(text);
-  return ok;
+  return send_typed_json(c, status, "application/problem+json", j, h1, v1);
 }
 
 /* ---- requests ---- */
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  remove(path);
-  return 0;
-}
 
 static void req_free(req_t *q) {
   if (q == NULL)
@@ -147,7 +138,7 @@ static void req_free(req_t *q) {
     close(q->fd);
   /* An upload that never became a task leaves nothing behind. */
   if (q->dir != NULL && q->id[0] != '\0')
-    nftw(q->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    op_remove_tree(q->dir);
   free(q->dir);
   json_decref(q->params);
   free(q);
@@ -205,7 +196,7 @@ static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const c
 
 /* Turns the request's parameters into the stored options; a sentence on bad ones. */
 static int build_options(json_t *params, int sync, json_t **out, int *priority, char *why, size_t why_len) {
-  static const char *const known[] = {"format", "lang", "psm",    "dpi",     "pages",
+  static const char *const known[] = {"format",   "lang",         "psm",    "dpi",    "pages",
                                       "priority", "rotate_pages", "engine", "timeout"};
   const char *key;
   json_t *v;
@@ -350,8 +341,7 @@ static op_format_t first_format(const op_task_row_t *row) {
   return OP_FMT_TXT;
 }
 
-static enum MHD_Result send_result(op_http_t *h, struct MHD_Connection *c, const op_task_row_t *row,
-                                   op_format_t fmt) {
+static enum MHD_Result send_result(op_http_t *h, struct MHD_Connection *c, const op_task_row_t *row, op_format_t fmt) {
   char *dir = op_service_task_dir(h->svc, row->id);
   char path[1024];
   snprintf(path, sizeof path, "%s/result.%s", dir ? dir : ".", op_format_ext(fmt));
@@ -607,8 +597,7 @@ static enum MHD_Result finish_upload(op_http_t *h, struct MHD_Connection *c, req
     return send_json(c, 202, op_service_task_json(&row), "Location", location);
   }
   if (wait_finished(h, row.id, timeout_s, &row) < 0)
-    return problem(c, 504, "the task did not finish in time; it goes on", json_pack("{s:s}", "id", row.id), NULL,
-                   NULL);
+    return problem(c, 504, "the task did not finish in time; it goes on", json_pack("{s:s}", "id", row.id), NULL, NULL);
   if (strcmp(row.status, "succeeded") != 0)
     return problem(c, strcmp(row.failure_reason, "bad_input") == 0 ? 422 : 500, row.error,
                    json_pack("{s:s, s:s}", "id", row.id, "failure_reason", row.failure_reason), NULL, NULL);
@@ -618,8 +607,7 @@ static enum MHD_Result finish_upload(op_http_t *h, struct MHD_Connection *c, req
 /* ---- dispatch ---- */
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                              const char *version, const char *upload_data, size_t *upload_data_size,
-                              void **con_cls) {
+                              const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls) {
   (void)version;
   op_http_t *h = cls;
   req_t *q = *con_cls;
@@ -633,8 +621,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strncmp(url, "/v1/", 4) == 0 && h->auth) {
       q->token = op__tokens_check(&h->tokens, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
       if (q->token == NULL)
-        return q->refused = 1, problem(c, 401, "a bearer token is needed", NULL, "WWW-Authenticate",
-                                       "Bearer realm=\"ocrpool\"");
+        return q->refused = 1,
+               problem(c, 401, "a bearer token is needed", NULL, "WWW-Authenticate", "Bearer realm=\"ocrpool\"");
     }
     if (upload) {
       q->kind = REQ_UPLOAD;
@@ -744,8 +732,8 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ou
     }
     h->auth = 1;
   }
-  h->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                               0, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+  h->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
+                               NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                                MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
                                cfg->max_connections ? cfg->max_connections : 256u, MHD_OPTION_CONNECTION_TIMEOUT,
                                (unsigned)120, MHD_OPTION_END);
