@@ -6,7 +6,8 @@
 set -euo pipefail
 BUILD=${1:-build}
 RUNS=${RUNS:-3}
-JOBS=${JOBS:-$(nproc)}
+CORES=$(getconf _NPROCESSORS_ONLN) # not nproc: it honours OMP_THREAD_LIMIT, set below
+JOBS=${JOBS:-$CORES}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OCRPOOL=$ROOT/$BUILD/ocrpool
 API_LOOP=$ROOT/$BUILD/bench_api_loop
@@ -130,7 +131,7 @@ table
 {
   echo "# Benchmarks"
   echo
-  echo "Measured by \`make bench\` on $(date -u +%Y-%m-%d): $cpu, $(nproc) cores, $mem;"
+  echo "Measured by \`make bench\` on $(date -u +%Y-%m-%d): $cpu, $CORES cores, $mem;"
   echo "$(tesseract --version 2>&1 | head -1), Debian's eng model, OMP_THREAD_LIMIT=1 everywhere."
   echo
   table
