@@ -13,6 +13,21 @@ check "the task stuck behind it fails" test "$(wait_task "$second")" = failed
 check "... with reason queue_timeout" bash -c "curl -s '$BASE/v1/tasks/$second' | grep -q '\"failure_reason\":\"queue_timeout\"'"
 stop_server
 
+# Priorities: higher first, first come first served within one.
+export OCRPOOL_NULL_OPTS=sleep_ms=700
+start_server "$TMP/var3" --workers 1 || { done_testing; exit 1; }
+busy=$(submit "$DATA/phototest.tif" "engine=null")
+sleep 0.3
+low=$(submit "$DATA/phototest.tif" "engine=null&priority=1")
+high1=$(submit "$DATA/phototest.tif" "engine=null&priority=9")
+high2=$(submit "$DATA/phototest.tif" "engine=null&priority=9")
+for id in "$busy" "$low" "$high1" "$high2"; do wait_task "$id" >/dev/null; done
+order=$(for id in "$low" "$high1" "$high2"; do
+  curl -s "$BASE/v1/tasks/$id" | python3 -c 'import json,sys; t=json.load(sys.stdin); print(t["started_at"], t["priority"], t["id"])'
+done | sort | awk '{printf "%s ", $3}')
+check "priority 9 tasks start first, in order, then priority 1" test "$order" = "$high1 $high2 $low "
+stop_server
+
 export OCRPOOL_NULL_OPTS=sleep_ms=10
 start_server "$TMP/var2" --workers 1 --retention-days 0 || { done_testing; exit 1; }
 id=$(submit "$DATA/phototest.tif" "engine=null")
