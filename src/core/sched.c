@@ -439,6 +439,7 @@ static void dispatch(op_sched_t *s) {
     if (p != NULL) {
       p->state = OP_PAGE_RUNNING;
       p->worker_id = (unsigned)w;
+      p->started_s = op_wall_time_s();
       if (s->cfg.on_page_start)
         s->cfg.on_page_start(s->cfg.cb_ctx, t, p);
     } else {

@@ -61,6 +61,7 @@ typedef struct op_page_job_s {
   unsigned crash_attempts; /**< runs lost to a dying worker */
   op_error_t error;        /**< why it failed */
   long peak_rss_kb;        /**< the worker's peak resident memory when it finished */
+  double started_s;         /**< when its last run started (wall clock) */
   double not_before_s;     /**< a retried page waits until then (exponential backoff) */
   unsigned worker_id;      /**< the worker that ran it last */
   double ocr_ms;

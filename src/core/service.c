@@ -249,6 +249,9 @@ static void save_page(op_service_t *svc, active_t *a, const op_page_job_t *p, co
   row.attempts = (int)p->attempts;
   row.crash_attempts = (int)p->crash_attempts;
   row.peak_memory_bytes = (int64_t)p->peak_rss_kb * 1024;
+  row.started_at = p->started_s;
+  if (p->state == OP_PAGE_DONE || p->state == OP_PAGE_FAILED)
+    row.finished_at = op_wall_time_s();
   if (p->state == OP_PAGE_FAILED)
     snprintf(row.error, sizeof row.error, "%s", p->error.message);
   op_error_t e;
