@@ -16,7 +16,11 @@ stop_server
 # Priorities: higher first, first come first served within one.
 export OCRPOOL_NULL_OPTS=sleep_ms=700
 start_server "$TMP/var3" --workers 1 || { done_testing; exit 1; }
-busy=$(submit "$DATA/phototest.tif" "engine=null")
+# A 6-page task keeps the one worker busy for 4 s, long enough for the rest to queue.
+args=()
+for _ in 1 2 3 4 5 6; do args+=("$DATA/linn.pdf"); done
+qpdf --empty --pages "${args[@]}" -- "$TMP/six.pdf"
+busy=$(submit "$TMP/six.pdf" "engine=null")
 sleep 0.3
 low=$(submit "$DATA/phototest.tif" "engine=null&priority=1")
 high1=$(submit "$DATA/phototest.tif" "engine=null&priority=9")
@@ -25,6 +29,7 @@ for id in "$busy" "$low" "$high1" "$high2"; do wait_task "$id" >/dev/null; done
 order=$(for id in "$low" "$high1" "$high2"; do
   curl -s "$BASE/v1/tasks/$id" | python3 -c 'import json,sys; t=json.load(sys.stdin); print(t["started_at"], t["priority"], t["id"])'
 done | sort | awk '{printf "%s ", $3}')
+echo "start order: $order (want $high1 $high2 $low)"
 check "priority 9 tasks start first, in order, then priority 1" test "$order" = "$high1 $high2 $low "
 stop_server
 
