@@ -18,6 +18,12 @@ enum {
 /** `ocrpool ocr`: OCR documents with a local worker pool. */
 int op_cli_ocr(int argc, char **argv);
 
+/** `ocrpool submit FILE...`: send documents to a server, optionally wait for the results. */
+int op_cli_submit(int argc, char **argv);
+
+/** `ocrpool status [ID]`: tasks on a server. */
+int op_cli_status(int argc, char **argv);
+
 /** `ocrpool serve`: the HTTP task server. */
 int op_cli_serve(int argc, char **argv);
 

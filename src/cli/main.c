@@ -12,6 +12,8 @@ static void usage(FILE *out) {
         "Commands:\n"
         "  ocr FILE...    OCR files here and now, no server needed (text to stdout by default)\n"
         "  serve          run the HTTP task server (docs/api.md)\n"
+        "  submit FILE... send documents to a server (--wait for the results)\n"
+        "  status [ID]    tasks on a server\n"
         "  worker         a worker process (started by ocrpool itself)\n"
         "\n"
         "Options:\n"
@@ -39,6 +41,10 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "ocr") == 0)
     return op_cli_ocr(argc - 1, argv + 1);
+  if (strcmp(cmd, "submit") == 0)
+    return op_cli_submit(argc - 1, argv + 1);
+  if (strcmp(cmd, "status") == 0)
+    return op_cli_status(argc - 1, argv + 1);
   if (strcmp(cmd, "serve") == 0)
     return op_cli_serve(argc - 1, argv + 1);
   if (strcmp(cmd, "worker") == 0)
