@@ -2,9 +2,10 @@
  * serve.c: `ocrpool serve`: the durable OCR task server.
  *
  * The main thread runs the task service (scheduler, workers, store); the HTTP
- * server answers on its own threads. SIGTERM or SIGINT: stop accepting, stop
- * the workers, exit 0; tasks in flight stay recorded and resume at the next
- * start.
+ * server answers on its own threads. SIGTERM or SIGINT: new submissions get
+ * 503 and no new page starts; running pages get --drain-timeout to finish;
+ * then the workers stop and the process exits 0. What is left stays queued in
+ * the store and resumes at the next start. A second signal skips the wait.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -19,9 +20,11 @@
 
 static volatile sig_atomic_t stop_requested;
 
+/* The first SIGTERM/SIGINT drains, a second one stops at once. */
 static void on_stop(int sig) {
   (void)sig;
-  stop_requested = 1;
+  if (stop_requested < 2)
+    stop_requested++;
 }
 
 static void usage(FILE *out) {
@@ -39,6 +42,7 @@ static void usage(FILE *out) {
         "      --page-timeout SEC    a page running longer is killed and retried (default 300)\n"
         "      --retention-days N    finished tasks are removed after N days (default 7)\n"
         "      --max-input-size N    largest upload in bytes (K, M, G suffixes; default 256M)\n"
+        "      --drain-timeout SEC   on SIGTERM, running pages get this long to finish (default 30)\n"
         "      --port-file FILE      write the bound port there once listening\n"
         "      --log-level LEVEL     debug, info (default), warn, error\n"
         "  -h, --help                show this help\n",
@@ -62,19 +66,14 @@ static int parse_num(const char *s, unsigned long max, unsigned long *out) {
 }
 
 int op_cli_serve(int argc, char **argv) {
-  static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
-                                           {"data-dir", required_argument, NULL, 'd'},
-                                           {"workers", required_argument, NULL, 'w'},
-                                           {"tokens", required_argument, NULL, 't'},
-                                           {"max-queue", required_argument, NULL, 'q'},
-                                           {"queue-timeout", required_argument, NULL, 'Q'},
-                                           {"page-timeout", required_argument, NULL, 'P'},
-                                           {"retention-days", required_argument, NULL, 'r'},
-                                           {"max-input-size", required_argument, NULL, 'm'},
-                                           {"port-file", required_argument, NULL, 'p'},
-                                           {"log-level", required_argument, NULL, 'L'},
-                                           {"help", no_argument, NULL, 'h'},
-                                           {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {
+      {"listen", required_argument, NULL, 'l'},         {"data-dir", required_argument, NULL, 'd'},
+      {"workers", required_argument, NULL, 'w'},        {"tokens", required_argument, NULL, 't'},
+      {"max-queue", required_argument, NULL, 'q'},      {"queue-timeout", required_argument, NULL, 'Q'},
+      {"page-timeout", required_argument, NULL, 'P'},   {"retention-days", required_argument, NULL, 'r'},
+      {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
+      {"log-level", required_argument, NULL, 'L'},      {"help", no_argument, NULL, 'h'},
+      {"drain-timeout", required_argument, NULL, 'D'},  {NULL, 0, NULL, 0}};
   op_service_config_t scfg;
   op_service_config_init(&scfg);
   op_http_config_t hcfg;
@@ -110,13 +109,14 @@ int op_cli_serve(int argc, char **argv) {
     case 'h':
       usage(stdout);
       return OP_EXIT_OK;
+    case 'D':
     case 'w':
     case 'q':
     case 'Q':
     case 'P':
     case 'r':
     case 'm':
-      if (parse_num(optarg, c == 'm' ? (1ul << 40) : 1000000ul, &v) < 0 || (v == 0 && c != 'r')) {
+      if (parse_num(optarg, c == 'm' ? (1ul << 40) : 1000000ul, &v) < 0 || (v == 0 && c != 'r' && c != 'D')) {
         const char *name = "";
         for (const struct option *o = longopts; o->name != NULL; o++)
           if (o->val == c)
@@ -124,7 +124,9 @@ int op_cli_serve(int argc, char **argv) {
         fprintf(stderr, "ocrpool serve: bad value \"%s\" for --%s\n", optarg, name);
         return OP_EXIT_USAGE;
       }
-      if (c == 'w')
+      if (c == 'D')
+        scfg.drain_timeout_s = (unsigned)v;
+      else if (c == 'w')
         scfg.workers = (unsigned)v;
       else if (c == 'q')
         scfg.max_queue = (unsigned)v;

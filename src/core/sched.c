@@ -30,6 +30,7 @@ struct op_sched_s {
   op_task_t **tasks;
   size_t n_tasks, cap_tasks;
   uint64_t next_task_id;
+  int paused;
 };
 
 void op_task_opts_init(op_task_opts_t *opts) {
@@ -400,8 +401,22 @@ static int next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page) {
   return best != NULL;
 }
 
+void op_sched_pause(op_sched_t *s, int paused) {
+  s->paused = paused;
+}
+
+size_t op_sched_running(const op_sched_t *s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->n_tasks; i++) {
+    n += s->tasks[i]->stage_running != 0;
+    for (size_t k = 0; k < s->tasks[i]->n_pages; k++)
+      n += s->tasks[i]->pages[k].state == OP_PAGE_RUNNING;
+  }
+  return n;
+}
+
 static void dispatch(op_sched_t *s) {
-  while (op_supervisor_idle_count(s->sup) > 0) {
+  while (!s->paused && op_supervisor_idle_count(s->sup) > 0) {
     op_task_t *t;
     op_page_job_t *p;
     if (!next_job(s, &t, &p))

@@ -154,6 +154,12 @@ void op_sched_fail(op_sched_t *sched, op_task_t *task, const op_error_t *error);
 /** Dispatches what can run and waits up to timeout_ms for one event. <0 on a fatal error. */
 int op_sched_step(op_sched_t *sched, int timeout_ms, op_error_t *err);
 
+/** Paused, the scheduler starts no new job; jobs already running go on and are recorded. */
+void op_sched_pause(op_sched_t *sched, int paused);
+
+/** Jobs running on workers now. */
+size_t op_sched_running(const op_sched_t *sched);
+
 /** Tasks added and not yet ended. */
 size_t op_sched_active(const op_sched_t *sched);
 

@@ -65,6 +65,7 @@ void op_service_config_init(op_service_config_t *cfg) {
   cfg->page_timeout_s = 300;
   cfg->retention_s = 7 * 24 * 3600;
   cfg->max_attempts = 3;
+  cfg->drain_timeout_s = 30;
   op_doc_limits_init(&cfg->limits);
 }
 
@@ -653,6 +654,17 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
       apply_retention(svc);
       svc->last_retention = now;
     }
+    int rc = op_sched_step(svc->sched, 200, err);
+    if (rc < 0)
+      return rc;
+  }
+  svc->draining = 1;
+  op_sched_pause(svc->sched, 1);
+  double deadline = op_wall_time_s() + svc->cfg.drain_timeout_s;
+  size_t running = op_sched_running(svc->sched);
+  if (running > 0)
+    op_log_info("draining: waiting up to %u s for %zu running pages", svc->cfg.drain_timeout_s, running);
+  while (op_sched_running(svc->sched) > 0 && op_wall_time_s() < deadline && *stop < 2) {
     int rc = op_sched_step(svc->sched, 200, err);
     if (rc < 0)
       return rc;

@@ -29,6 +29,7 @@ typedef struct op_service_config_s {
   unsigned page_timeout_s;   /**< default 300 */
   unsigned retention_s;      /**< finished tasks and their files are removed after this; default 7 days */
   unsigned max_attempts;     /**< runs of one page in all; default 3 */
+  unsigned drain_timeout_s;  /**< on stop, running pages get this long to finish; default 30 */
   op_doc_limits_t limits;
   const char *log_level;     /**< passed to workers */
 } op_service_config_t;
@@ -39,7 +40,12 @@ void op_service_config_init(op_service_config_t *cfg);
 /** Opens the store, recovers unfinished tasks, starts the workers. */
 int op_service_create(const op_service_config_t *cfg, op_service_t **svc, op_error_t *err);
 
-/** Runs tasks until *stop becomes non-zero. Call from one thread only. */
+/**
+ * Runs tasks until *stop becomes non-zero, then drains: no new submissions
+ * (503) and no new pages, while running pages get drain_timeout_s to finish
+ * and be recorded (or until *stop reaches 2). What is left stays queued in the
+ * store for the next start. Call from one thread only.
+ */
 int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err);
 
 /** Stops the workers, closes the store, frees. Unfinished tasks stay queued in the store. */

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# SIGTERM drains: new submissions get 503 with Retry-After and /readyz says so,
+# the running page finishes and is recorded, no new page starts, the server
+# exits 0; started again, the task finishes without redoing its done page.
+source "$(dirname "$0")/lib.sh"
+
+export OCRPOOL_NULL_OPTS=sleep_ms=2000
+qpdf --empty --pages "$DATA/linn.pdf" "$DATA/linn.pdf" -- "$TMP/two.pdf"
+start_server "$TMP/var" --workers 1 || { done_testing; exit 1; }
+id=$(submit "$TMP/two.pdf" "engine=null")
+sleep 0.7
+kill -TERM "$SERVER_PID"
+sleep 0.3
+code=$(curl -s -D "$TMP/h" -o "$TMP/b" -w '%{http_code}' -X POST --data-binary "@$DATA/phototest.tif" "$BASE/v1/tasks")
+check "while draining, a submission gets 503" test "$code" = 503
+check "... with Retry-After" grep -qi '^Retry-After: [0-9]' "$TMP/h"
+check "/readyz says not ready while draining" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 503
+check "/healthz still answers" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200
+wait "$SERVER_PID"
+check "the drained server exits 0" test $? -eq 0
+check "its running page finished and was recorded" \
+  test "$(sqlite3 "$TMP/var/ocrpool.db" "select count(*) from pages where task_id='$id' and state='done'")" = 1
+check "the other page was not started" \
+  test "$(sqlite3 "$TMP/var/ocrpool.db" "select count(*) from task_events where task_id='$id' and type='page_started'")" = 1
+
+start_server "$TMP/var" --workers 1 || { done_testing; exit 1; }
+check "after a restart the task succeeds" test "$(wait_task "$id")" = succeeded
+check "... each page done once" python3 -c "
+import json, urllib.request, collections
+ev=json.load(urllib.request.urlopen('$BASE/v1/tasks/$id/events'))['events']
+done=collections.Counter(e['details']['page'] for e in ev if e['type']=='page_done')
+assert done=={1:1, 2:1}, done"
+stop_server
+done_testing
