@@ -21,6 +21,7 @@
 
 #include "cli/cli.h"
 #include "core/sched.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "worker/supervisor.h"
 #include "worker/worker.h"
@@ -185,22 +186,9 @@ static int copy_to(const char *src, FILE *out) {
 
 /* Writes src to dest through a temporary file and rename, so a reader never sees half a result. */
 static int write_file_atomically(const char *src, const char *dest) {
-  char *tmp = NULL;
-  if (asprintf(&tmp, "%s.tmp-%d", dest, (int)getpid()) < 0)
-    return -1;
-  FILE *out = fopen(tmp, "wb");
-  int rc = -1;
-  if (out != NULL) {
-    rc = copy_to(src, out);
-    if (fclose(out) != 0)
-      rc = -1;
-    if (rc == 0 && rename(tmp, dest) < 0)
-      rc = -1;
-    if (rc < 0)
-      unlink(tmp);
-  }
-  free(tmp);
-  return rc;
+  char *tmp;
+  FILE *out = op_atomic_create(dest, &tmp);
+  return out == NULL ? -1 : op_atomic_finish(out, tmp, dest, copy_to(src, out) == 0);
 }
 
 /* The file name stem of path: "scans/a.pdf" -> "a". Caller frees. */

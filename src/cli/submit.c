@@ -21,6 +21,7 @@
 
 #include "cli/cli.h"
 #include "doc/doc.h"
+#include "util/fs.h"
 
 #define MAX_JSON_BYTES (16u << 20)
 
@@ -182,31 +183,18 @@ static int write_result(client_t *c, const char *id, op_format_t fmt, const char
   char path[160];
   char *tmp = NULL;
   snprintf(path, sizeof path, "/v1/tasks/%s/result?format=%s", id, op_format_name(fmt));
-  FILE *f = stdout;
-  if (dest != NULL) {
-    if (asprintf(&tmp, "%s.tmp-%d", dest, (int)getpid()) < 0)
-      return snprintf(err, len, "out of memory"), -1;
-    f = fopen(tmp, "wb");
-    if (f == NULL) {
-      snprintf(err, len, "cannot write %.300s: %s", dest, strerror(errno));
-      free(tmp);
-      return -1;
-    }
+  FILE *f = dest != NULL ? op_atomic_create(dest, &tmp) : stdout;
+  if (f == NULL) {
+    snprintf(err, len, "cannot write %.300s: %s", dest, strerror(errno));
+    return -1;
   }
   buf_t b = {.file = f};
   long status = request(c, "GET", path, NULL, 0, NULL, &b, err, len);
   int rc = status == 200 ? 0 : -1;
   if (status != 200 && status != 0)
     snprintf(err, len, "fetching the %s result: the server answered %ld", op_format_name(fmt), status);
-  if (dest != NULL) {
-    if (fclose(f) != 0)
-      rc = -1;
-    if (rc == 0 && rename(tmp, dest) < 0)
-      rc = -1;
-    if (rc < 0)
-      unlink(tmp);
-    free(tmp);
-  }
+  if (dest != NULL)
+    rc = op_atomic_finish(f, tmp, dest, rc == 0);
   return rc;
 }
 

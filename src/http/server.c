@@ -299,16 +299,22 @@ static int visible(const op_http_t *h, const req_t *q, const op_task_row_t *row)
   return !h->auth || q->token->admin || strcmp(row->owner, q->token->name) == 0;
 }
 
+/* Reads a task with a pooled store connection. */
+static int fetch_task(op_http_t *h, const char *id, op_task_row_t *row, op_error_t *e) {
+  op_store_t *st;
+  int rc = op_service_store_get(h->svc, &st, e);
+  if (rc == 0) {
+    rc = op_store_task_get(st, id, row, e);
+    op_service_store_put(h->svc, st);
+  }
+  return rc;
+}
+
 /* Reads a task the caller may see; answers 404 (or 500) itself when not. */
 static int load_task(op_http_t *h, struct MHD_Connection *c, req_t *q, const char *id, op_task_row_t *row,
                      enum MHD_Result *answered) {
-  op_store_t *st;
   op_error_t e;
-  int rc = op_service_store_get(h->svc, &st, &e);
-  if (rc == 0) {
-    rc = op_store_task_get(st, id, row, &e);
-    op_service_store_put(h->svc, st);
-  }
+  int rc = fetch_task(h, id, row, &e);
   if (rc == 0 && visible(h, q, row))
     return 0;
   char detail[96];
@@ -447,14 +453,8 @@ static int wait_finished(op_http_t *h, const char *id, double timeout_s, op_task
   struct timespec t0, t1, nap = {0, 50 * 1000 * 1000};
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
-    op_store_t *st;
     op_error_t e;
-    int rc = op_service_store_get(h->svc, &st, &e);
-    if (rc == 0) {
-      rc = op_store_task_get(st, id, row, &e);
-      op_service_store_put(h->svc, st);
-    }
-    if (rc == 0 && finished(row))
+    if (fetch_task(h, id, row, &e) == 0 && finished(row))
       return 0;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9 > timeout_s)

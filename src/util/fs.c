@@ -1,10 +1,11 @@
 /* fs.c: removing a directory tree, and the wall clock. */
-#define _XOPEN_SOURCE 700
 #include "util/fs.h"
 
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st;
@@ -16,6 +17,32 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 void op_remove_tree(const char *dir) {
   nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+FILE *op_atomic_create(const char *dest, char **tmp) {
+  *tmp = NULL;
+  if (asprintf(tmp, "%s.tmp-%d", dest, (int)getpid()) < 0) {
+    *tmp = NULL;
+    return NULL;
+  }
+  FILE *f = fopen(*tmp, "wb");
+  if (f == NULL) {
+    free(*tmp);
+    *tmp = NULL;
+  }
+  return f;
+}
+
+int op_atomic_finish(FILE *f, char *tmp, const char *dest, int ok) {
+  int rc = ok ? 0 : -1;
+  if (fclose(f) != 0)
+    rc = -1;
+  if (rc == 0 && rename(tmp, dest) < 0)
+    rc = -1;
+  if (rc < 0)
+    unlink(tmp);
+  free(tmp);
+  return rc;
 }
 
 double op_wall_time_s(void) {

@@ -2,8 +2,19 @@
 #ifndef OCRPOOL_UTIL_FS_H
 #define OCRPOOL_UTIL_FS_H
 
+#include <stdio.h>
+
 /** Removes dir and everything below it, not following symbolic links; what cannot be removed stays. */
 void op_remove_tree(const char *dir);
+
+/**
+ * Opens a temporary file beside dest for writing, so that readers of dest never
+ * see half a file; *tmp receives its name (freed by op_atomic_finish). NULL on failure.
+ */
+FILE *op_atomic_create(const char *dest, char **tmp);
+
+/** Closes f, then renames it over dest when ok (and the close worked) or removes it. 0 or -1. */
+int op_atomic_finish(FILE *f, char *tmp, const char *dest, int ok);
 
 /** Seconds since the epoch, as a double (wall clock: for records, not for intervals). */
 double op_wall_time_s(void);
