@@ -23,6 +23,7 @@
 #include "core/sched.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/parse.h"
 #include "worker/supervisor.h"
 #include "worker/worker.h"
 
@@ -89,27 +90,6 @@ static void usage(FILE *out) {
         "Exit status: 0 done, 1 internal error, 2 usage error, 3 bad input (a file was refused),\n"
         "4 OCR failure (a page could not be recognised; the other pages are still written).\n",
         out);
-}
-
-static int parse_size(const char *s, uint64_t *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno != 0 || end == s || v < 0)
-    return -1;
-  uint64_t mult = 1;
-  if (*end == 'K' || *end == 'k')
-    mult = 1024, end++;
-  else if (*end == 'M' || *end == 'm')
-    mult = 1024 * 1024, end++;
-  else if (*end == 'G' || *end == 'g')
-    mult = 1024ull * 1024 * 1024, end++;
-  if (*end == 'B' || *end == 'b')
-    end++;
-  if (*end != '\0')
-    return -1;
-  *out = (uint64_t)(v * (double)mult);
-  return 0;
 }
 
 static int parse_uint(const char *s, long min, long max, long *out) {
@@ -408,7 +388,7 @@ int op_cli_ocr(int argc, char **argv) {
       snprintf(opts.model.engine, sizeof opts.model.engine, "%s", optarg);
       break;
     case OPT_MAX_INPUT:
-      if (parse_size(optarg, &size) < 0 || size == 0) {
+      if (op_parse_size(optarg, UINT64_C(1) << 50, &size) < 0 || size == 0) {
         fprintf(stderr, "ocrpool ocr: bad --max-input-size \"%s\" (try 256MB)\n", optarg);
         return OP_EXIT_USAGE;
       }
@@ -422,7 +402,7 @@ int op_cli_ocr(int argc, char **argv) {
       opts.limits.max_pages = (uint32_t)v;
       break;
     case OPT_MAX_PIXELS:
-      if (parse_size(optarg, &size) < 0 || size == 0) {
+      if (op_parse_size(optarg, UINT64_C(1) << 50, &size) < 0 || size == 0) {
         fprintf(stderr, "ocrpool ocr: bad --max-page-pixels \"%s\"\n", optarg);
         return OP_EXIT_USAGE;
       }

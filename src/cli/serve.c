@@ -9,6 +9,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "core/service.h"
 #include "http/http.h"
 #include "util/log.h"
+#include "util/parse.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -49,22 +51,6 @@ static void usage(FILE *out) {
         out);
 }
 
-static int parse_num(const char *s, unsigned long max, unsigned long *out) {
-  char *end;
-  unsigned long v = strtoul(s, &end, 10);
-  unsigned long mult = 1;
-  if (*end == 'K' || *end == 'k')
-    mult = 1024, end++;
-  else if (*end == 'M' || *end == 'm')
-    mult = 1024 * 1024, end++;
-  else if (*end == 'G' || *end == 'g')
-    mult = 1024ul * 1024 * 1024, end++;
-  if (end == s || *end != '\0' || v > max / mult)
-    return -1;
-  *out = v * mult;
-  return 0;
-}
-
 int op_cli_serve(int argc, char **argv) {
   static const struct option longopts[] = {
       {"listen", required_argument, NULL, 'l'},         {"data-dir", required_argument, NULL, 'd'},
@@ -81,7 +67,7 @@ int op_cli_serve(int argc, char **argv) {
   const char *port_file = NULL;
   int level = OP_LOG_INFO;
   const char *level_name = NULL;
-  unsigned long v;
+  uint64_t v;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -116,7 +102,7 @@ int op_cli_serve(int argc, char **argv) {
     case 'P':
     case 'r':
     case 'm':
-      if (parse_num(optarg, c == 'm' ? (1ul << 40) : 1000000ul, &v) < 0 || (v == 0 && c != 'r' && c != 'D')) {
+      if (op_parse_size(optarg, c == 'm' ? UINT64_C(1) << 40 : 1000000u, &v) < 0 || (v == 0 && c != 'r' && c != 'D')) {
         const char *name = "";
         for (const struct option *o = longopts; o->name != NULL; o++)
           if (o->val == c)
