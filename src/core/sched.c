@@ -147,6 +147,7 @@ int op_sched_add(op_sched_t *s, op_task_t *t, op_error_t *err) {
   if (t->queued_s == 0)
     t->queued_s = op_wall_time_s();
   t->stage = t->n_pages > 0 ? STAGE_PAGES : STAGE_PROBE;
+  t->resumed = t->n_pages > 0;
   t->pages_done = t->pages_failed = 0;
   for (size_t i = 0; i < t->n_pages; i++) {
     t->pages[i].task = t;
@@ -265,8 +266,10 @@ static int assemble(op_task_t *t, op_error_t *err) {
       }
       files[i] = owned[i];
     }
-    char *dest = op_task_result_path(t, (op_format_t)f);
-    FILE *fp = dest ? fopen(dest, "wb") : NULL;
+    /* Renamed into place when whole: a result is never served half-written,
+     * and a failed assembly leaves no result rather than a truncated one. */
+    char *dest = op_task_result_path(t, (op_format_t)f), *tmp = NULL;
+    FILE *fp = dest ? op_atomic_create(dest, &tmp) : NULL;
     if (fp == NULL) {
       rc = op_error_set(err, OP_EIO, "internal", "cannot write the %s result: %s", op_format_name((op_format_t)f),
                         strerror(errno));
@@ -274,7 +277,7 @@ static int assemble(op_task_t *t, op_error_t *err) {
       goto out;
     }
     rc = op_output_assemble((op_format_t)f, files, errors, numbers, n, t->title, fp, err);
-    if (fclose(fp) != 0 && rc == 0)
+    if (op_atomic_finish(fp, tmp, dest, rc == 0) < 0 && rc == 0)
       rc = op_error_set(err, OP_EIO, "internal", "writing the %s result failed", op_format_name((op_format_t)f));
     free(dest);
     if (rc < 0)
@@ -293,8 +296,27 @@ out:
   return rc;
 }
 
+/* Whether every result of a resumed task is already written. Results are
+ * renamed into place whole and fragments are removed only after all of them
+ * are: a task that ended just before a kill, whose end was not yet recorded,
+ * has its results and may have lost its fragments, and must not assemble again. */
+static int results_written(const op_task_t *t) {
+  for (unsigned f = 1; f <= OP_FMT_PDF; f <<= 1) {
+    if (!(t->opts.formats & f))
+      continue;
+    char *path = op_task_result_path(t, (op_format_t)f);
+    int found = path != NULL && access(path, F_OK) == 0;
+    free(path);
+    if (!found)
+      return 0;
+  }
+  return 1;
+}
+
 /* All pages have ended: merge (PDF), assemble, and end the task. */
 static void pages_ended(op_sched_t *s, op_task_t *t) {
+  if (t->resumed && t->stage == STAGE_PAGES && t->pages_done > 0 && results_written(t))
+    t->stage = STAGE_DONE; /* nothing left to merge or assemble */
   if (t->pages_done > 0 && (t->opts.formats & OP_FMT_PDF) && t->stage == STAGE_PAGES) {
     t->stage = STAGE_MERGE;
     t->stage_attempts = 0;
@@ -303,7 +325,7 @@ static void pages_ended(op_sched_t *s, op_task_t *t) {
   }
   op_error_t e;
   op_error_clear(&e);
-  if (t->pages_done > 0 && assemble(t, &e) < 0) {
+  if (t->pages_done > 0 && !(t->resumed && results_written(t)) && assemble(t, &e) < 0) {
     task_fail(s, t, &e);
     return;
   }

@@ -88,6 +88,7 @@ typedef struct op_task_s {
   int stage;
   unsigned stage_attempts, stage_crashes;
   int stage_running;
+  int resumed; /* added with its pages already known: a restart */
 } op_task_t;
 
 /**

@@ -242,22 +242,59 @@ static void save_row(op_service_t *svc, active_t *a) {
     log_store_error("updating a task", &e);
 }
 
+static void page_row(const op_page_job_t *p, const char *state, op_page_row_t *row) {
+  memset(row, 0, sizeof *row);
+  row->index = (int)p->index;
+  snprintf(row->state, sizeof row->state, "%s", state);
+  row->attempts = (int)p->attempts;
+  row->crash_attempts = (int)p->crash_attempts;
+  row->peak_memory_bytes = (int64_t)p->peak_rss_kb * 1024;
+  row->started_at = p->started_s;
+  if (p->state == OP_PAGE_DONE || p->state == OP_PAGE_FAILED)
+    row->finished_at = op_wall_time_s();
+  if (p->state == OP_PAGE_FAILED)
+    snprintf(row->error, sizeof row->error, "%s", p->error.message);
+}
+
 static void save_page(op_service_t *svc, active_t *a, const op_page_job_t *p, const char *state) {
   op_page_row_t row;
-  memset(&row, 0, sizeof row);
-  row.index = (int)p->index;
-  snprintf(row.state, sizeof row.state, "%s", state);
-  row.attempts = (int)p->attempts;
-  row.crash_attempts = (int)p->crash_attempts;
-  row.peak_memory_bytes = (int64_t)p->peak_rss_kb * 1024;
-  row.started_at = p->started_s;
-  if (p->state == OP_PAGE_DONE || p->state == OP_PAGE_FAILED)
-    row.finished_at = op_wall_time_s();
-  if (p->state == OP_PAGE_FAILED)
-    snprintf(row.error, sizeof row.error, "%s", p->error.message);
+  page_row(p, state, &row);
   op_error_t e;
   if (op_store_page_put(svc->store, a->row.id, &row, &e) < 0)
     log_store_error("recording a page", &e);
+}
+
+/* The page list, the first time a page of the task starts (the probe is
+ * done). One transaction: a restart must see every page or none, never a
+ * task that seems to have fewer pages than it has. */
+static void save_page_list(op_service_t *svc, active_t *a, const op_task_t *t, const op_page_job_t *running) {
+  op_page_row_t *rows = calloc(t->n_pages, sizeof *rows);
+  op_error_t e;
+  if (rows == NULL) {
+    op_log_error("store: out of memory recording %zu pages", t->n_pages);
+    return;
+  }
+  for (size_t i = 0; i < t->n_pages; i++) {
+    const op_page_job_t *p = &t->pages[i];
+    page_row(p, p == running ? "running" : p->state == OP_PAGE_DONE ? "done" : "queued", &rows[i]);
+  }
+  if (op_store_pages_put(svc->store, a->row.id, rows, t->n_pages, &e) < 0)
+    log_store_error("recording the page list", &e);
+  free(rows);
+}
+
+/* What one scheduler callback records is one transaction: a kill -9 leaves
+ * a page's state and its event together, or neither. */
+static void tx_open(op_service_t *svc) {
+  op_error_t e;
+  if (op_store_begin(svc->store, &e) < 0)
+    log_store_error("starting a transaction", &e);
+}
+
+static void tx_close(op_service_t *svc) {
+  op_error_t e;
+  if (op_store_end(svc->store, 0, &e) < 0)
+    log_store_error("committing", &e);
 }
 
 static void event(op_service_t *svc, active_t *a, const char *type, json_t *details) {
@@ -272,13 +309,13 @@ static void on_page_start(void *ctx, op_task_t *t, op_page_job_t *p) {
   active_t *a = find_active(svc, t);
   if (a == NULL)
     return;
+  tx_open(svc);
   if (!a->pages_recorded) {
-    /* First page of the task: the probe is done, the page list is known. */
-    for (size_t i = 0; i < t->n_pages; i++)
-      if (&t->pages[i] != p)
-        save_page(svc, a, &t->pages[i], t->pages[i].state == OP_PAGE_DONE ? "done" : "queued");
+    save_page_list(svc, a, t, p);
     a->pages_recorded = 1;
     a->row.pages_total = (int)t->n_pages;
+  } else {
+    save_page(svc, a, p, "running");
   }
   if (strcmp(a->row.status, "queued") == 0) {
     snprintf(a->row.status, sizeof a->row.status, "running");
@@ -289,10 +326,10 @@ static void on_page_start(void *ctx, op_task_t *t, op_page_job_t *p) {
   }
   a->row.attempts++;
   snprintf(a->row.worker, sizeof a->row.worker, "worker%u", p->worker_id);
-  save_page(svc, a, p, "running");
   save_row(svc, a);
   event(svc, a, "page_started",
         json_pack("{s:i, s:i, s:s}", "page", (int)p->index + 1, "attempt", (int)p->attempts, "worker", a->row.worker));
+  tx_close(svc);
 }
 
 static void on_retry(void *ctx, op_task_t *t, op_page_job_t *p, const char *why) {
@@ -300,9 +337,11 @@ static void on_retry(void *ctx, op_task_t *t, op_page_job_t *p, const char *why)
   active_t *a = find_active(svc, t);
   if (a == NULL)
     return;
+  tx_open(svc);
   save_page(svc, a, p, "queued");
   event(svc, a, "retried",
         json_pack("{s:i, s:i, s:s}", "page", (int)p->index + 1, "attempt", (int)p->attempts, "reason", why ? why : ""));
+  tx_close(svc);
 }
 
 static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
@@ -310,6 +349,7 @@ static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
   active_t *a = find_active(svc, t);
   if (a == NULL)
     return;
+  tx_open(svc);
   int done = p->state == OP_PAGE_DONE;
   save_page(svc, a, p, done ? "done" : "failed");
   a->row.pages_done = (int)t->pages_done;
@@ -326,6 +366,7 @@ static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
           json_pack("{s:i, s:I}", "page", (int)p->index + 1, "peak_memory_bytes", (json_int_t)peak));
   else
     event(svc, a, "page_failed", json_pack("{s:i, s:s}", "page", (int)p->index + 1, "error", p->error.message));
+  tx_close(svc);
 }
 
 /* Removes a finished task's page fragments, keeping its input and results. */
@@ -349,6 +390,7 @@ static void on_task_end(void *ctx, op_task_t *t) {
   active_t *a = find_active(svc, t);
   if (a == NULL)
     return;
+  tx_open(svc);
   const char *status = t->status == OP_TASK_SUCCEEDED   ? "succeeded"
                        : t->status == OP_TASK_CANCELLED ? "cancelled"
                                                         : "failed";
@@ -361,6 +403,10 @@ static void on_task_end(void *ctx, op_task_t *t) {
              t->error.reason[0] ? t->error.reason : "internal");
     snprintf(a->row.error, sizeof a->row.error, "%s", t->error.message);
   }
+  /* Fragments go only after every result is written (the scheduler
+   * assembled them before calling us): a kill before this transaction commits
+   * leaves pages "done" without fragments, and the next start then finds the
+   * results whole (they are renamed into place) and does not assemble again. */
   event(svc, a, "cleanup_started", NULL);
   remove_fragments(t->scratch_dir);
   a->row.resource_cleanup_completed = 1;
@@ -371,6 +417,7 @@ static void on_task_end(void *ctx, op_task_t *t) {
     event(svc, a, "succeeded", json_pack("{s:i}", "pages", (int)t->pages_done));
   else
     event(svc, a, status, json_pack("{s:s, s:s}", "reason", a->row.failure_reason, "error", a->row.error));
+  tx_close(svc);
   /* The scheduler is done with it; forget it (its files stay for the results). */
   for (size_t i = 0; i < svc->n_active; i++) {
     if (svc->active[i] == a) {

@@ -5,6 +5,10 @@
  * pages share (Tesseract's glyphless font) are copied once per input. Runs in
  * a worker: the inputs hold image data that came from untrusted documents.
  */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "doc/doc.h"
 #include "doc/pdf_internal.h"
 
@@ -17,6 +21,12 @@ int op_doc_pdf_merge(const char *const *inputs, size_t n, const char *output, op
   pdf_graft_map *volatile map = NULL;
   volatile size_t at = 0;
   volatile int rc = 0;
+  /* Saved beside and renamed into place, so a reader never sees half a PDF. */
+  char *tmp = NULL;
+  if (asprintf(&tmp, "%s.tmp-%d", output, (int)getpid()) < 0) {
+    fz_drop_context(ctx);
+    return op_error_set(err, OP_ENOMEM, NULL, "out of memory merging PDFs");
+  }
   fz_try(ctx) {
     dst = pdf_create_document(ctx);
     for (at = 0; at < n; at++) {
@@ -33,7 +43,9 @@ int op_doc_pdf_merge(const char *const *inputs, size_t n, const char *output, op
     pdf_write_options opts = pdf_default_write_options;
     opts.do_compress = 1;
     opts.do_garbage = 1;
-    pdf_save_document(ctx, dst, output, &opts);
+    pdf_save_document(ctx, dst, tmp, &opts);
+    if (rename(tmp, output) < 0)
+      fz_throw(ctx, FZ_ERROR_GENERIC, "cannot rename %s to %s", tmp, output);
   }
   fz_always(ctx) {
     pdf_drop_graft_map(ctx, map);
@@ -47,6 +59,9 @@ int op_doc_pdf_merge(const char *const *inputs, size_t n, const char *output, op
     else
       rc = op_error_set(err, OP_EIO, "internal", "writing the merged PDF failed: %s", fz_caught_message(ctx));
   }
+  if (rc < 0)
+    unlink(tmp);
+  free(tmp);
   fz_drop_context(ctx);
   return rc;
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/fs.h"
+
 char *op__fragment_path(const op_page_opts_t *opts, op_format_t fmt) {
   char *path = NULL;
   if (asprintf(&path, "%s.%s", opts->out_prefix, op_format_ext(fmt)) < 0)
@@ -13,17 +15,21 @@ char *op__fragment_path(const op_page_opts_t *opts, op_format_t fmt) {
   return path;
 }
 
+/* Written beside and renamed into place: a reader (the assembler, or a
+ * second run of the same page after a restart) sees a whole fragment or none. */
 int op__fragment_write(const op_page_opts_t *opts, op_format_t fmt, const char *text, op_error_t *err) {
   char *path = op__fragment_path(opts, fmt);
   if (path == NULL)
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
-  FILE *f = fopen(path, "wb");
+  char *tmp = NULL;
+  FILE *f = op_atomic_create(path, &tmp);
   int rc = 0;
   if (f == NULL) {
     rc = op_error_set(err, OP_EIO, "internal", "cannot write %s: %s", path, strerror(errno));
   } else {
     size_t len = text ? strlen(text) : 0;
-    if ((len > 0 && fwrite(text, 1, len, f) != len) | (fclose(f) != 0))
+    int ok = len == 0 || fwrite(text, 1, len, f) == len;
+    if (op_atomic_finish(f, tmp, path, ok) < 0)
       rc = op_error_set(err, OP_EIO, "internal", "writing %s failed: %s", path, strerror(errno));
   }
   free(path);

@@ -174,6 +174,8 @@ struct op_store_s {
   sqlite3 *db;
   sqlite3_stmt *stmts[ST_COUNT_]; /* prepared on first use */
   int schema_version;
+  int tx_depth;  /* transactions nest: only the outermost one commits */
+  int tx_failed; /* an inner part failed: the outermost rolls back */
 };
 
 static double now_unix(void) {
@@ -235,14 +237,31 @@ static int stmt_exec(op_store_t *store, sqlite3_stmt *st, const char *what, op_e
 }
 
 static int tx_begin(op_store_t *store, op_error_t *err) {
-  sqlite3_stmt *st;
+  if (store->tx_depth++ > 0)
+    return 0;
+  sqlite3_stmt *st = NULL;
   int ret = stmt_get(store, ST_BEGIN, &st, err);
-  return ret < 0 ? ret : stmt_exec(store, st, "starting a transaction", err);
+  ret = ret < 0 ? ret : stmt_exec(store, st, "starting a transaction", err);
+  if (ret < 0)
+    store->tx_depth = 0;
+  return ret;
 }
 
-/* Commits when ret is 0, else rolls back; returns ret or the commit's error. */
+/* Commits when ret is 0 (and no inner part failed), else rolls back; returns
+ * ret or the commit's error. Inside another transaction it only notes a failure. */
 static int tx_end(op_store_t *store, int ret, op_error_t *err) {
-  sqlite3_stmt *st;
+  if (store->tx_depth == 0) /* its begin failed, and said so */
+    return ret;
+  if (store->tx_depth > 1) {
+    store->tx_depth--;
+    store->tx_failed |= ret < 0;
+    return ret;
+  }
+  store->tx_depth = 0;
+  if (ret == 0 && store->tx_failed)
+    ret = op_error_set(err, OP_EIO, "internal", "a part of the transaction failed; nothing of it was recorded");
+  store->tx_failed = 0;
+  sqlite3_stmt *st = NULL;
   if (ret == 0) {
     ret = stmt_get(store, ST_COMMIT, &st, err);
     if (ret == 0)
@@ -255,6 +274,14 @@ static int tx_end(op_store_t *store, int ret, op_error_t *err) {
   if (!sqlite3_get_autocommit(store->db) && stmt_get(store, ST_ROLLBACK, &st, NULL) == 0)
     stmt_exec(store, st, "rolling back", NULL);
   return ret;
+}
+
+int op_store_begin(op_store_t *store, op_error_t *err) {
+  return tx_begin(store, err);
+}
+
+int op_store_end(op_store_t *store, int ret, op_error_t *err) {
+  return tx_end(store, ret, err);
 }
 
 /* Binds a fixed-size field: never reads past its end, even without a NUL. */
@@ -714,6 +741,13 @@ int op_store_page_put(op_store_t *store, const char *task_id, const op_page_row_
     ret = child_error(store, rc, task_id, "writing a page", err);
   stmt_done(st);
   return ret;
+}
+
+int op_store_pages_put(op_store_t *store, const char *task_id, const op_page_row_t *pages, size_t n, op_error_t *err) {
+  int ret = tx_begin(store, err);
+  for (size_t i = 0; i < n && ret == 0; i++)
+    ret = op_store_page_put(store, task_id, &pages[i], err);
+  return tx_end(store, ret, err);
 }
 
 int op_store_pages(op_store_t *store, const char *task_id, op_page_row_t **rows, size_t *n, op_error_t *err) {

@@ -93,8 +93,21 @@ int op_store_tasks_finished_before(op_store_t *store, double before, op_task_row
 /** Deletes a task with its pages, events and metrics. */
 int op_store_task_delete(op_store_t *store, const char *id, op_error_t *err);
 
+/**
+ * Starts a transaction: the changes until op_store_end are recorded all
+ * together or not at all (a kill -9 in between leaves none of them).
+ * Transactions nest; only the outermost one commits.
+ */
+int op_store_begin(op_store_t *store, op_error_t *err);
+
+/** Ends op_store_begin's transaction: commits when ret is 0, else rolls back. Returns ret or the commit's error. */
+int op_store_end(op_store_t *store, int ret, op_error_t *err);
+
 /** Inserts or replaces one page row of a task. */
 int op_store_page_put(op_store_t *store, const char *task_id, const op_page_row_t *page, op_error_t *err);
+
+/** Inserts or replaces n page rows of a task in one transaction: all of them, or none. */
+int op_store_pages_put(op_store_t *store, const char *task_id, const op_page_row_t *pages, size_t n, op_error_t *err);
 
 /** A task's pages in page order; *rows malloc'd. */
 int op_store_pages(op_store_t *store, const char *task_id, op_page_row_t **rows, size_t *n, op_error_t *err);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -251,7 +252,12 @@ out:
 int op_worker_main(int fd, const char *device, unsigned worker_id) {
   worker_t w = {.fd = fd, .id = worker_id, .device = device};
   int status = 1;
-  /* A dead supervisor must not leave us behind, nor SIGPIPE kill us mid-write. */
+  /* A dead supervisor must not leave us behind, nor SIGPIPE kill us mid-write.
+   * Killed with it (kill -9, OOM killer) we die too, at once: an orphan would
+   * finish its page, holding its memory and writing fragments that the next
+   * server's run of the same page owns. (Spawned from the supervisor's thread,
+   * which is the process's main thread; a parent already gone is seen as EOF.) */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
   signal(SIGPIPE, SIG_IGN);
   /* Leptonica's notes ("removing opaque cmap") are noise to a user; our
    * errors say what failed. Debug logging keeps them. */
