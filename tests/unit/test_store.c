@@ -314,6 +314,62 @@ static void test_pages_events_delete(op_store_t *s) {
   CHECK(op_store_task_delete(s, "P1", &e) == 0);
 }
 
+/* What a scheduler callback records goes in together or not at all: the
+ * server's restart after a kill -9 relies on a page's state and its event
+ * never being split. */
+static void test_transactions(op_store_t *s) {
+  op_error_t e;
+  op_task_row_t t;
+  make_task(&t, "TX1", "running", 700);
+  CHECK(op_store_task_insert(s, &t, &e) == 0);
+  op_store_t *other = open_store();
+  op_page_row_t pages[3];
+  memset(pages, 0, sizeof pages);
+  for (int i = 0; i < 3; i++) {
+    pages[i].index = i;
+    snprintf(pages[i].state, sizeof pages[i].state, "queued");
+  }
+  json_t *events = NULL;
+  op_page_row_t *rows = NULL;
+  size_t n = 9;
+
+  /* Rolled back: neither the page list (a nested transaction) nor the event. */
+  CHECK(op_store_begin(s, &e) == 0);
+  CHECK(op_store_pages_put(s, "TX1", pages, 3, &e) == 0);
+  CHECK(op_store_event_add(s, "TX1", "page_started", NULL, &e) == 0);
+  CHECK(op_store_end(s, OP_EIO, &e) == OP_EIO);
+  CHECK(op_store_pages(s, "TX1", &rows, &n, &e) == 0 && n == 0);
+  free(rows);
+  CHECK(op_store_events(s, "TX1", &events, &e) == 0 && json_array_size(events) == 1); /* "created" */
+  json_decref(events);
+
+  /* An inner part that fails rolls the whole back, though the outer says 0. */
+  CHECK(op_store_begin(s, &e) == 0);
+  CHECK(op_store_event_add(s, "TX1", "page_started", NULL, &e) == 0);
+  CHECK(op_store_pages_put(s, "nope", pages, 3, &e) == OP_ENOTFOUND);
+  CHECK(op_store_end(s, 0, &e) < 0);
+  CHECK(op_store_events(s, "TX1", &events, &e) == 0 && json_array_size(events) == 1);
+  json_decref(events);
+
+  /* Committed: a second connection sees all of it, and nothing before the end. */
+  CHECK(op_store_begin(s, &e) == 0);
+  CHECK(op_store_pages_put(s, "TX1", pages, 3, &e) == 0);
+  CHECK(op_store_event_add(s, "TX1", "page_started", NULL, &e) == 0);
+  if (other != NULL) {
+    CHECK(op_store_pages(other, "TX1", &rows, &n, &e) == 0 && n == 0);
+    free(rows);
+  }
+  CHECK(op_store_end(s, 0, &e) == 0);
+  if (other != NULL) {
+    CHECK(op_store_pages(other, "TX1", &rows, &n, &e) == 0 && n == 3);
+    free(rows);
+    CHECK(op_store_events(other, "TX1", &events, &e) == 0 && json_array_size(events) == 2);
+    json_decref(events);
+  }
+  op_store_close(other);
+  CHECK(op_store_task_delete(s, "TX1", &e) == 0);
+}
+
 struct writer_arg {
   int thread;
   int failures;
@@ -457,6 +513,7 @@ int main(void) {
     test_not_found(s);
     test_list(s);
     test_pages_events_delete(s);
+    test_transactions(s);
     op_store_close(s);
   }
   test_threads();
