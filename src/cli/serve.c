@@ -37,7 +37,9 @@ static void usage(FILE *out) {
         "Options:\n"
         "      --listen ADDR:PORT    where to listen (default 127.0.0.1:8080; port 0 picks one)\n"
         "      --data-dir DIR        database, uploads and results (default ./var)\n"
-        "      --workers N           worker processes (default: usable cores)\n"
+        "      --workers N           worker processes at most (default: usable cores)\n"
+        "      --memory-budget B     memory the server and its workers may use: a size (2GB) or a share\n"
+        "                            of the machine or cgroup (80%, the default); also OCRPOOL_MEMORY_BUDGET\n"
         "      --tokens FILE         bearer tokens, `TOKEN SCOPE NAME` a line (default: no auth)\n"
         "      --max-queue N         tasks waiting before submissions get 429 (default 100)\n"
         "      --queue-timeout SEC   a task not started by then fails (default 300)\n"
@@ -59,7 +61,8 @@ int op_cli_serve(int argc, char **argv) {
       {"page-timeout", required_argument, NULL, 'P'},   {"retention-days", required_argument, NULL, 'r'},
       {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
       {"log-level", required_argument, NULL, 'L'},      {"help", no_argument, NULL, 'h'},
-      {"drain-timeout", required_argument, NULL, 'D'},  {NULL, 0, NULL, 0}};
+      {"drain-timeout", required_argument, NULL, 'D'},  {"memory-budget", required_argument, NULL, 'B'},
+      {NULL, 0, NULL, 0}};
   op_service_config_t scfg;
   op_service_config_init(&scfg);
   op_http_config_t hcfg;
@@ -95,6 +98,9 @@ int op_cli_serve(int argc, char **argv) {
     case 'h':
       usage(stdout);
       return OP_EXIT_OK;
+    case 'B':
+      scfg.memory_budget = optarg;
+      break;
     case 'D':
     case 'w':
     case 'q':
@@ -134,6 +140,8 @@ int op_cli_serve(int argc, char **argv) {
     fprintf(stderr, "ocrpool serve: unexpected argument \"%s\"\n", argv[optind]);
     return OP_EXIT_USAGE;
   }
+  if (scfg.memory_budget == NULL)
+    scfg.memory_budget = getenv("OCRPOOL_MEMORY_BUDGET");
   op_log_init((op_log_level_t)level, "serve");
   scfg.log_level = level_name;
   struct sigaction sa;

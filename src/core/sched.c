@@ -19,10 +19,28 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mem/estimate.h"
+#include "mem/mem.h"
 #include "util/fs.h"
 #include "util/log.h"
 
 enum { STAGE_PROBE = 0, STAGE_PAGES, STAGE_MERGE, STAGE_DONE };
+
+#define MB (UINT64_C(1) << 20)
+#define PROBE_ESTIMATE (16 * MB) /* a probe reads headers only */
+#define MERGE_ESTIMATE (64 * MB) /* grafting page PDFs, their images stay compressed */
+#define SAMPLE_EVERY_S 0.2
+
+/* What admission knows of one worker slot. */
+typedef struct wmem_s {
+  pid_t pid; /* the process these figures are about; a new one starts afresh */
+  uint64_t pss;
+  uint64_t job_reserve; /* busy: what its job was admitted with, on top of the worker */
+  char models[4][96];   /* most recent first, as the worker's own cache of 4 */
+  unsigned n_models;
+  int learned_base; /* its size before any model has been learned */
+  double last_used_s;
+} wmem_t;
 
 struct op_sched_s {
   op_sched_config_t cfg;
@@ -31,6 +49,12 @@ struct op_sched_s {
   size_t n_tasks, cap_tasks;
   uint64_t next_task_id;
   int paused;
+  op_estimates_t *estimates;
+  wmem_t *wmem;
+  unsigned n_wmem;
+  uint64_t server_pss;
+  double last_sample_s;
+  unsigned waiting_pages, refused_pages;
 };
 
 void op_task_opts_init(op_task_opts_t *opts) {
@@ -112,12 +136,21 @@ op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup) 
     return NULL;
   s->cfg = *cfg;
   s->sup = sup;
+  s->estimates = op_estimates_create(0);
+  s->n_wmem = op_supervisor_size(sup);
+  s->wmem = calloc(s->n_wmem ? s->n_wmem : 1, sizeof *s->wmem);
+  if (s->estimates == NULL || s->wmem == NULL) {
+    op_sched_destroy(s);
+    return NULL;
+  }
   return s;
 }
 
 void op_sched_destroy(op_sched_t *s) {
   if (s == NULL)
     return;
+  op_estimates_destroy(s->estimates);
+  free(s->wmem);
   free(s->tasks);
   free(s);
 }
@@ -437,12 +470,231 @@ size_t op_sched_running(const op_sched_t *s) {
   return n;
 }
 
+/* ---- memory admission ---- */
+
+/* The slot's figures, started afresh when a new process has taken it. */
+static wmem_t *wmem_of(op_sched_t *s, unsigned i, pid_t pid) {
+  wmem_t *w = &s->wmem[i];
+  if (w->pid != pid) {
+    memset(w, 0, sizeof *w);
+    w->pid = pid;
+  }
+  return w;
+}
+
+/* Real usage (PSS) of the server and each worker, every SAMPLE_EVERY_S. */
+static void sample(op_sched_t *s, int force) {
+  double now = op_wall_time_s();
+  if (!force && now - s->last_sample_s < SAMPLE_EVERY_S)
+    return;
+  s->last_sample_s = now;
+  s->server_pss = op_mem_pss(getpid());
+  for (unsigned i = 0; i < s->n_wmem; i++) {
+    op_worker_info_t info;
+    op_supervisor_worker(s->sup, i, &info);
+    wmem_t *w = wmem_of(s, i, info.pid);
+    w->pss = info.pid > 0 ? op_mem_pss(info.pid) : 0;
+    if (info.idle && info.jobs_done == 0 && !w->learned_base && w->pss > 0) {
+      op_estimates_learn_worker(s->estimates, w->pss); /* a fresh worker: no model, no page yet */
+      w->learned_base = 1;
+    }
+  }
+}
+
+static void model_key(const op_task_t *t, char *buf, size_t len) {
+  snprintf(buf, len, "%.31s:%.63s", t->opts.model.engine, t->opts.model.lang);
+}
+
+static int holds_model(const wmem_t *w, const char *key) {
+  for (unsigned k = 0; k < w->n_models; k++)
+    if (strcmp(w->models[k], key) == 0)
+      return 1;
+  return 0;
+}
+
+/* Notes that the worker now holds key, most recent first, as its cache of 4 does. */
+static void note_model(wmem_t *w, const char *key) {
+  unsigned k = 0;
+  while (k < w->n_models && strcmp(w->models[k], key) != 0)
+    k++;
+  if (k == w->n_models && w->n_models < 4)
+    w->n_models++;
+  if (k == 4)
+    k = 3; /* the least recent goes, as in the worker */
+  memmove(w->models[1], w->models[0], k * sizeof w->models[0]);
+  snprintf(w->models[0], sizeof w->models[0], "%s", key);
+}
+
+/* The resident size admission expects of what a worker holds: itself and its models. */
+static uint64_t held_bytes(op_sched_t *s, const wmem_t *w) {
+  uint64_t held = op_estimate_worker(s->estimates);
+  for (unsigned k = 0; k < w->n_models; k++) {
+    char engine[32];
+    const char *colon = strchr(w->models[k], ':');
+    snprintf(engine, sizeof engine, "%.*s", colon ? (int)(colon - w->models[k]) : 0, w->models[k]);
+    held += op_estimate_model(s->estimates, engine, colon ? colon + 1 : "");
+  }
+  return held;
+}
+
+/* What admission counts for slot i: what it holds plus its job's reservation,
+ * or what it really uses when that is more. */
+static uint64_t worker_reserved(op_sched_t *s, unsigned i) {
+  op_worker_info_t info;
+  op_supervisor_worker(s->sup, i, &info);
+  if (info.pid == 0)
+    return 0;
+  wmem_t *w = wmem_of(s, i, info.pid);
+  uint64_t r = held_bytes(s, w) + (info.busy ? w->job_reserve : 0);
+  return r > w->pss ? r : w->pss;
+}
+
+static uint64_t total_reserved(op_sched_t *s) {
+  uint64_t r = s->server_pss;
+  for (unsigned i = 0; i < s->n_wmem; i++)
+    r += worker_reserved(s, i);
+  return r;
+}
+
+/* The page's working set; pages restored without their sizes count as a
+ * colour letter page at 300 dpi, the common large case. */
+static uint64_t page_estimate(op_sched_t *s, op_task_t *t, op_page_job_t *p) {
+  if (p->estimate_bytes == 0) {
+    uint64_t pixels = p->width_px && p->height_px ? (uint64_t)p->width_px * p->height_px : 2550u * 3300u;
+    p->estimate_bytes = op_estimate_page(s->estimates, t->opts.model.engine, t->opts.model.lang, pixels,
+                                         p->width_px ? p->depth : 24);
+  }
+  return p->estimate_bytes;
+}
+
+/* Fails a job that cannot fit even alone in an otherwise empty budget. */
+static void refuse(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t job, uint64_t model, uint64_t alone) {
+  char a[32], b[32], j[32], m[32], w[32];
+  op_mem_format(alone, a, sizeof a);
+  op_mem_format(s->cfg.budget_bytes, b, sizeof b);
+  op_mem_format(job, j, sizeof j);
+  op_mem_format(model, m, sizeof m);
+  op_mem_format(op_estimate_worker(s->estimates) + s->server_pss, w, sizeof w);
+  op_error_t e;
+  op_error_set(&e, OP_ELIMIT, "memory_limit_exceeded",
+               "%s needs about %s (%s for its work, %s for the model, %s for the server and a worker) and the "
+               "memory budget is %s",
+               p ? "the page" : "the document", a, j, m, w, b);
+  s->refused_pages++;
+  if (p != NULL)
+    page_fail(s, p, &e);
+  else
+    task_fail(s, t, &e);
+}
+
+/* Frees room by retiring the idle worker that holds the most (never a busy
+ * one, never keep). Returns whether one was retired. */
+static int retire_idle(op_sched_t *s, int keep) {
+  int best = -1;
+  uint64_t best_bytes = 0;
+  for (unsigned i = 0; i < s->n_wmem; i++) {
+    op_worker_info_t info;
+    op_supervisor_worker(s->sup, i, &info);
+    uint64_t r = info.idle && (int)i != keep ? worker_reserved(s, i) : 0;
+    if (r > best_bytes) {
+      best = (int)i;
+      best_bytes = r;
+    }
+  }
+  if (best < 0 || op_supervisor_retire(s->sup, (unsigned)best) < 0)
+    return 0;
+  op_log_debug("memory: retired idle worker %d to make room", best);
+  return 1;
+}
+
+/*
+ * Under a budget: where the next job may run, if its memory fits now.
+ * Returns the idle slot to send it to; -1 when it waits (a worker may have
+ * been started or retired for it: the next pass looks again); -2 when it was
+ * refused for good.
+ */
+static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserve) {
+  sample(s, 0);
+  char key[96];
+  model_key(t, key, sizeof key);
+  uint64_t job = p != NULL ? page_estimate(s, t, p) : t->stage == STAGE_PROBE ? PROBE_ESTIMATE : MERGE_ESTIMATE;
+  uint64_t model = p != NULL ? op_estimate_model(s->estimates, t->opts.model.engine, t->opts.model.lang) : 0;
+  uint64_t worker = op_estimate_worker(s->estimates);
+  uint64_t budget = s->cfg.budget_bytes;
+  uint64_t alone = s->server_pss + worker + model + job;
+  if (alone > budget) {
+    refuse(s, t, p, job, model, alone);
+    return -2; /* the page, even the task, may be gone now */
+  }
+  /* An idle worker that holds the model, else the idle one holding least, else a new one. */
+  int pick = -1, with_model = 0, starting = 0, free_slot = 0;
+  uint64_t pick_bytes = 0;
+  for (unsigned i = 0; i < s->n_wmem; i++) {
+    op_worker_info_t info;
+    op_supervisor_worker(s->sup, i, &info);
+    starting += info.starting;
+    free_slot |= info.pid == 0;
+    if (!info.idle)
+      continue;
+    wmem_t *w = wmem_of(s, i, info.pid);
+    int has = p != NULL && holds_model(w, key);
+    uint64_t bytes = worker_reserved(s, i);
+    if (pick < 0 || (has && !with_model) || (has == with_model && bytes < pick_bytes)) {
+      pick = (int)i;
+      with_model = has;
+      pick_bytes = bytes;
+    }
+  }
+  if (pick < 0 && (!free_slot || starting > 0))
+    return -1; /* waiting for a worker, not for memory; one starts at a time */
+  uint64_t need = pick >= 0 ? job + (with_model ? 0 : model) : worker;
+  uint64_t reserved = total_reserved(s);
+  if (reserved + need <= budget) {
+    if (pick >= 0) {
+      *reserve = job;
+      return pick;
+    }
+    op_supervisor_start_worker(s->sup); /* the job goes to it once it is ready */
+    return -1;
+  }
+  /* It does not fit now. When the running jobs' ends cannot make room, idle
+   * workers hold what waiting will not free: retire one (not the one that
+   * holds this job's model). */
+  uint64_t running = 0;
+  for (unsigned i = 0; i < s->n_wmem; i++) {
+    op_worker_info_t info;
+    op_supervisor_worker(s->sup, i, &info);
+    running += info.busy ? s->wmem[i].job_reserve : 0;
+  }
+  if (reserved - running + need > budget)
+    retire_idle(s, pick >= 0 && with_model ? pick : -1);
+  if (p != NULL && !p->waited_memory) {
+    p->waited_memory = 1;
+    s->waiting_pages++;
+    if (s->cfg.on_memory_wait)
+      s->cfg.on_memory_wait(s->cfg.cb_ctx, t, p, need, budget > reserved ? budget - reserved : 0);
+  }
+  return -1;
+}
+
 static void dispatch(op_sched_t *s) {
-  while (!s->paused && op_supervisor_idle_count(s->sup) > 0) {
+  int budgeted = s->cfg.budget_bytes > 0;
+  while (!s->paused) {
+    if (!budgeted && op_supervisor_idle_count(s->sup) == 0)
+      return;
     op_task_t *t;
     op_page_job_t *p;
     if (!next_job(s, &t, &p))
       return;
+    int slot = -1;
+    uint64_t reserve = 0;
+    if (budgeted) {
+      slot = admit(s, t, p, &reserve);
+      if (slot == -2)
+        continue; /* refused: the next job may fit */
+      if (slot < 0)
+        return; /* the head of the queue waits; nothing jumps it */
+    }
     json_t *job;
     void *ctx;
     if (p != NULL) {
@@ -460,7 +712,8 @@ static void dispatch(op_sched_t *s) {
       task_fail(s, t, &e);
       continue;
     }
-    int w = op_supervisor_dispatch(s->sup, job, s->cfg.page_timeout_ms, ctx);
+    int w = slot >= 0 ? op_supervisor_dispatch_to(s->sup, (unsigned)slot, job, s->cfg.page_timeout_ms, ctx)
+                      : op_supervisor_dispatch(s->sup, job, s->cfg.page_timeout_ms, ctx);
     json_decref(job);
     if (w < 0) {
       if (p != NULL)
@@ -468,6 +721,18 @@ static void dispatch(op_sched_t *s) {
       else
         t->stage_attempts--;
       return;
+    }
+    if ((unsigned)w < s->n_wmem) {
+      op_worker_info_t info;
+      op_supervisor_worker(s->sup, (unsigned)w, &info);
+      wmem_t *wm = wmem_of(s, (unsigned)w, info.pid);
+      wm->job_reserve = budgeted ? reserve : 0;
+      wm->last_used_s = op_wall_time_s();
+      if (p != NULL) {
+        char key[96];
+        model_key(t, key, sizeof key);
+        note_model(wm, key);
+      }
     }
     if (t->status == OP_TASK_QUEUED) {
       t->status = OP_TASK_RUNNING;
@@ -483,6 +748,35 @@ static void dispatch(op_sched_t *s) {
       t->stage_running = 1;
     }
   }
+}
+
+unsigned op_sched_memory(op_sched_t *s, op_sched_mem_t *mem, op_sched_worker_mem_t *workers, unsigned max) {
+  sample(s, 0);
+  memset(mem, 0, sizeof *mem);
+  mem->budget_bytes = s->cfg.budget_bytes;
+  mem->server_bytes = s->server_pss;
+  mem->used_bytes = s->server_pss;
+  mem->reserved_bytes = total_reserved(s);
+  mem->waiting_pages = s->waiting_pages;
+  mem->refused_pages = s->refused_pages;
+  for (unsigned i = 0; i < s->n_wmem; i++) {
+    op_worker_info_t info;
+    op_supervisor_worker(s->sup, i, &info);
+    wmem_t *w = wmem_of(s, i, info.pid);
+    mem->used_bytes += w->pss;
+    if (i >= max || workers == NULL)
+      continue;
+    op_sched_worker_mem_t *o = &workers[i];
+    memset(o, 0, sizeof *o);
+    o->pid = info.pid;
+    o->busy = info.busy;
+    o->used_bytes = w->pss;
+    o->reserved_bytes = worker_reserved(s, i);
+    o->pages_done = info.jobs_done;
+    o->n_models = w->n_models;
+    memcpy(o->models, w->models, sizeof o->models);
+  }
+  return s->n_wmem;
 }
 
 /* ---- events ---- */
@@ -524,7 +818,11 @@ static void on_probe_reply(op_sched_t *s, op_task_t *t, json_t *reply) {
     t->pages[i].index = (uint32_t)json_integer_value(json_array_get(row, 0));
     t->pages[i].width_px = (uint32_t)json_integer_value(json_array_get(row, 1));
     t->pages[i].height_px = (uint32_t)json_integer_value(json_array_get(row, 2));
+    t->pages[i].depth = (int)json_integer_value(json_array_get(row, 5));
     t->pages[i].state = OP_PAGE_QUEUED;
+    t->pages[i].estimate_bytes =
+        op_estimate_page(s->estimates, t->opts.model.engine, t->opts.model.lang,
+                         (uint64_t)t->pages[i].width_px * t->pages[i].height_px, t->pages[i].depth);
   }
   t->n_pages = n;
   t->page_count = (uint32_t)json_integer_value(json_object_get(reply, "page_count"));
@@ -563,6 +861,24 @@ static void on_stage_event(op_sched_t *s, op_task_t *t, const op_sup_event_t *ev
   }
 }
 
+static uint64_t reply_pixels(json_t *reply) {
+  return (uint64_t)json_integer_value(json_object_get(reply, "width")) *
+         (uint64_t)json_integer_value(json_object_get(reply, "height"));
+}
+
+/* Learns from a page's reply what its model and its pixels cost. */
+static void learn(op_sched_t *s, const op_task_t *t, const op_sup_event_t *ev, uint64_t pixels, int depth) {
+  json_t *r = ev->reply;
+  json_int_t peak = json_integer_value(json_object_get(r, "peak_rss_kb"));
+  json_int_t base = json_integer_value(json_object_get(r, "page_base_rss_kb"));
+  if (base > 0 && peak >= base)
+    op_estimates_learn_page(s->estimates, t->opts.model.engine, t->opts.model.lang, pixels, depth,
+                            (uint64_t)(peak - base) * 1024u);
+  if (json_is_true(json_object_get(r, "model_loaded")))
+    op_estimates_learn_model(s->estimates, t->opts.model.engine, t->opts.model.lang,
+                             (uint64_t)json_integer_value(json_object_get(r, "model_footprint_kb")) * 1024u);
+}
+
 static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t *ev) {
   op_task_t *t = p->task;
   op_error_t e;
@@ -570,6 +886,7 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
     const char *op = json_string_value(json_object_get(ev->reply, "op"));
     note_memory(t, ev->reply, &p->peak_rss_kb);
     if (op != NULL && strcmp(op, "done") == 0) {
+      learn(s, t, ev, reply_pixels(ev->reply), (int)json_integer_value(json_object_get(ev->reply, "depth")));
       p->state = OP_PAGE_DONE;
       p->ocr_ms = json_real_value(json_object_get(ev->reply, "ocr_ms"));
       p->rotated_deg = (int)json_integer_value(json_object_get(ev->reply, "rotated"));
@@ -656,6 +973,8 @@ int op_sched_step(op_sched_t *s, int timeout_ms, op_error_t *err) {
   int rc = op_supervisor_poll(s->sup, timeout_ms, &ev, err);
   if (rc <= 0)
     return rc;
+  if (ev.worker_id < s->n_wmem)
+    s->wmem[ev.worker_id].job_reserve = 0;
   uintptr_t ctx = (uintptr_t)ev.job_ctx;
   if (ctx & 1u)
     on_stage_event(s, (op_task_t *)(ctx & ~(uintptr_t)1u), &ev);

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "doc/doc.h"
 #include "engine/engine.h"
@@ -66,6 +67,9 @@ typedef struct op_page_job_s {
   unsigned worker_id;      /**< the worker that ran it last */
   double ocr_ms;
   int rotated_deg;
+  int depth;               /**< bits per pixel as decoded (from the probe), 0 = unknown */
+  uint64_t estimate_bytes; /**< the working set its admission reserves */
+  int waited_memory;       /**< it has waited for memory (reported once) */
 } op_page_job_t;
 
 typedef struct op_task_s {
@@ -126,7 +130,17 @@ typedef struct op_sched_config_s {
   op_retry_cb on_retry;        /**< may be NULL */
   op_page_cb on_page;
   op_task_cb on_task;
+  /** Called once when a page first waits because its memory does not fit; may be NULL. */
+  void (*on_memory_wait)(void *ctx, op_task_t *task, op_page_job_t *page, uint64_t need, uint64_t free_bytes);
   void *cb_ctx;
+  /**
+   * The CPU memory budget in bytes; 0 = no admission. With one, the
+   * supervisor must be lazy: the scheduler starts and retires workers so that
+   * the server, its workers, their models and the pages running on them stay
+   * within it, and a page that could never fit fails with
+   * memory_limit_exceeded.
+   */
+  uint64_t budget_bytes;
 } op_sched_config_t;
 
 /** Fills cfg with the defaults. */
@@ -163,5 +177,29 @@ size_t op_sched_running(const op_sched_t *sched);
 
 /** Tasks added and not yet ended. */
 size_t op_sched_active(const op_sched_t *sched);
+
+/** One worker's memory, as admission sees it. */
+typedef struct op_sched_worker_mem_s {
+  pid_t pid;              /**< 0: the slot has no process */
+  int busy;
+  uint64_t used_bytes;    /**< its PSS at the last sample */
+  uint64_t reserved_bytes;/**< what admission counts for it now */
+  uint64_t pages_done;
+  unsigned n_models;
+  char models[4][96];     /**< engine:model keys loaded in it, most recent first */
+} op_sched_worker_mem_t;
+
+/** The CPU device's memory as admission sees it. */
+typedef struct op_sched_mem_s {
+  uint64_t budget_bytes;   /**< 0 = no admission */
+  uint64_t reserved_bytes; /**< the server's own use plus every worker's reservation */
+  uint64_t used_bytes;     /**< the server's and its workers' PSS at the last sample */
+  uint64_t server_bytes;   /**< the server's own PSS */
+  unsigned waiting_pages;  /**< pages that waited for memory since the start */
+  unsigned refused_pages;  /**< pages failed with memory_limit_exceeded */
+} op_sched_mem_t;
+
+/** Fills *mem, and up to max workers into workers[] (returns how many slots there are). */
+unsigned op_sched_memory(op_sched_t *sched, op_sched_mem_t *mem, op_sched_worker_mem_t *workers, unsigned max);
 
 #endif

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mem/mem.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "worker/supervisor.h"
@@ -54,6 +55,9 @@ struct op_service_s {
   size_t n_cancels;
   volatile int draining;
   double last_retention;
+  uint64_t capacity, budget; /* the CPU device's */
+  json_t *memory;            /* the last /v1/memory snapshot, under lock */
+  double last_memory;
 };
 
 void op_service_config_init(op_service_config_t *cfg) {
@@ -249,6 +253,7 @@ static void page_row(const op_page_job_t *p, const char *state, op_page_row_t *r
   row->attempts = (int)p->attempts;
   row->crash_attempts = (int)p->crash_attempts;
   row->peak_memory_bytes = (int64_t)p->peak_rss_kb * 1024;
+  row->estimated_memory_bytes = (int64_t)p->estimate_bytes;
   row->started_at = p->started_s;
   if (p->state == OP_PAGE_DONE || p->state == OP_PAGE_FAILED)
     row->finished_at = op_wall_time_s();
@@ -325,10 +330,13 @@ static void on_page_start(void *ctx, op_task_t *t, op_page_job_t *p) {
     event(svc, a, "resource_acquired", json_pack("{s:s}", "device", "cpu"));
   }
   a->row.attempts++;
+  if ((int64_t)p->estimate_bytes > a->row.estimated_memory_bytes)
+    a->row.estimated_memory_bytes = (int64_t)p->estimate_bytes;
   snprintf(a->row.worker, sizeof a->row.worker, "worker%u", p->worker_id);
   save_row(svc, a);
   event(svc, a, "page_started",
-        json_pack("{s:i, s:i, s:s}", "page", (int)p->index + 1, "attempt", (int)p->attempts, "worker", a->row.worker));
+        json_pack("{s:i, s:i, s:s, s:I}", "page", (int)p->index + 1, "attempt", (int)p->attempts, "worker",
+                  a->row.worker, "estimated_memory_bytes", (json_int_t)p->estimate_bytes));
   tx_close(svc);
 }
 
@@ -342,6 +350,16 @@ static void on_retry(void *ctx, op_task_t *t, op_page_job_t *p, const char *why)
   event(svc, a, "retried",
         json_pack("{s:i, s:i, s:s}", "page", (int)p->index + 1, "attempt", (int)p->attempts, "reason", why ? why : ""));
   tx_close(svc);
+}
+
+static void on_memory_wait(void *ctx, op_task_t *t, op_page_job_t *p, uint64_t need, uint64_t free_bytes) {
+  op_service_t *svc = ctx;
+  active_t *a = find_active(svc, t);
+  if (a == NULL)
+    return;
+  event(svc, a, "waiting_for_memory",
+        json_pack("{s:i, s:I, s:I, s:I}", "page", (int)p->index + 1, "needed_bytes", (json_int_t)need, "free_bytes",
+                  (json_int_t)free_bytes, "budget_bytes", (json_int_t)svc->budget));
 }
 
 static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
@@ -459,6 +477,7 @@ static void restore_pages(op_service_t *svc, active_t *a) {
     p->index = (uint32_t)rows[i].index;
     p->attempts = (unsigned)rows[i].attempts;
     p->crash_attempts = (unsigned)rows[i].crash_attempts;
+    p->estimate_bytes = (uint64_t)rows[i].estimated_memory_bytes;
     if (strcmp(rows[i].state, "done") == 0) {
       p->state = OP_PAGE_DONE;
     } else if (strcmp(rows[i].state, "failed") == 0) {
@@ -623,6 +642,48 @@ static void clean_leftovers(op_service_t *svc) {
   closedir(d);
 }
 
+/* ---- memory, for GET /v1/memory ---- */
+
+static void memory_snapshot(op_service_t *svc) {
+  op_sched_mem_t m;
+  op_sched_worker_mem_t w[POOL_MAX * 4];
+  unsigned n = op_sched_memory(svc->sched, &m, w, POOL_MAX * 4);
+  if (n > POOL_MAX * 4)
+    n = POOL_MAX * 4;
+  json_t *workers = json_array();
+  for (unsigned i = 0; i < n; i++) {
+    if (w[i].pid == 0)
+      continue;
+    json_t *models = json_array();
+    for (unsigned k = 0; k < w[i].n_models; k++)
+      json_array_append_new(models, json_string(w[i].models[k]));
+    json_array_append_new(workers, json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:o, s:I}", "id", (int)i, "pid",
+                                             (int)w[i].pid, "device", "cpu", "state", w[i].busy ? "busy" : "idle",
+                                             "used_bytes", (json_int_t)w[i].used_bytes, "reserved_bytes",
+                                             (json_int_t)w[i].reserved_bytes, "models", models, "pages_done",
+                                             (json_int_t)w[i].pages_done));
+  }
+  json_t *cpu = json_pack(
+      "{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:i}", "name", "cpu", "capacity_bytes", (json_int_t)svc->capacity,
+      "budget_bytes", (json_int_t)m.budget_bytes, "reserved_bytes", (json_int_t)m.reserved_bytes, "used_bytes",
+      (json_int_t)m.used_bytes, "level", op_mem_level_name(op_mem_level(m.used_bytes, m.budget_bytes, 0.8, 0.95)),
+      "server_bytes", (json_int_t)m.server_bytes, "pages_waited", (int)m.waiting_pages, "pages_refused",
+      (int)m.refused_pages);
+  json_t *snap = json_pack("{s:[o], s:o}", "devices", cpu, "workers", workers);
+  pthread_mutex_lock(&svc->lock);
+  json_t *old = svc->memory;
+  svc->memory = snap;
+  pthread_mutex_unlock(&svc->lock);
+  json_decref(old);
+}
+
+json_t *op_service_memory_json(op_service_t *svc) {
+  pthread_mutex_lock(&svc->lock);
+  json_t *copy = svc->memory ? json_deep_copy(svc->memory) : NULL;
+  pthread_mutex_unlock(&svc->lock);
+  return copy;
+}
+
 /* ---- life cycle ---- */
 
 int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_error_t *err) {
@@ -648,10 +709,20 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
     goto fail;
   }
   clean_leftovers(svc);
+  svc->capacity = op_mem_cpu_capacity();
+  if ((rc = op_mem_budget_parse(cfg->memory_budget ? cfg->memory_budget : "80%", svc->capacity, &svc->budget,
+                                err)) < 0)
+    goto fail;
+  char cap[32], bud[32];
+  op_mem_format(svc->capacity, cap, sizeof cap);
+  op_mem_format(svc->budget, bud, sizeof bud);
+  op_log_info("memory: cpu capacity %s (%s), budget %s", cap, op_mem_cgroup_limit() ? "cgroup limit" : "MemTotal",
+              bud);
   op_supervisor_config_t scfg;
   op_supervisor_config_init(&scfg);
   scfg.workers = cfg->workers ? cfg->workers : op_usable_cores();
   scfg.log_level = cfg->log_level;
+  scfg.lazy = 1; /* admission starts workers as memory allows */
   if ((rc = op_supervisor_create(&scfg, &svc->sup, err)) < 0)
     goto fail;
   op_supervisor_set_wake_fd(svc->sup, svc->wake[0]);
@@ -665,12 +736,15 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   qcfg.on_retry = on_retry;
   qcfg.on_page = on_page_end;
   qcfg.on_task = on_task_end;
+  qcfg.on_memory_wait = on_memory_wait;
   qcfg.cb_ctx = svc;
+  qcfg.budget_bytes = svc->budget;
   svc->sched = op_sched_create(&qcfg, svc->sup);
   if (svc->sched == NULL) {
     rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory");
     goto fail;
   }
+  memory_snapshot(svc);
   load_tasks(svc); /* what the previous run left, first */
   if (svc->n_active > 0)
     op_log_info("recovered %zu unfinished tasks", svc->n_active);
@@ -700,6 +774,10 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
     if (now - svc->last_retention > (svc->cfg.retention_s == 0 ? 1 : 60)) {
       apply_retention(svc);
       svc->last_retention = now;
+    }
+    if (now - svc->last_memory >= 0.2) {
+      memory_snapshot(svc);
+      svc->last_memory = now;
     }
     int rc = op_sched_step(svc->sched, 200, err);
     if (rc < 0)
@@ -731,6 +809,7 @@ void op_service_destroy(op_service_t *svc) {
     free(svc->active[i]);
   }
   free(svc->active);
+  json_decref(svc->memory);
   for (size_t i = 0; i < svc->pool_n; i++)
     op_store_close(svc->pool[i]);
   op_store_close(svc->store);

@@ -32,6 +32,7 @@ typedef struct op_service_config_s {
   unsigned drain_timeout_s;  /**< on stop, running pages get this long to finish; default 30 */
   op_doc_limits_t limits;
   const char *log_level;     /**< passed to workers */
+  const char *memory_budget; /**< the CPU budget: a size or a share of capacity; NULL = "80%" */
 } op_service_config_t;
 
 /** Fills cfg with the defaults above. */
@@ -70,6 +71,12 @@ void op_service_new_id(char id[40]);
 
 /** Records a new queued task (its input already in its directory) and wakes the service. */
 int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err);
+
+/**
+ * Devices and workers as memory admission sees them, for GET /v1/memory (a
+ * new reference; refreshed by the service thread every 200 ms).
+ */
+json_t *op_service_memory_json(op_service_t *svc);
 
 /** Asks the service to cancel a task; it is done within one scheduling step. */
 void op_service_cancel(op_service_t *svc, const char *id);

@@ -657,6 +657,12 @@ route:
                                        : send_json(c, 200, json_pack("{s:s}", "status", "ready"), NULL, NULL);
   if (strcmp(url, "/openapi.json") == 0)
     return send_json(c, 200, op_http_openapi(), NULL, NULL);
+  if (strcmp(url, "/v1/memory") == 0) {
+    if (strcmp(method, "GET") != 0)
+      return problem(c, 405, "use GET", NULL, "Allow", "GET");
+    json_t *m = op_service_memory_json(h->svc);
+    return m ? send_json(c, 200, m, NULL, NULL) : problem(c, 503, "memory figures are not ready yet", NULL, NULL, NULL);
+  }
   if (strcmp(url, "/v1/tasks") == 0) {
     if (strcmp(method, "GET") == 0)
       return list_tasks(h, c, q);

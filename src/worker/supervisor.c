@@ -59,6 +59,9 @@ typedef struct slot_s {
   int kill_code;          /* why we killed it: OP_ETIMEOUT, or 0 */
   unsigned fast_deaths;   /* deaths before hello in a row, for backoff */
   int said_hello;
+  int parked;   /* EMPTY and left down until op_supervisor_start_worker (lazy pools) */
+  int retiring; /* asked to exit by op_supervisor_retire: its end is no crash */
+  uint64_t jobs_done;
 } slot_t;
 
 struct op_supervisor_s {
@@ -195,6 +198,9 @@ static int spawn_slot(op_supervisor_t *sup, slot_t *slot, unsigned index) {
   slot->job_ctx = NULL;
   slot->kill_code = 0;
   slot->said_hello = 0;
+  slot->parked = 0;
+  slot->retiring = 0;
+  slot->jobs_done = 0;
   slot->last_heard_ms = now_ms();
   slot->ping_sent_ms = 0;
   slot->deadline_ms = sup->cfg.start_timeout_ms ? slot->last_heard_ms + sup->cfg.start_timeout_ms : 0;
@@ -263,7 +269,7 @@ static void slot_reaped(op_supervisor_t *sup, slot_t *slot, unsigned index, int 
         snprintf(ev->message, sizeof ev->message, "worker %d %s while running the job", (int)slot->pid, how);
     }
     op_log_warn("worker %u (pid %d) %s during a job", index, (int)slot->pid, how);
-  } else if (slot->kill_code == 0) {
+  } else if (slot->kill_code == 0 && !slot->retiring) {
     op_log_warn("worker %u (pid %d) %s", index, (int)slot->pid, how);
   }
   uint64_t now = now_ms();
@@ -282,7 +288,14 @@ static void slot_reaped(op_supervisor_t *sup, slot_t *slot, unsigned index, int 
   slot->pid = -1;
   slot->job_ctx = NULL;
   slot->state = SLOT_EMPTY;
-  sup->restarts++;
+  slot->parked = sup->cfg.lazy;
+  if (slot->retiring) {
+    op_log_debug("worker %u retired", index);
+    slot->retiring = 0;
+    slot->fast_deaths = 0;
+  } else {
+    sup->restarts++;
+  }
 }
 
 int op_supervisor_create(const op_supervisor_config_t *cfg, op_supervisor_t **out, op_error_t *err) {
@@ -315,8 +328,9 @@ int op_supervisor_create(const op_supervisor_config_t *cfg, op_supervisor_t **ou
   for (unsigned i = 0; i < sup->n_slots; i++) {
     sup->slots[i].fd = -1;
     sup->slots[i].pid = -1;
+    sup->slots[i].parked = sup->cfg.lazy;
   }
-  for (unsigned i = 0; i < sup->n_slots; i++) {
+  for (unsigned i = 0; i < sup->n_slots && !sup->cfg.lazy; i++) {
     if (spawn_slot(sup, &sup->slots[i], i) < 0) {
       op_supervisor_destroy(sup);
       return op_error_set(err, OP_EINTERNAL, NULL, "cannot start worker processes from %s",
@@ -374,25 +388,77 @@ unsigned op_supervisor_idle_count(const op_supervisor_t *sup) {
   return n;
 }
 
+int op_supervisor_dispatch_to(op_supervisor_t *sup, unsigned i, json_t *job, unsigned timeout_ms, void *job_ctx) {
+  if (i >= sup->n_slots)
+    return OP_EINTERNAL;
+  slot_t *s = &sup->slots[i];
+  if (s->state != SLOT_IDLE || s->ping_sent_ms != 0)
+    return OP_EINTERNAL;
+  uint64_t id = ++sup->next_job_id;
+  json_object_set_new(job, "job", json_integer((json_int_t)id));
+  if (op_proto_send(s->fd, job) < 0) {
+    op_log_warn("worker %u (pid %d): sending a job failed; replacing it", i, (int)s->pid);
+    end_slot(s, 0, 1);
+    return OP_EINTERNAL;
+  }
+  s->state = SLOT_BUSY;
+  s->job_ctx = job_ctx;
+  s->job_id = id;
+  s->deadline_ms = timeout_ms ? now_ms() + timeout_ms : 0;
+  return (int)i;
+}
+
 int op_supervisor_dispatch(op_supervisor_t *sup, json_t *job, unsigned timeout_ms, void *job_ctx) {
   for (unsigned i = 0; i < sup->n_slots; i++) {
-    slot_t *s = &sup->slots[i];
-    if (s->state != SLOT_IDLE || s->ping_sent_ms != 0)
-      continue;
-    uint64_t id = ++sup->next_job_id;
-    json_object_set_new(job, "job", json_integer((json_int_t)id));
-    if (op_proto_send(s->fd, job) < 0) {
-      op_log_warn("worker %u (pid %d): sending a job failed; replacing it", i, (int)s->pid);
-      end_slot(s, 0, 1);
-      continue;
-    }
-    s->state = SLOT_BUSY;
-    s->job_ctx = job_ctx;
-    s->job_id = id;
-    s->deadline_ms = timeout_ms ? now_ms() + timeout_ms : 0;
-    return (int)i;
+    int w = op_supervisor_dispatch_to(sup, i, job, timeout_ms, job_ctx);
+    if (w >= 0)
+      return w;
   }
   return OP_EINTERNAL;
+}
+
+unsigned op_supervisor_size(const op_supervisor_t *sup) {
+  return sup->n_slots;
+}
+
+void op_supervisor_worker(const op_supervisor_t *sup, unsigned index, op_worker_info_t *info) {
+  memset(info, 0, sizeof *info);
+  if (index >= sup->n_slots)
+    return;
+  const slot_t *s = &sup->slots[index];
+  info->pid = s->pid > 0 ? s->pid : 0;
+  info->starting = s->state == SLOT_STARTING;
+  info->idle = s->state == SLOT_IDLE && s->ping_sent_ms == 0;
+  info->busy = s->state == SLOT_BUSY;
+  info->jobs_done = s->jobs_done;
+}
+
+int op_supervisor_start_worker(op_supervisor_t *sup) {
+  uint64_t now = now_ms();
+  for (unsigned i = 0; i < sup->n_slots; i++) {
+    slot_t *s = &sup->slots[i];
+    if (s->state == SLOT_EMPTY && s->parked && now >= s->restart_at_ms) {
+      if (spawn_slot(sup, s, i) < 0) {
+        s->restart_at_ms = now + 1000;
+        return OP_EINTERNAL;
+      }
+      return (int)i;
+    }
+  }
+  return OP_EINTERNAL;
+}
+
+int op_supervisor_retire(op_supervisor_t *sup, unsigned index) {
+  if (index >= sup->n_slots || sup->slots[index].state != SLOT_IDLE)
+    return OP_EINTERNAL;
+  slot_t *s = &sup->slots[index];
+  json_t *bye = json_pack("{s:s}", "op", "exit");
+  if (bye != NULL)
+    op_proto_send(s->fd, bye);
+  json_decref(bye);
+  s->retiring = 1;
+  end_slot(s, 0, 0); /* closing our end is an exit request too */
+  return 0;
 }
 
 int op_supervisor_cancel(op_supervisor_t *sup, void *job_ctx) {
@@ -456,6 +522,7 @@ static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t
     s->state = SLOT_IDLE;
     s->job_ctx = NULL;
     s->deadline_ms = 0;
+    s->jobs_done++;
   } else {
     op_log_debug("worker %u: stale or unexpected \"%s\" message ignored", index, op);
   }
@@ -479,7 +546,7 @@ static void housekeeping(op_supervisor_t *sup) {
     }
     switch (s->state) {
     case SLOT_EMPTY:
-      if (now >= s->restart_at_ms && spawn_slot(sup, s, i) < 0)
+      if (!s->parked && now >= s->restart_at_ms && spawn_slot(sup, s, i) < 0)
         s->restart_at_ms = now + 1000;
       break;
     case SLOT_STARTING:
@@ -544,7 +611,7 @@ int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev,
         pfd[n].events = POLLIN;
         map[n++] = i;
       }
-      dying |= sup->slots[i].state == SLOT_DYING || sup->slots[i].state == SLOT_EMPTY;
+      dying |= sup->slots[i].state == SLOT_DYING || (sup->slots[i].state == SLOT_EMPTY && !sup->slots[i].parked);
     }
     unsigned wake_at = n;
     if (sup->wake_fd >= 0) {

@@ -12,6 +12,7 @@
 #define OCRPOOL_WORKER_SUPERVISOR_H
 
 #include <jansson.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "util/error.h"
@@ -27,6 +28,8 @@ typedef struct op_supervisor_config_s {
   unsigned heartbeat_timeout_ms;  /**< kill an idle worker silent this long (default 5000) */
   unsigned start_timeout_ms;      /**< kill a worker that does not say hello in time (default 10000) */
   const char *log_level;          /**< passed to workers, NULL = inherit */
+  int lazy; /**< start workers only on op_supervisor_start_worker and leave dead ones down: the caller's
+                 memory admission decides how many run (workers is then the most at once) */
 } op_supervisor_config_t;
 
 /** Fills cfg with the defaults above and one worker per usable core. */
@@ -84,6 +87,37 @@ int op_supervisor_cancel(op_supervisor_t *sup, void *job_ctx);
 
 /** Copies up to max worker pids into pids; returns how many workers are alive. */
 unsigned op_supervisor_pids(const op_supervisor_t *sup, pid_t *pids, unsigned max);
+
+/** What the caller may know of one worker slot. */
+typedef struct op_worker_info_s {
+  pid_t pid;    /**< 0 when the slot has no process */
+  int starting; /**< spawned, not yet ready */
+  int idle;     /**< ready for a job */
+  int busy;     /**< running a job */
+  uint64_t jobs_done; /**< jobs this process answered */
+} op_worker_info_t;
+
+/** Worker slots (the configured workers). */
+unsigned op_supervisor_size(const op_supervisor_t *sup);
+
+/** Fills *info for slot index. */
+void op_supervisor_worker(const op_supervisor_t *sup, unsigned index, op_worker_info_t *info);
+
+/** Like op_supervisor_dispatch, to slot index, which must be idle. */
+int op_supervisor_dispatch_to(op_supervisor_t *sup, unsigned index, json_t *job, unsigned timeout_ms, void *job_ctx);
+
+/**
+ * Lazy pools: starts a process in a free slot (one whose restart backoff has
+ * passed). Returns its index, or OP_EINTERNAL when every slot is taken or
+ * backing off.
+ */
+int op_supervisor_start_worker(op_supervisor_t *sup);
+
+/**
+ * Asks idle worker index to exit (it finishes nothing: it has no job) and
+ * leaves its slot free; its exit is not a restart. OP_EINTERNAL if not idle.
+ */
+int op_supervisor_retire(op_supervisor_t *sup, unsigned index);
 
 /** Makes op_supervisor_poll return 0 early when fd becomes readable (the caller drains it); -1 = none. */
 void op_supervisor_set_wake_fd(op_supervisor_t *sup, int fd);

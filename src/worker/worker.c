@@ -10,7 +10,9 @@
  */
 #include "worker/worker.h"
 
+#include <fcntl.h>
 #include <leptonica/allheaders.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +168,17 @@ static json_t *do_page(worker_t *w, json_t *job) {
   if (op_model_cache_get(w->models, &spec, &ref, &e) < 0)
     goto out;
   double load_ms = ms_since(&t0);
+  /* The kernel's peak (VmHWM) starts again here, so the reply's peak is this
+   * page's and the page's own cost is peak - base: what admission learns from.
+   * Where clear_refs cannot be written the peak is the process's, larger. */
+  int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t wr = write(fd, "5", 1);
+    (void)wr;
+    close(fd);
+  }
+  long base_kb = 0, ignored_kb;
+  op_self_memory_kb(&base_kb, &ignored_kb);
 
   uint32_t index = (uint32_t)json_integer_value(json_object_get(job, "index"));
   int dpi = json_is_integer(json_object_get(job, "dpi")) ? (int)json_integer_value(json_object_get(job, "dpi")) : 300;
@@ -202,11 +215,17 @@ static json_t *do_page(worker_t *w, json_t *job) {
   json_object_set_new(reply, "width", json_integer(pixGetWidth(pix)));
   json_object_set_new(reply, "height", json_integer(pixGetHeight(pix)));
   json_object_set_new(reply, "depth", json_integer(pixGetDepth(pix)));
+  /* The page's memory goes back to the system now, not at the next page: an
+   * idle worker holds only its models, which is what admission counts, and
+   * the next page's growth measures its whole cost. */
+  pixDestroy(&pix);
+  malloc_trim(0);
   json_object_set_new(reply, "rotated", json_integer(stats.rotated_deg));
   json_object_set_new(reply, "mean_conf", json_integer(stats.mean_conf));
   json_object_set_new(reply, "words", json_integer(stats.words));
   json_object_set_new(reply, "model_loaded", json_boolean(ref.loaded_now));
   json_object_set_new(reply, "model_footprint_kb", json_integer(ref.footprint_kb));
+  json_object_set_new(reply, "page_base_rss_kb", json_integer(base_kb));
   json_object_set_new(reply, "load_ms", json_real(load_ms));
   json_object_set_new(reply, "decode_ms", json_real(decode_ms));
   json_object_set_new(reply, "ocr_ms", json_real(ocr_ms));
