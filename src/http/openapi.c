@@ -18,6 +18,7 @@ static const struct {
     {"/v1/tasks/{id}", "delete", "Cancel a task", "200 202 401 404 409", 0},
     {"/v1/tasks/{id}/result", "get", "The result in one format (format)", "200 400 401 404 409", 0},
     {"/v1/tasks/{id}/events", "get", "The task's event history", "200 401 404", 0},
+    {"/v1/memory", "get", "Memory per device and worker: capacity, budget, reserved, used, level", "200 401 503", 0},
     {"/v1/ocr", "post", "Submit and wait: answers the result itself (timeout)", "200 400 401 413 415 422 429 504", 1},
     {"/healthz", "get", "Alive", "200", 0},
     {"/readyz", "get", "Accepting work", "200 503", 0},
