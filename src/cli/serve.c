@@ -38,6 +38,7 @@ static void usage(FILE *out) {
         "      --listen ADDR:PORT    where to listen (default 127.0.0.1:8080; port 0 picks one)\n"
         "      --data-dir DIR        database, uploads and results (default ./var)\n"
         "      --workers N           worker processes at most (default: usable cores)\n"
+        "      --config FILE         YAML configuration: devices.cpu.budget, models (docs/configuration.md)\n"
         "      --memory-budget B     memory the server and its workers may use: a size (2GB) or a share\n"
         "                            of the machine or cgroup (80%, the default); also OCRPOOL_MEMORY_BUDGET\n"
         "      --tokens FILE         bearer tokens, `TOKEN SCOPE NAME` a line (default: no auth)\n"
@@ -62,6 +63,7 @@ int op_cli_serve(int argc, char **argv) {
       {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
       {"log-level", required_argument, NULL, 'L'},      {"help", no_argument, NULL, 'h'},
       {"drain-timeout", required_argument, NULL, 'D'},  {"memory-budget", required_argument, NULL, 'B'},
+      {"config", required_argument, NULL, 'C'},
       {NULL, 0, NULL, 0}};
   op_service_config_t scfg;
   op_service_config_init(&scfg);
@@ -100,6 +102,9 @@ int op_cli_serve(int argc, char **argv) {
       return OP_EXIT_OK;
     case 'B':
       scfg.memory_budget = optarg;
+      break;
+    case 'C':
+      scfg.config_file = optarg;
       break;
     case 'D':
     case 'w':

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,16 @@ typedef struct wmem_s {
   unsigned n_models;
   int learned_base; /* its size before any model has been learned */
   double last_used_s;
+  /* recycling */
+  const op_model_policy_t *policy; /* of its last job's task */
+  uint64_t first_rss;             /* resident size after its first page */
+  uint64_t last_rss;              /* after its last page */
+  unsigned tasks_run;
+  uint64_t last_task_id;
+  uint64_t bound_task; /* isolate: per_task: the only task it serves; 0 = none */
+  int retire;          /* retire it once idle (why: retire_why) */
+  const char *retire_why;
+  int killed_for_memory; /* the monitor killed it past its cap */
 } wmem_t;
 
 struct op_sched_s {
@@ -55,6 +66,8 @@ struct op_sched_s {
   uint64_t server_pss;
   double last_sample_s;
   unsigned waiting_pages, refused_pages;
+  op_model_policy_t default_policy;
+  unsigned recycled; /* workers retired by their policy */
 };
 
 void op_task_opts_init(op_task_opts_t *opts) {
@@ -136,6 +149,7 @@ op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup) 
     return NULL;
   s->cfg = *cfg;
   s->sup = sup;
+  op_model_policy_init(&s->default_policy);
   s->estimates = op_estimates_create(0);
   s->n_wmem = op_supervisor_size(sup);
   s->wmem = calloc(s->n_wmem ? s->n_wmem : 1, sizeof *s->wmem);
@@ -168,6 +182,21 @@ int op_sched_add(op_sched_t *s, op_task_t *t, op_error_t *err) {
     s->tasks = nt;
     s->cap_tasks = cap;
   }
+  /* Its model's policy: preset by the caller, or named, or the first declared
+   * for its engine and languages, or the defaults. */
+  const op_model_policy_t *pol = t->policy;
+  if (pol == NULL && t->opts.model_name != NULL) {
+    pol = op_model_policy_named(s->cfg.policies, s->cfg.n_policies, t->opts.model_name);
+    if (pol == NULL)
+      return op_error_set(err, OP_EUSAGE, "bad_options", "no model named \"%s\" is declared", t->opts.model_name);
+  }
+  if (pol == NULL)
+    pol = op_model_policy_find(s->cfg.policies, s->cfg.n_policies, t->opts.model.engine, t->opts.model.lang);
+  if (pol != NULL) {
+    snprintf(t->opts.model.engine, sizeof t->opts.model.engine, "%s", pol->engine);
+    snprintf(t->opts.model.lang, sizeof t->opts.model.lang, "%s", pol->lang);
+  }
+  t->policy = pol != NULL ? pol : &s->default_policy;
   t->id = ++s->next_task_id;
   if (t->scratch_dir == NULL &&
       asprintf(&t->scratch_dir, "%s/task-%llu", s->cfg.scratch_root, (unsigned long long)t->id) < 0) {
@@ -234,20 +263,36 @@ static json_t *probe_job(const op_task_t *t) {
                    (json_int_t)t->opts.limits.max_page_pixels, "dpi", t->opts.limits.dpi);
 }
 
-static json_t *page_job(const op_task_t *t, const op_page_job_t *p) {
+/* The model a page runs on: its task's, or its fallback's after out-of-memory failures. */
+static const op_model_policy_t *page_policy(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p) {
+  const op_model_policy_t *fb =
+      p != NULL && p->on_fallback ? op_model_policy_named(s->cfg.policies, s->cfg.n_policies, t->policy->fallback)
+                                  : NULL;
+  return fb != NULL ? fb : t->policy;
+}
+
+static json_t *page_job(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p) {
   char *prefix = page_prefix(t, p->index);
   if (prefix == NULL)
     return NULL;
+  const op_model_policy_t *pol = page_policy(s, t, p);
+  const char *engine = p->on_fallback ? pol->engine : t->opts.model.engine;
+  const char *lang = p->on_fallback ? pol->lang : t->opts.model.lang;
   json_t *j = json_pack(
       "{s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:{s:s, s:s, s:i}, s:i, s:i, s:b, s:o, s:s, s:s, s:I}", "op", "page",
       "input", t->input_path, "type", op_doc_type_name(t->type), "index", (json_int_t)p->index, "page_number",
       (json_int_t)p->index, "dpi", t->opts.limits.dpi, "max_page_pixels", (json_int_t)t->opts.limits.max_page_pixels,
-      "model", "engine", t->opts.model.engine, "lang", t->opts.model.lang, "oem", t->opts.model.oem, "psm", t->opts.psm,
+      "model", "engine", engine, "lang", lang, "oem", t->opts.model.oem, "psm", t->opts.psm,
       "user_dpi", t->opts.user_dpi, "rotate", t->opts.rotate_pages, "formats", formats_json(t->opts.formats), "out",
       prefix, "title", t->title, "attempt", (json_int_t)p->attempts);
   free(prefix);
   if (j != NULL && t->opts.rotate_threshold > 0)
     json_object_set_new(j, "rotate_threshold", json_real(t->opts.rotate_threshold));
+  if (j != NULL) {
+    json_object_set_new(j, "batch", json_integer(p->batch ? p->batch : pol->batch));
+    if (pol->memory_limit > 0)
+      json_object_set_new(j, "memory_limit", json_integer((json_int_t)pol->memory_limit));
+  }
   return j;
 }
 
@@ -425,6 +470,15 @@ static double effective_priority(const op_sched_t *s, const op_task_t *t, double
 }
 
 /* The next job to run: the highest (aged) priority, oldest task with work ready. */
+/* Pages of a policy's model running now. */
+static unsigned policy_running(const op_sched_t *s, const op_model_policy_t *pol) {
+  unsigned n = 0;
+  for (size_t i = 0; i < s->n_tasks; i++)
+    for (size_t k = 0; s->tasks[i]->policy == pol && k < s->tasks[i]->n_pages; k++)
+      n += s->tasks[i]->pages[k].state == OP_PAGE_RUNNING;
+  return n;
+}
+
 static int next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page) {
   op_task_t *best = NULL;
   op_page_job_t *best_page = NULL;
@@ -435,7 +489,9 @@ static int next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page) {
     int has_work = 0;
     if ((t->stage == STAGE_PROBE || t->stage == STAGE_MERGE) && !t->stage_running) {
       has_work = 1;
-    } else if (t->stage == STAGE_PAGES) {
+    } else if (t->stage == STAGE_PAGES &&
+               (t->policy->max_concurrent == 0 || policy_running(s, t->policy) < t->policy->max_concurrent)) {
+      /* max_concurrent is a real semaphore: the model's other pages stay queued. */
       for (size_t k = 0; k < t->n_pages; k++) {
         if (t->pages[k].state == OP_PAGE_QUEUED && t->pages[k].not_before_s <= now) {
           candidate = &t->pages[k];
@@ -494,6 +550,14 @@ static void sample(op_sched_t *s, int force) {
     op_supervisor_worker(s->sup, i, &info);
     wmem_t *w = wmem_of(s, i, info.pid);
     w->pss = info.pid > 0 ? op_mem_pss(info.pid) : 0;
+    /* The hard cap's last line: a worker past its model's memory_limit is
+     * killed, and its page is retried as out of memory. */
+    uint64_t cap = w->policy ? w->policy->memory_limit : 0;
+    if (info.busy && cap > 0 && w->pss > cap && !w->killed_for_memory && op_supervisor_kill(s->sup, i) == 0) {
+      w->killed_for_memory = 1;
+      op_log_warn("worker %u (pid %d) uses %llu MB, past its %llu MB limit: killed", i, (int)info.pid,
+                  (unsigned long long)(w->pss >> 20), (unsigned long long)(cap >> 20));
+    }
     if (info.idle && info.jobs_done == 0 && !w->learned_base && w->pss > 0) {
       op_estimates_learn_worker(s->estimates, w->pss); /* a fresh worker: no model, no page yet */
       w->learned_base = 1;
@@ -501,8 +565,18 @@ static void sample(op_sched_t *s, int force) {
   }
 }
 
-static void model_key(const op_task_t *t, char *buf, size_t len) {
-  snprintf(buf, len, "%.31s:%.63s", t->opts.model.engine, t->opts.model.lang);
+/* The engine and languages a job runs with (a probe or merge: its task's). */
+static void job_model(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p, const char **engine,
+                      const char **lang) {
+  const op_model_policy_t *pol = page_policy(s, t, p);
+  *engine = p != NULL && p->on_fallback ? pol->engine : t->opts.model.engine;
+  *lang = p != NULL && p->on_fallback ? pol->lang : t->opts.model.lang;
+}
+
+static void model_key(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p, char *buf, size_t len) {
+  const char *engine, *lang;
+  job_model(s, t, p, &engine, &lang);
+  snprintf(buf, len, "%.31s:%.63s", engine, lang);
 }
 
 static int holds_model(const wmem_t *w, const char *key) {
@@ -607,6 +681,27 @@ static int retire_idle(op_sched_t *s, int keep) {
   return 1;
 }
 
+/* Whether an idle worker may take a job of task t: not one kept for another
+ * task (isolate: per_task), not a used one for an isolated task, not one due
+ * to retire. */
+static int may_serve(const op_sched_t *s, const wmem_t *w, const op_worker_info_t *info, const op_task_t *t) {
+  if (w->retire)
+    return 0;
+  if (w->bound_task != 0)
+    return w->bound_task == t->id;
+  if (t->policy->isolate_per_task) {
+    for (unsigned i = 0; i < s->n_wmem; i++) {
+      op_worker_info_t other;
+      op_supervisor_worker(s->sup, i, &other);
+      if (other.pid > 0 && s->wmem[i].pid == other.pid && s->wmem[i].bound_task == t->id && !s->wmem[i].retire)
+        return 0; /* the task has its worker; it waits for it */
+    }
+    return info->jobs_done == 0;
+  }
+  const op_model_policy_t *pol = w->policy;
+  return pol == NULL || pol->max_tasks == 0 || w->tasks_run < pol->max_tasks || w->last_task_id == t->id;
+}
+
 /*
  * Under a budget: where the next job may run, if its memory fits now.
  * Returns the idle slot to send it to; -1 when it waits (a worker may have
@@ -616,9 +711,11 @@ static int retire_idle(op_sched_t *s, int keep) {
 static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserve) {
   sample(s, 0);
   char key[96];
-  model_key(t, key, sizeof key);
+  const char *engine, *lang;
+  model_key(s, t, p, key, sizeof key);
+  job_model(s, t, p, &engine, &lang);
   uint64_t job = p != NULL ? page_estimate(s, t, p) : t->stage == STAGE_PROBE ? PROBE_ESTIMATE : MERGE_ESTIMATE;
-  uint64_t model = p != NULL ? op_estimate_model(s->estimates, t->opts.model.engine, t->opts.model.lang) : 0;
+  uint64_t model = p != NULL ? op_estimate_model(s->estimates, engine, lang) : 0;
   uint64_t worker = op_estimate_worker(s->estimates);
   uint64_t budget = s->cfg.budget_bytes;
   uint64_t alone = s->server_pss + worker + model + job;
@@ -627,7 +724,7 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
     return -2; /* the page, even the task, may be gone now */
   }
   /* An idle worker that holds the model, else the idle one holding least, else a new one. */
-  int pick = -1, with_model = 0, starting = 0, free_slot = 0;
+  int pick = -1, with_model = 0, starting = 0, free_slot = 0, other_idle = 0;
   uint64_t pick_bytes = 0;
   for (unsigned i = 0; i < s->n_wmem; i++) {
     op_worker_info_t info;
@@ -637,6 +734,10 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
     if (!info.idle)
       continue;
     wmem_t *w = wmem_of(s, i, info.pid);
+    if (!may_serve(s, w, &info, t)) {
+      other_idle++;
+      continue;
+    }
     int has = p != NULL && holds_model(w, key);
     uint64_t bytes = worker_reserved(s, i);
     if (pick < 0 || (has && !with_model) || (has == with_model && bytes < pick_bytes)) {
@@ -644,6 +745,10 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
       with_model = has;
       pick_bytes = bytes;
     }
+  }
+  if (pick < 0 && !free_slot && starting == 0 && other_idle > 0) {
+    retire_idle(s, -1); /* every slot is taken by idle workers this job may not use */
+    return -1;
   }
   if (pick < 0 && (!free_slot || starting > 0))
     return -1; /* waiting for a worker, not for memory; one starts at a time */
@@ -699,7 +804,7 @@ static void dispatch(op_sched_t *s) {
     void *ctx;
     if (p != NULL) {
       p->attempts++;
-      job = page_job(t, p);
+      job = page_job(s, t, p);
       ctx = p;
     } else {
       t->stage_attempts++;
@@ -728,9 +833,16 @@ static void dispatch(op_sched_t *s) {
       wmem_t *wm = wmem_of(s, (unsigned)w, info.pid);
       wm->job_reserve = budgeted ? reserve : 0;
       wm->last_used_s = op_wall_time_s();
+      wm->policy = t->policy;
+      if (wm->last_task_id != t->id) {
+        wm->tasks_run++;
+        wm->last_task_id = t->id;
+      }
+      if (t->policy->isolate_per_task)
+        wm->bound_task = t->id;
       if (p != NULL) {
         char key[96];
-        model_key(t, key, sizeof key);
+        model_key(s, t, p, key, sizeof key);
         note_model(wm, key);
       }
     }
@@ -739,8 +851,13 @@ static void dispatch(op_sched_t *s) {
       t->started_s = op_wall_time_s();
     }
     if (p != NULL) {
+      op_worker_info_t info;
+      op_supervisor_worker(s->sup, (unsigned)w, &info);
       p->state = OP_PAGE_RUNNING;
       p->worker_id = (unsigned)w;
+      p->worker_pid = info.pid;
+      if (p->batch == 0)
+        p->batch = page_policy(s, t, p)->batch;
       p->started_s = op_wall_time_s();
       if (s->cfg.on_page_start)
         s->cfg.on_page_start(s->cfg.cb_ctx, t, p);
@@ -820,6 +937,7 @@ static void on_probe_reply(op_sched_t *s, op_task_t *t, json_t *reply) {
     t->pages[i].height_px = (uint32_t)json_integer_value(json_array_get(row, 2));
     t->pages[i].depth = (int)json_integer_value(json_array_get(row, 5));
     t->pages[i].state = OP_PAGE_QUEUED;
+    t->pages[i].batch = t->policy->batch;
     t->pages[i].estimate_bytes =
         op_estimate_page(s->estimates, t->opts.model.engine, t->opts.model.lang,
                          (uint64_t)t->pages[i].width_px * t->pages[i].height_px, t->pages[i].depth);
@@ -879,6 +997,54 @@ static void learn(op_sched_t *s, const op_task_t *t, const op_sup_event_t *ev, u
                              (uint64_t)json_integer_value(json_object_get(r, "model_footprint_kb")) * 1024u);
 }
 
+/* A page ran out of memory: again with half the batch, then on the model's
+ * fallback, within the attempt cap; then it fails with out_of_memory. */
+static void out_of_memory(op_sched_t *s, op_page_job_t *p, const char *message) {
+  op_task_t *t = p->task;
+  const op_model_policy_t *pol = page_policy(s, t, p);
+  unsigned batch = p->batch ? p->batch : pol->batch;
+  char why[512];
+  if (p->attempts < s->cfg.max_attempts && batch > 1) {
+    p->batch = batch / 2;
+    snprintf(why, sizeof why, "out of memory with batch %u (%s); trying batch %u", batch, message, p->batch);
+  } else if (p->attempts < s->cfg.max_attempts && t->policy->fallback[0] && !p->on_fallback) {
+    p->on_fallback = 1;
+    p->batch = page_policy(s, t, p)->batch;
+    snprintf(why, sizeof why, "out of memory (%s); trying the fallback model %s", message, t->policy->fallback);
+  } else {
+    op_error_t e;
+    char cap[32] = "";
+    if (pol->memory_limit > 0) {
+      char lim[24];
+      op_mem_format(pol->memory_limit, lim, sizeof lim);
+      snprintf(cap, sizeof cap, ", limit %s", lim);
+    }
+    op_error_set(&e, OP_ENOMEM, "out_of_memory", "the page ran out of memory %u times (batch %u%s); the last time %s",
+                 p->attempts, batch, cap, message);
+    page_fail(s, p, &e);
+    return;
+  }
+  op_log_warn("task %llu page %u: %s", (unsigned long long)t->id, p->index + 1, why);
+  requeue(s, p, why);
+}
+
+/* Whether a lost page's worker died of its memory: the monitor killed it past
+ * its cap, or it died by a signal (an allocation failing under its limit
+ * aborts C++ engines) with its last sample near the cap. */
+static int lost_to_memory(op_sched_t *s, const op_page_job_t *p, const op_sup_event_t *ev) {
+  if (ev->worker_id >= s->n_wmem || ev->code == OP_ETIMEOUT)
+    return 0;
+  const wmem_t *w = &s->wmem[ev->worker_id];
+  if (w->pid != ev->pid)
+    return 0;
+  if (w->killed_for_memory)
+    return 1;
+  uint64_t cap = page_policy(s, p->task, p)->memory_limit;
+  int sig = ev->term_signal;
+  return cap > 0 && (sig == SIGABRT || sig == SIGSEGV || sig == SIGBUS || sig == SIGKILL) &&
+         (w->pss >= cap / 10 * 8 || w->last_rss >= cap / 10 * 8);
+}
+
 static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t *ev) {
   op_task_t *t = p->task;
   op_error_t e;
@@ -894,6 +1060,10 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
       return;
     }
     error_from_reply(ev->reply, &e);
+    if (strcmp(e.reason, "out_of_memory") == 0 || e.code == OP_ENOMEM) {
+      out_of_memory(s, p, e.message);
+      return;
+    }
     /* Bad pages and unloadable models fail at once; an engine error may pass. */
     int final = e.code == OP_EBADINPUT || e.code == OP_ELIMIT || e.code == OP_EUNSUPPORTED || e.code == OP_EUSAGE ||
                 strcmp(e.reason, "model_unavailable") == 0 || p->attempts >= s->cfg.max_attempts;
@@ -909,7 +1079,13 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
     page_fail(s, p, &e);
     return;
   }
-  /* Lost: the worker died or was killed for its timeout. */
+  /* Lost: the worker died or was killed for its timeout, or for its memory. */
+  if (lost_to_memory(s, p, ev)) {
+    char why[320];
+    snprintf(why, sizeof why, "%s, past its memory limit", ev->message);
+    out_of_memory(s, p, why);
+    return;
+  }
   if (ev->code == OP_ECRASH)
     p->crash_attempts++;
   if (ev->code == OP_ECRASH && p->crash_attempts >= s->cfg.max_crash_attempts) {
@@ -955,6 +1131,80 @@ void op_sched_fail(op_sched_t *s, op_task_t *t, const op_error_t *error) {
   task_fail(s, t, error);
 }
 
+/* A worker's job has ended: its reservation ends, and its size after a page
+ * is what max_memory_growth compares with its size after its first page. */
+static void after_job(op_sched_t *s, unsigned slot, const op_sup_event_t *ev) {
+  wmem_t *w = wmem_of(s, slot, ev->pid);
+  w->job_reserve = 0;
+  w->last_used_s = op_wall_time_s();
+  if (ev->type != OP_SUP_EV_REPLY || !json_is_integer(json_object_get(ev->reply, "page_base_rss_kb")))
+    return;
+  w->last_rss = (uint64_t)json_integer_value(json_object_get(ev->reply, "rss_kb")) * 1024u;
+  if (w->first_rss == 0)
+    w->first_rss = w->last_rss;
+  const op_model_policy_t *pol = w->policy;
+  if (pol != NULL && pol->max_memory_growth > 0 && w->last_rss > w->first_rss + pol->max_memory_growth) {
+    w->retire = 1;
+    w->retire_why = "it grew past max_memory_growth";
+  }
+}
+
+static const op_task_t *task_by_id(const op_sched_t *s, uint64_t id) {
+  for (size_t i = 0; i < s->n_tasks; i++)
+    if (s->tasks[i]->id == id)
+      return s->tasks[i];
+  return NULL;
+}
+
+/* Whether a task has a job left that has not started. */
+static int task_has_queued(const op_task_t *t) {
+  if (t == NULL)
+    return 0;
+  if (t->stage == STAGE_PROBE || t->stage == STAGE_MERGE)
+    return !t->stage_running;
+  for (size_t k = 0; k < t->n_pages; k++)
+    if (t->pages[k].state == OP_PAGE_QUEUED)
+      return 1;
+  return (t->opts.formats & OP_FMT_PDF) && t->stage == STAGE_PAGES; /* its merge is still to come */
+}
+
+static int any_queued(const op_sched_t *s) {
+  for (size_t i = 0; i < s->n_tasks; i++)
+    if (task_has_queued(s->tasks[i]))
+      return 1;
+  return 0;
+}
+
+/* Recycling, under a budget: idle workers whose policy says they are done
+ * exit now (a page in flight is never cut short: only idle ones are looked at). */
+static void sweep(op_sched_t *s) {
+  double now = op_wall_time_s();
+  for (unsigned i = 0; i < s->n_wmem; i++) {
+    op_worker_info_t info;
+    op_supervisor_worker(s->sup, i, &info);
+    if (!info.idle)
+      continue;
+    wmem_t *w = wmem_of(s, i, info.pid);
+    if (w->last_used_s == 0)
+      w->last_used_s = now; /* first seen idle: its idle time starts now */
+    const op_model_policy_t *pol = w->policy;
+    const char *why = w->retire ? w->retire_why : NULL;
+    if (why == NULL && w->bound_task != 0 && task_by_id(s, w->bound_task) == NULL)
+      why = "its task ended (isolate: per_task)";
+    if (why == NULL && pol != NULL && pol->max_tasks > 0 && w->tasks_run >= pol->max_tasks &&
+        !task_has_queued(task_by_id(s, w->last_task_id)))
+      why = "it ran max_tasks tasks";
+    if (why == NULL && pol != NULL && pol->idle_exit_s > 0 && now - w->last_used_s >= pol->idle_exit_s)
+      why = "it was idle past idle_exit";
+    if (why == NULL && pol == NULL && info.jobs_done == 0 && !any_queued(s))
+      why = "it was started for a job another worker took"; /* workers start on demand only */
+    if (why == NULL || op_supervisor_retire(s->sup, i) < 0)
+      continue;
+    s->recycled++;
+    op_log_info("recycling worker %u (pid %d): %s", i, (int)info.pid, why);
+  }
+}
+
 /* Tasks restored after a restart with every page already ended: only the results remain. */
 static void finish_restored(op_sched_t *s) {
   for (size_t i = 0; i < s->n_tasks; i++) {
@@ -968,19 +1218,23 @@ static void finish_restored(op_sched_t *s) {
 
 int op_sched_step(op_sched_t *s, int timeout_ms, op_error_t *err) {
   finish_restored(s);
+  if (s->cfg.budget_bytes > 0)
+    sweep(s);
   dispatch(s);
   op_sup_event_t ev;
   int rc = op_supervisor_poll(s->sup, timeout_ms, &ev, err);
   if (rc <= 0)
     return rc;
   if (ev.worker_id < s->n_wmem)
-    s->wmem[ev.worker_id].job_reserve = 0;
+    after_job(s, ev.worker_id, &ev);
   uintptr_t ctx = (uintptr_t)ev.job_ctx;
   if (ctx & 1u)
     on_stage_event(s, (op_task_t *)(ctx & ~(uintptr_t)1u), &ev);
   else
     on_page_event(s, (op_page_job_t *)ev.job_ctx, &ev);
   op_sup_event_dispose(&ev);
+  if (s->cfg.budget_bytes > 0)
+    sweep(s); /* before dispatch: a worker due to retire goes for its own reason */
   dispatch(s);
   return 1;
 }

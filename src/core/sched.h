@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/policy.h"
 #include "doc/doc.h"
 #include "engine/engine.h"
 #include "util/error.h"
@@ -45,6 +46,7 @@ typedef struct op_task_opts_s {
   const char *pages;      /**< --pages value or NULL; copied */
   op_doc_limits_t limits;
   int priority; /**< 0-9, higher first */
+  const char *model_name; /**< a declared model (op_model_policy_t) by name, or NULL; not copied */
 } op_task_opts_t;
 
 /** Fills opts with the defaults: tesseract eng, txt, psm 3, default limits, priority 5. */
@@ -65,11 +67,14 @@ typedef struct op_page_job_s {
   double started_s;         /**< when its last run started (wall clock) */
   double not_before_s;     /**< a retried page waits until then (exponential backoff) */
   unsigned worker_id;      /**< the worker that ran it last */
+  pid_t worker_pid;        /**< ... and its process */
   double ocr_ms;
   int rotated_deg;
   int depth;               /**< bits per pixel as decoded (from the probe), 0 = unknown */
   uint64_t estimate_bytes; /**< the working set its admission reserves */
   int waited_memory;       /**< it has waited for memory (reported once) */
+  unsigned batch;          /**< the batch size of its next run: the policy's, halved after each OOM */
+  int on_fallback;         /**< runs on its model's fallback after out-of-memory failures */
 } op_page_job_t;
 
 typedef struct op_task_s {
@@ -93,6 +98,7 @@ typedef struct op_task_s {
   unsigned stage_attempts, stage_crashes;
   int stage_running;
   int resumed; /* added with its pages already known: a restart */
+  const op_model_policy_t *policy; /* its model's policy (the scheduler's default when none matched) */
 } op_task_t;
 
 /**
@@ -141,6 +147,10 @@ typedef struct op_sched_config_s {
    * memory_limit_exceeded.
    */
   uint64_t budget_bytes;
+  /** Declared models (not owned): their recycling, isolation, concurrency,
+   * memory cap, batch and fallback apply under a budget. */
+  const op_model_policy_t *policies;
+  unsigned n_policies;
 } op_sched_config_t;
 
 /** Fills cfg with the defaults. */

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "mem/mem.h"
+#include "util/config.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "worker/supervisor.h"
@@ -56,6 +57,9 @@ struct op_service_s {
   volatile int draining;
   double last_retention;
   uint64_t capacity, budget; /* the CPU device's */
+  op_model_policy_t *policies; /* from the configuration's models: list */
+  char budget_text[64];        /* devices.cpu.budget as the file gave it */
+  unsigned n_policies;
   json_t *memory;            /* the last /v1/memory snapshot, under lock */
   double last_memory;
 };
@@ -335,8 +339,10 @@ static void on_page_start(void *ctx, op_task_t *t, op_page_job_t *p) {
   snprintf(a->row.worker, sizeof a->row.worker, "worker%u", p->worker_id);
   save_row(svc, a);
   event(svc, a, "page_started",
-        json_pack("{s:i, s:i, s:s, s:I}", "page", (int)p->index + 1, "attempt", (int)p->attempts, "worker",
-                  a->row.worker, "estimated_memory_bytes", (json_int_t)p->estimate_bytes));
+        json_pack("{s:i, s:i, s:s, s:i, s:i, s:s, s:I}", "page", (int)p->index + 1, "attempt", (int)p->attempts,
+                  "worker", a->row.worker, "pid", (int)p->worker_pid, "batch", (int)p->batch, "model",
+                  t->policy->name[0] ? t->policy->name : t->opts.model.lang, "estimated_memory_bytes",
+                  (json_int_t)p->estimate_bytes));
   tx_close(svc);
 }
 
@@ -519,6 +525,15 @@ static void schedule_row(op_service_t *svc, const op_task_row_t *row) {
     free(input);
     return;
   }
+  if (rc == 0 && a->task != NULL) {
+    json_t *o = json_loads(row->options, 0, NULL);
+    const char *model = json_string_value(json_object_get(o, "model"));
+    if (model != NULL)
+      a->task->policy = op_model_policy_named(svc->policies, svc->n_policies, model);
+    if (model != NULL && a->task->policy == NULL)
+      a->task->opts.model_name = "(no longer declared)"; /* op_sched_add refuses it with a sentence */
+    json_decref(o);
+  }
   a->task->scratch_dir = dir;
   a->task->keep_scratch = 1;
   a->task->started_s = row->started_at;
@@ -684,6 +699,48 @@ json_t *op_service_memory_json(op_service_t *svc) {
   return copy;
 }
 
+/* ---- configuration ---- */
+
+const op_model_policy_t *op_service_model(const op_service_t *svc, const char *name) {
+  return op_model_policy_named(svc->policies, svc->n_policies, name);
+}
+
+/* Reads the YAML file: models, and the cpu budget when the caller has none. */
+static int load_config(op_service_t *svc, const char *path, const char **budget, op_error_t *err) {
+  static const char *const sections[] = {"devices", "models", NULL};
+  static const char *const devices[] = {"cpu", NULL};
+  static const char *const cpu_keys[] = {"budget", NULL};
+  if (path == NULL)
+    return 0;
+  op_config_t *cfg = NULL;
+  int rc = op_config_load(path, &cfg, err);
+  if (rc < 0)
+    return rc;
+  json_t *root = op_config_root(cfg);
+  if (root != NULL && (rc = op_config_keys(cfg, root, sections, "the configuration", err)) == 0) {
+    json_t *dev = json_object_get(root, "devices");
+    if (dev != NULL && !json_is_null(dev) && (rc = op_config_keys(cfg, dev, devices, "devices", err)) == 0) {
+      json_t *cpu = json_object_get(dev, "cpu");
+      const char *b = NULL;
+      if (cpu != NULL && !json_is_null(cpu) && (rc = op_config_keys(cfg, cpu, cpu_keys, "devices.cpu", err)) == 0)
+        rc = op_config_string(cfg, cpu, "budget", &b, err);
+      uint64_t check;
+      if (rc == 0 && b != NULL && op_mem_budget_parse(b, svc->capacity, &check, err) < 0)
+        rc = op_config_error(cfg, json_object_get(cpu, "budget"), err, "devices.cpu.budget: %s", err->message);
+      if (rc == 0 && b != NULL && budget != NULL) {
+        snprintf(svc->budget_text, sizeof svc->budget_text, "%s", b);
+        *budget = svc->budget_text;
+      }
+    }
+  }
+  if (rc == 0)
+    rc = op_model_policies_load(cfg, &svc->policies, &svc->n_policies, err);
+  op_config_free(cfg);
+  if (rc == 0)
+    op_log_info("configuration %s: %u models", path, svc->n_policies);
+  return rc;
+}
+
 /* ---- life cycle ---- */
 
 int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_error_t *err) {
@@ -710,8 +767,10 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   }
   clean_leftovers(svc);
   svc->capacity = op_mem_cpu_capacity();
-  if ((rc = op_mem_budget_parse(cfg->memory_budget ? cfg->memory_budget : "80%", svc->capacity, &svc->budget,
-                                err)) < 0)
+  const char *budget = cfg->memory_budget;
+  if ((rc = load_config(svc, cfg->config_file, budget ? NULL : &budget, err)) < 0)
+    goto fail;
+  if ((rc = op_mem_budget_parse(budget ? budget : "80%", svc->capacity, &svc->budget, err)) < 0)
     goto fail;
   char cap[32], bud[32];
   op_mem_format(svc->capacity, cap, sizeof cap);
@@ -739,6 +798,8 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   qcfg.on_memory_wait = on_memory_wait;
   qcfg.cb_ctx = svc;
   qcfg.budget_bytes = svc->budget;
+  qcfg.policies = svc->policies;
+  qcfg.n_policies = svc->n_policies;
   svc->sched = op_sched_create(&qcfg, svc->sup);
   if (svc->sched == NULL) {
     rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory");
@@ -810,6 +871,7 @@ void op_service_destroy(op_service_t *svc) {
   }
   free(svc->active);
   json_decref(svc->memory);
+  free(svc->policies);
   for (size_t i = 0; i < svc->pool_n; i++)
     op_store_close(svc->pool[i]);
   op_store_close(svc->store);

@@ -33,6 +33,7 @@ typedef struct op_service_config_s {
   op_doc_limits_t limits;
   const char *log_level;     /**< passed to workers */
   const char *memory_budget; /**< the CPU budget: a size or a share of capacity; NULL = "80%" */
+  const char *config_file;   /**< YAML: devices.cpu.budget and models (see docs/configuration.md); NULL = none */
 } op_service_config_t;
 
 /** Fills cfg with the defaults above. */
@@ -77,6 +78,9 @@ int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err);
  * new reference; refreshed by the service thread every 200 ms).
  */
 json_t *op_service_memory_json(op_service_t *svc);
+
+/** The declared model named name, or NULL. The list does not change while the service runs. */
+const op_model_policy_t *op_service_model(const op_service_t *svc, const char *name);
 
 /** Asks the service to cancel a task; it is done within one scheduling step. */
 void op_service_cancel(op_service_t *svc, const char *id);

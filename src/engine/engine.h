@@ -41,6 +41,7 @@ typedef struct op_page_opts_s {
   const char *input_path; /**< the document file (the PDF renderer may embed JPEG data from it) */
   const char *title;      /**< the document's name for the user, used in hOCR titles */
   unsigned attempt;       /**< 1 for the first run of this page (test behaviours key on it) */
+  unsigned batch;         /**< items an engine may run at once (halved after an out-of-memory); 1 for Tesseract */
 } op_page_opts_t;
 
 /** What happened on the page, reported to the supervisor. */

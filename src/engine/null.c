@@ -8,7 +8,8 @@
  *   sleep_ms=N        sleep N ms on every page
  *   crash_page=P      SIGKILL its own worker on page P (1-based) ...
  *   crash_attempts=K  ... only while the page's attempt <= K (0: every attempt)
- *   alloc_mb=M        allocate and touch M MB during each page
+ *   alloc_mb=M        allocate and touch M MB during each page (whatever the batch)
+ *   leak_mb=M         allocate and touch M MB on each page and keep it (a leaking engine)
  *   report_env=1      put the worker's OMP_THREAD_LIMIT in the json page
  * These behaviours exist for ocrpool's own tests only; an unknown key fails
  * the open with a usage error. It is never a default engine.
@@ -29,8 +30,14 @@ struct op_model_s {
   long crash_page;
   long crash_attempts;
   long alloc_mb;
+  long leak_mb;
   int report_env;
 };
+
+/* What leak_mb keeps: reachable, so that a sanitizer's leak check stays quiet
+ * while the memory stays in use, as a real leak's would. */
+static void **leaked;
+static size_t n_leaked;
 
 static int parse_opts(const char *s, op_model_t *m, op_error_t *err) {
   char buf[256];
@@ -53,6 +60,8 @@ static int parse_opts(const char *s, op_model_t *m, op_error_t *err) {
       m->crash_attempts = v;
     else if (strcmp(kv, "alloc_mb") == 0)
       m->alloc_mb = v;
+    else if (strcmp(kv, "leak_mb") == 0)
+      m->leak_mb = v;
     else if (strcmp(kv, "report_env") == 0)
       m->report_env = v != 0;
     else
@@ -131,6 +140,20 @@ static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op
     for (size_t i = 0; i < len; i += 4096)
       block[i] = 1;
   }
+  if (m->leak_mb > 0) {
+    size_t len = (size_t)m->leak_mb << 20;
+    void **grown = realloc(leaked, (n_leaked + 1) * sizeof *leaked);
+    unsigned char *lost = grown ? malloc(len) : NULL;
+    if (grown != NULL)
+      leaked = grown;
+    if (lost == NULL) {
+      free(block);
+      return op_error_set(err, OP_ENOMEM, "out_of_memory", "null engine: cannot leak %ld MB more", m->leak_mb);
+    }
+    for (size_t i = 0; i < len; i += 4096)
+      lost[i] = 1;
+    leaked[n_leaked++] = lost;
+  }
   if (m->sleep_ms > 0) {
     struct timespec ts = {m->sleep_ms / 1000, (m->sleep_ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
@@ -172,6 +195,8 @@ static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op
   if (opts->formats & OP_FMT_JSON) {
     json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:[]}", "page", (int)page, "width", w, "height", h,
                           "dpi", yres, "rotated", 0, "mean_conf", -1, "text", "", "blocks");
+    if (j != NULL && opts->batch > 1)
+      json_object_set_new(j, "batch", json_integer(opts->batch)); /* the null engine's batch is only reported */
     if (j != NULL && m->report_env) {
       const char *omp = getenv("OMP_THREAD_LIMIT");
       json_object_set_new(j, "env", json_pack("{s:s?}", "OMP_THREAD_LIMIT", omp));

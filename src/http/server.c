@@ -195,9 +195,10 @@ static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const c
 }
 
 /* Turns the request's parameters into the stored options; a sentence on bad ones. */
-static int build_options(json_t *params, int sync, json_t **out, int *priority, char *why, size_t why_len) {
+static int build_options(op_service_t *svc, json_t *params, int sync, json_t **out, int *priority, char *why,
+                         size_t why_len) {
   static const char *const known[] = {"format",   "lang",         "psm",    "dpi",    "pages",
-                                      "priority", "rotate_pages", "engine", "timeout"};
+                                      "priority", "rotate_pages", "engine", "timeout", "model"};
   const char *key;
   json_t *v;
   json_object_foreach(params, key, v) {
@@ -232,6 +233,23 @@ static int build_options(json_t *params, int sync, json_t **out, int *priority, 
       goto bad;
     }
     json_object_set_new(o, "lang", json_string(lang));
+  }
+  const char *model = json_string_value(json_object_get(params, "model"));
+  if (model != NULL) {
+    const op_model_policy_t *pol = op_service_model(svc, model);
+    if (pol == NULL) {
+      snprintf(why, why_len, "no model named \"%.60s\" is declared (see GET /v1/models)", model);
+      goto bad;
+    }
+    if (json_object_get(params, "engine") != NULL || json_object_get(params, "lang") != NULL) {
+      snprintf(why, why_len, "model names its engine and languages: give model, or engine and lang, not both");
+      goto bad;
+    }
+    if (strcmp(pol->engine, "null") == 0 && (mask & OP_FMT_PDF)) {
+      snprintf(why, why_len, "the null engine produces no pdf");
+      goto bad;
+    }
+    json_object_set_new(o, "model", json_string(pol->name));
   }
   const char *engine = json_string_value(json_object_get(params, "engine"));
   if (engine != NULL) {
@@ -563,7 +581,7 @@ static enum MHD_Result finish_upload(op_http_t *h, struct MHD_Connection *c, req
   json_t *options = NULL;
   int priority;
   char why[256];
-  if (build_options(q->params, q->sync, &options, &priority, why, sizeof why) < 0)
+  if (build_options(h->svc, q->params, q->sync, &options, &priority, why, sizeof why) < 0)
     return problem(c, 400, why, NULL, NULL, NULL);
   char path[1024];
   snprintf(path, sizeof path, "%s/input", q->dir);

@@ -448,6 +448,13 @@ int op_supervisor_start_worker(op_supervisor_t *sup) {
   return OP_EINTERNAL;
 }
 
+int op_supervisor_kill(op_supervisor_t *sup, unsigned index) {
+  if (index >= sup->n_slots || sup->slots[index].pid <= 0 || sup->slots[index].state == SLOT_DYING)
+    return OP_EINTERNAL;
+  end_slot(&sup->slots[index], 0, 1);
+  return 0;
+}
+
 int op_supervisor_retire(op_supervisor_t *sup, unsigned index) {
   if (index >= sup->n_slots || sup->slots[index].state != SLOT_IDLE)
     return OP_EINTERNAL;

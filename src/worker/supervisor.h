@@ -119,6 +119,9 @@ int op_supervisor_start_worker(op_supervisor_t *sup);
  */
 int op_supervisor_retire(op_supervisor_t *sup, unsigned index);
 
+/** Kills worker index now; a job it ran comes back as a LOST event (signal 9). */
+int op_supervisor_kill(op_supervisor_t *sup, unsigned index);
+
 /** Makes op_supervisor_poll return 0 early when fd becomes readable (the caller drains it); -1 = none. */
 void op_supervisor_set_wake_fd(op_supervisor_t *sup, int fd);
 

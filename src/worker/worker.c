@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -140,6 +142,23 @@ static unsigned formats_from_json(json_t *arr) {
   return mask;
 }
 
+/* The model's hard cap, as the soft RLIMIT_DATA (heap and private mappings):
+ * an allocation past it fails instead of the machine running out. The hard
+ * limit stays, so the next page may raise it again; 0 lifts it. */
+static void set_memory_limit(uint64_t bytes) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_DATA, &rl) < 0)
+    return;
+  rlim_t want = bytes > 0 ? (rlim_t)bytes : rl.rlim_max;
+  if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max)
+    want = rl.rlim_max;
+  if (rl.rlim_cur == want)
+    return;
+  rl.rlim_cur = want;
+  if (setrlimit(RLIMIT_DATA, &rl) < 0)
+    op_log_warn("cannot set the memory limit: %s", strerror(errno));
+}
+
 static json_t *do_page(worker_t *w, json_t *job) {
   op_error_t e;
   op_error_clear(&e);
@@ -162,6 +181,7 @@ static json_t *do_page(worker_t *w, json_t *job) {
   if (json_is_integer(json_object_get(model_j, "oem")))
     spec.oem = (int)json_integer_value(json_object_get(model_j, "oem"));
 
+  set_memory_limit((uint64_t)json_integer_value(json_object_get(job, "memory_limit")));
   op_model_ref_t ref;
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -204,6 +224,9 @@ static json_t *do_page(worker_t *w, json_t *job) {
       .attempt = json_is_integer(json_object_get(job, "attempt"))
                      ? (unsigned)json_integer_value(json_object_get(job, "attempt"))
                      : 1,
+      .batch = json_is_integer(json_object_get(job, "batch"))
+                   ? (unsigned)json_integer_value(json_object_get(job, "batch"))
+                   : 1,
   };
   op_page_stats_t stats = {0, -1, 0};
   clock_gettime(CLOCK_MONOTONIC, &t0);
