@@ -5,7 +5,7 @@ OCRPOOL=${1:?usage: $0 path/to/ocrpool}
 OCRPOOL=$(readlink -f "$OCRPOOL")
 DATA=$(pwd)/tests/data
 TMP=$(mktemp -d /tmp/ocrpool-test.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"' EXIT
 # ocrpool's scratch directories go here, so a test can see none is left behind.
 export TMPDIR=$TMP/scratch
 mkdir -p "$TMPDIR"

@@ -1,6 +1,8 @@
 /* policy.c: model policies from the configuration. */
 #include "core/policy.h"
 
+#include "mem/mem.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +27,9 @@ static int copy_field(const op_config_t *cfg, json_t *m, const char *key, char *
   return 0;
 }
 
-static int load_one(const op_config_t *cfg, json_t *m, op_model_policy_t *p, op_error_t *err) {
-  static const char *const keys[] = {"name",   "engine",   "languages",    "device",   "keep_alive",
-                                     "preload", "max_concurrent", "fallback", "memory_limit", "batch",
-                                     "recycle", NULL};
+static int load_one(const op_config_t *cfg, json_t *m, uint64_t capacity, op_model_policy_t *p, op_error_t *err) {
+  static const char *const keys[] = {"name",           "engine",   "languages",    "device", "keep_alive", "preload",
+                                     "max_concurrent", "fallback", "memory_limit", "batch",  "recycle",    NULL};
   static const char *const recycle_keys[] = {"max_tasks", "max_memory_growth", "idle_exit", "isolate", NULL};
   op_model_policy_init(p);
   int rc = op_config_keys(cfg, m, keys, "a model", err);
@@ -44,13 +45,15 @@ static int load_one(const op_config_t *cfg, json_t *m, op_model_policy_t *p, op_
   rc = rc ? rc : op_config_duration(cfg, m, "keep_alive", &p->keep_alive_s, err);
   rc = rc ? rc : op_config_bool(cfg, m, "preload", &p->preload, err);
   rc = rc ? rc : op_config_uint(cfg, m, "max_concurrent", 1000, &p->max_concurrent, err);
-  rc = rc ? rc : op_config_size(cfg, m, "memory_limit", &p->memory_limit, err);
+  const char *limit = NULL;
+  rc = rc ? rc : op_config_string(cfg, m, "memory_limit", &limit, err);
+  if (rc == 0 && limit != NULL && op_mem_budget_parse(limit, capacity, &p->memory_limit, err) < 0)
+    rc = op_config_error(cfg, json_object_get(m, "memory_limit"), err, "\"memory_limit\": %s", err->message);
   rc = rc ? rc : op_config_uint(cfg, m, "batch", 1024, &p->batch, err);
   if (rc == 0 && p->batch == 0)
     rc = op_config_error(cfg, json_object_get(m, "batch"), err, "\"batch\" must be at least 1");
   if (rc == 0 && strcmp(p->device, "cpu") != 0 && strncmp(p->device, "cuda:", 5) != 0)
-    rc = op_config_error(cfg, json_object_get(m, "device"), err, "\"device\" is cpu or cuda:N, not \"%s\"",
-                         p->device);
+    rc = op_config_error(cfg, json_object_get(m, "device"), err, "\"device\" is cpu or cuda:N, not \"%s\"", p->device);
   json_t *r = json_object_get(m, "recycle");
   if (rc == 0 && r != NULL && !json_is_null(r)) {
     const char *isolate = NULL;
@@ -63,14 +66,15 @@ static int load_one(const op_config_t *cfg, json_t *m, op_model_policy_t *p, op_
       if (strcmp(isolate, "per_task") == 0)
         p->isolate_per_task = 1;
       else if (strcmp(isolate, "none") != 0)
-        rc = op_config_error(cfg, json_object_get(r, "isolate"), err,
-                             "\"isolate\" is none or per_task, not \"%s\"", isolate);
+        rc = op_config_error(cfg, json_object_get(r, "isolate"), err, "\"isolate\" is none or per_task, not \"%s\"",
+                             isolate);
     }
   }
   return rc;
 }
 
-int op_model_policies_load(const op_config_t *cfg, op_model_policy_t **out, unsigned *n, op_error_t *err) {
+int op_model_policies_load(const op_config_t *cfg, uint64_t capacity, op_model_policy_t **out, unsigned *n,
+                           op_error_t *err) {
   *out = NULL;
   *n = 0;
   json_t *root = cfg ? op_config_root(cfg) : NULL;
@@ -84,10 +88,14 @@ int op_model_policies_load(const op_config_t *cfg, op_model_policy_t **out, unsi
   if (p == NULL)
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory reading the models");
   for (size_t i = 0; i < count; i++) {
-    int rc = load_one(cfg, json_array_get(list, i), &p[i], err);
+    int rc = load_one(cfg, json_array_get(list, i), capacity, &p[i], err);
     for (size_t k = 0; rc == 0 && k < i; k++)
       if (strcmp(p[k].name, p[i].name) == 0)
         rc = op_config_error(cfg, json_array_get(list, i), err, "model \"%s\" is declared twice", p[i].name);
+      else if (strcmp(p[k].engine, p[i].engine) == 0 && strcmp(p[k].lang, p[i].lang) == 0)
+        rc = op_config_error(cfg, json_array_get(list, i), err,
+                             "model \"%s\" has the engine and languages of \"%s\" (one model, one declaration)",
+                             p[i].name, p[k].name);
     if (rc < 0) {
       free(p);
       return rc;

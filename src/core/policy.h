@@ -15,15 +15,15 @@
 
 typedef struct op_model_policy_s {
   char name[64];
-  char engine[16];        /**< "tesseract" */
-  char lang[128];         /**< "eng", "deu+eng" */
-  char device[16];        /**< "cpu" */
-  double keep_alive_s;    /**< unloaded after this long unused; default 300 */
-  int preload;            /**< loaded at start; default no */
-  unsigned max_concurrent;/**< pages of it at once; 0 = no limit */
-  char fallback[64];      /**< the model to retry on after an out-of-memory failure; "" = none */
-  uint64_t memory_limit;  /**< its workers' hard cap in bytes; 0 = none */
-  unsigned batch;         /**< the batch size a page starts with (halved after each OOM); default 1 */
+  char engine[16];         /**< "tesseract" */
+  char lang[128];          /**< "eng", "deu+eng" */
+  char device[16];         /**< "cpu" */
+  double keep_alive_s;     /**< unloaded after this long unused; default 300 */
+  int preload;             /**< loaded at start; default no */
+  unsigned max_concurrent; /**< pages of it at once; 0 = no limit */
+  char fallback[64];       /**< the model to retry on after an out-of-memory failure; "" = none */
+  uint64_t memory_limit;   /**< its workers' hard cap in bytes; 0 = none */
+  unsigned batch;          /**< the batch size a page starts with (halved after each OOM); default 1 */
   /* recycling */
   unsigned max_tasks;         /**< a worker exits after this many tasks; 0 = never */
   uint64_t max_memory_growth; /**< ... or after growing this much since its first page; 0 = never */
@@ -34,8 +34,12 @@ typedef struct op_model_policy_s {
 /** The defaults: tesseract eng on the cpu, keep_alive 5 min, nothing else. */
 void op_model_policy_init(op_model_policy_t *p);
 
-/** Reads the `models:` list of cfg into a new array (*n entries; NULL, 0 when none). */
-int op_model_policies_load(const op_config_t *cfg, op_model_policy_t **out, unsigned *n, op_error_t *err);
+/**
+ * Reads the `models:` list of cfg into a new array (*n entries; NULL, 0 when
+ * none). A memory_limit given as a share ("25%", "0.25") is of capacity.
+ */
+int op_model_policies_load(const op_config_t *cfg, uint64_t capacity, op_model_policy_t **out, unsigned *n,
+                           op_error_t *err);
 
 /** The policy named name, or NULL. */
 const op_model_policy_t *op_model_policy_named(const op_model_policy_t *p, unsigned n, const char *name);

@@ -38,13 +38,17 @@ typedef struct wmem_s {
   uint64_t pss;
   uint64_t job_reserve; /* busy: what its job was admitted with, on top of the worker */
   char models[4][96];   /* most recent first, as the worker's own cache of 4 */
+  double model_used[4]; /* when each last ran a page */
   unsigned n_models;
-  int learned_base; /* its size before any model has been learned */
+  char control_key[96]; /* the model its load or unload job is about */
+  int control_load;     /* that job loads (else unloads) */
+  int control_reason;   /* an unload's reason: UNLOAD_... */
+  int learned_base;     /* its size before any model has been learned */
   double last_used_s;
   /* recycling */
   const op_model_policy_t *policy; /* of its last job's task */
-  uint64_t first_rss;             /* resident size after its first page */
-  uint64_t last_rss;              /* after its last page */
+  uint64_t first_rss;              /* resident size after its first page */
+  uint64_t last_rss;               /* after its last page */
   unsigned tasks_run;
   uint64_t last_task_id;
   uint64_t bound_task; /* isolate: per_task: the only task it serves; 0 = none */
@@ -52,6 +56,21 @@ typedef struct wmem_s {
   const char *retire_why;
   int killed_for_memory; /* the monitor killed it past its cap */
 } wmem_t;
+
+#define MAX_MODEL_STATS 64
+
+/* What the model manager has seen of one model (engine:languages). */
+typedef struct mstat_s {
+  char key[96];
+  unsigned loads;
+  unsigned unloads[5]; /* by reason: UNLOAD_... */
+  double last_use_s;
+  int load_wanted;   /* preload or an admin's load: once a worker holds it, done */
+  int unload_wanted; /* an admin's unload: from every idle worker */
+} mstat_t;
+
+enum { UNLOAD_KEEP_ALIVE, UNLOAD_BUDGET, UNLOAD_RECYCLE, UNLOAD_CRASH, UNLOAD_ADMIN };
+static const char *const unload_names[] = {"keep_alive", "budget", "recycle", "crash", "admin"};
 
 struct op_sched_s {
   op_sched_config_t cfg;
@@ -68,6 +87,9 @@ struct op_sched_s {
   unsigned waiting_pages, refused_pages;
   op_model_policy_t default_policy;
   unsigned recycled; /* workers retired by their policy */
+  int control;       /* the job context of load and unload jobs: its address */
+  mstat_t mstats[MAX_MODEL_STATS];
+  unsigned n_mstats;
 };
 
 void op_task_opts_init(op_task_opts_t *opts) {
@@ -265,9 +287,9 @@ static json_t *probe_job(const op_task_t *t) {
 
 /* The model a page runs on: its task's, or its fallback's after out-of-memory failures. */
 static const op_model_policy_t *page_policy(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p) {
-  const op_model_policy_t *fb =
-      p != NULL && p->on_fallback ? op_model_policy_named(s->cfg.policies, s->cfg.n_policies, t->policy->fallback)
-                                  : NULL;
+  const op_model_policy_t *fb = p != NULL && p->on_fallback
+                                    ? op_model_policy_named(s->cfg.policies, s->cfg.n_policies, t->policy->fallback)
+                                    : NULL;
   return fb != NULL ? fb : t->policy;
 }
 
@@ -278,13 +300,13 @@ static json_t *page_job(const op_sched_t *s, const op_task_t *t, const op_page_j
   const op_model_policy_t *pol = page_policy(s, t, p);
   const char *engine = p->on_fallback ? pol->engine : t->opts.model.engine;
   const char *lang = p->on_fallback ? pol->lang : t->opts.model.lang;
-  json_t *j = json_pack(
-      "{s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:{s:s, s:s, s:i}, s:i, s:i, s:b, s:o, s:s, s:s, s:I}", "op", "page",
-      "input", t->input_path, "type", op_doc_type_name(t->type), "index", (json_int_t)p->index, "page_number",
-      (json_int_t)p->index, "dpi", t->opts.limits.dpi, "max_page_pixels", (json_int_t)t->opts.limits.max_page_pixels,
-      "model", "engine", engine, "lang", lang, "oem", t->opts.model.oem, "psm", t->opts.psm,
-      "user_dpi", t->opts.user_dpi, "rotate", t->opts.rotate_pages, "formats", formats_json(t->opts.formats), "out",
-      prefix, "title", t->title, "attempt", (json_int_t)p->attempts);
+  json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:{s:s, s:s, s:i}, s:i, s:i, s:b, s:o, s:s, s:s, s:I}",
+                        "op", "page", "input", t->input_path, "type", op_doc_type_name(t->type), "index",
+                        (json_int_t)p->index, "page_number", (json_int_t)p->index, "dpi", t->opts.limits.dpi,
+                        "max_page_pixels", (json_int_t)t->opts.limits.max_page_pixels, "model", "engine", engine,
+                        "lang", lang, "oem", t->opts.model.oem, "psm", t->opts.psm, "user_dpi", t->opts.user_dpi,
+                        "rotate", t->opts.rotate_pages, "formats", formats_json(t->opts.formats), "out", prefix,
+                        "title", t->title, "attempt", (json_int_t)p->attempts);
   free(prefix);
   if (j != NULL && t->opts.rotate_threshold > 0)
     json_object_set_new(j, "rotate_threshold", json_real(t->opts.rotate_threshold));
@@ -538,6 +560,12 @@ static wmem_t *wmem_of(op_sched_t *s, unsigned i, pid_t pid) {
   return w;
 }
 
+/* Slot i's figures when it is idle (info filled either way), else NULL. */
+static wmem_t *idle_worker(op_sched_t *s, unsigned i, op_worker_info_t *info) {
+  op_supervisor_worker(s->sup, i, info);
+  return info->idle ? wmem_of(s, i, info->pid) : NULL;
+}
+
 /* Real usage (PSS) of the server and each worker, every SAMPLE_EVERY_S. */
 static void sample(op_sched_t *s, int force) {
   double now = op_wall_time_s();
@@ -596,7 +624,55 @@ static void note_model(wmem_t *w, const char *key) {
   if (k == 4)
     k = 3; /* the least recent goes, as in the worker */
   memmove(w->models[1], w->models[0], k * sizeof w->models[0]);
+  memmove(&w->model_used[1], &w->model_used[0], k * sizeof w->model_used[0]);
   snprintf(w->models[0], sizeof w->models[0], "%s", key);
+  w->model_used[0] = op_wall_time_s();
+}
+
+static mstat_t *mstat(op_sched_t *s, const char *key) {
+  for (unsigned i = 0; i < s->n_mstats; i++)
+    if (strcmp(s->mstats[i].key, key) == 0)
+      return &s->mstats[i];
+  if (s->n_mstats == MAX_MODEL_STATS)
+    return NULL;
+  mstat_t *m = &s->mstats[s->n_mstats++];
+  memset(m, 0, sizeof *m);
+  snprintf(m->key, sizeof m->key, "%s", key);
+  return m;
+}
+
+/* A worker is losing every model it holds (retired, killed, dead): counted
+ * as unloads with that reason. */
+static void drop_models(op_sched_t *s, wmem_t *w, int reason) {
+  for (unsigned k = 0; k < w->n_models; k++) {
+    mstat_t *m = mstat(s, w->models[k]);
+    if (m != NULL)
+      m->unloads[reason]++;
+  }
+  w->n_models = 0;
+}
+
+/* Forgets one model of a worker (after its unload job). */
+static void forget_model(wmem_t *w, const char *key) {
+  for (unsigned k = 0; k < w->n_models; k++) {
+    if (strcmp(w->models[k], key) == 0) {
+      memmove(&w->models[k], &w->models[k + 1], (w->n_models - k - 1) * sizeof w->models[0]);
+      memmove(&w->model_used[k], &w->model_used[k + 1], (w->n_models - k - 1) * sizeof w->model_used[0]);
+      w->n_models--;
+      return;
+    }
+  }
+}
+
+/* The policy of a model key: the first declared for its engine and languages, else the defaults. */
+static const op_model_policy_t *key_policy(const op_sched_t *s, const char *key) {
+  for (unsigned i = 0; i < s->cfg.n_policies; i++) {
+    char k[96];
+    snprintf(k, sizeof k, "%.31s:%.63s", s->cfg.policies[i].engine, s->cfg.policies[i].lang);
+    if (strcmp(k, key) == 0)
+      return &s->cfg.policies[i];
+  }
+  return &s->default_policy;
 }
 
 /* The resident size admission expects of what a worker holds: itself and its models. */
@@ -635,8 +711,8 @@ static uint64_t total_reserved(op_sched_t *s) {
 static uint64_t page_estimate(op_sched_t *s, op_task_t *t, op_page_job_t *p) {
   if (p->estimate_bytes == 0) {
     uint64_t pixels = p->width_px && p->height_px ? (uint64_t)p->width_px * p->height_px : 2550u * 3300u;
-    p->estimate_bytes = op_estimate_page(s->estimates, t->opts.model.engine, t->opts.model.lang, pixels,
-                                         p->width_px ? p->depth : 24);
+    p->estimate_bytes =
+        op_estimate_page(s->estimates, t->opts.model.engine, t->opts.model.lang, pixels, p->width_px ? p->depth : 24);
   }
   return p->estimate_bytes;
 }
@@ -677,7 +753,8 @@ static int retire_idle(op_sched_t *s, int keep) {
   }
   if (best < 0 || op_supervisor_retire(s->sup, (unsigned)best) < 0)
     return 0;
-  op_log_debug("memory: retired idle worker %d to make room", best);
+  op_log_info("memory: retiring idle worker %d to make room", best);
+  drop_models(s, &s->wmem[best], UNLOAD_BUDGET);
   return 1;
 }
 
@@ -702,6 +779,35 @@ static int may_serve(const op_sched_t *s, const wmem_t *w, const op_worker_info_
   return pol == NULL || pol->max_tasks == 0 || w->tasks_run < pol->max_tasks || w->last_task_id == t->id;
 }
 
+static void send_control(op_sched_t *s, unsigned slot, const char *key, int load, int reason);
+
+/* Makes room as a model manager should before any worker goes: the least
+ * recently used model that an idle worker holds, other than keep_key, is
+ * unloaded and the worker stays. Returns whether an unload was sent. */
+static int unload_lru(op_sched_t *s, const char *keep_key) {
+  int best = -1;
+  unsigned best_k = 0;
+  for (unsigned i = 0; i < s->n_wmem; i++) {
+    op_worker_info_t info;
+    wmem_t *w = idle_worker(s, i, &info);
+    for (unsigned k = 0; w != NULL && k < w->n_models && !w->retire; k++) {
+      if (keep_key != NULL && strcmp(w->models[k], keep_key) == 0)
+        continue;
+      if (best < 0 || w->model_used[k] < s->wmem[best].model_used[best_k]) {
+        best = (int)i;
+        best_k = k;
+      }
+    }
+  }
+  if (best < 0)
+    return 0;
+  char key[96];
+  snprintf(key, sizeof key, "%s", s->wmem[best].models[best_k]);
+  op_log_info("memory: unloading model %s from worker %d to make room (least recently used)", key, best);
+  send_control(s, (unsigned)best, key, 0, UNLOAD_BUDGET);
+  return 1;
+}
+
 /*
  * Under a budget: where the next job may run, if its memory fits now.
  * Returns the idle slot to send it to; -1 when it waits (a worker may have
@@ -724,13 +830,17 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
     return -2; /* the page, even the task, may be gone now */
   }
   /* An idle worker that holds the model, else the idle one holding least, else a new one. */
-  int pick = -1, with_model = 0, starting = 0, free_slot = 0, other_idle = 0;
+  int pick = -1, with_model = 0, starting = 0, free_slot = 0, other_idle = 0, freeing = 0;
   uint64_t pick_bytes = 0;
   for (unsigned i = 0; i < s->n_wmem; i++) {
     op_worker_info_t info;
     op_supervisor_worker(s->sup, i, &info);
     starting += info.starting;
     free_slot |= info.pid == 0;
+    /* Room being made (a worker exiting, a model unloading): nothing more
+     * is freed or started until it is done and measured, so that one job's
+     * need never evicts twice. */
+    freeing += info.exiting || (info.busy && s->wmem[i].control_key[0] && !s->wmem[i].control_load);
     if (!info.idle)
       continue;
     wmem_t *w = wmem_of(s, i, info.pid);
@@ -746,13 +856,16 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
       pick_bytes = bytes;
     }
   }
+  if (pick < 0 && freeing > 0)
+    return -1;
   if (pick < 0 && !free_slot && starting == 0 && other_idle > 0) {
     retire_idle(s, -1); /* every slot is taken by idle workers this job may not use */
     return -1;
   }
   if (pick < 0 && (!free_slot || starting > 0))
     return -1; /* waiting for a worker, not for memory; one starts at a time */
-  uint64_t need = pick >= 0 ? job + (with_model ? 0 : model) : worker;
+  /* A new worker starts only when it could take the job too, else it would be started to be retired. */
+  uint64_t need = pick >= 0 ? job + (with_model ? 0 : model) : worker + model + job;
   uint64_t reserved = total_reserved(s);
   if (reserved + need <= budget) {
     if (pick >= 0) {
@@ -771,7 +884,10 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
     op_supervisor_worker(s->sup, i, &info);
     running += info.busy ? s->wmem[i].job_reserve : 0;
   }
-  if (reserved - running + need > budget)
+  op_log_debug("memory: %s needs %llu kB more, %llu kB of %llu kB reserved (%llu kB by running jobs)",
+               p != NULL ? "a page" : "a stage", (unsigned long long)(need >> 10), (unsigned long long)(reserved >> 10),
+               (unsigned long long)(budget >> 10), (unsigned long long)(running >> 10));
+  if (freeing == 0 && reserved - running + need > budget && !unload_lru(s, p != NULL ? key : NULL))
     retire_idle(s, pick >= 0 && with_model ? pick : -1);
   if (p != NULL && !p->waited_memory) {
     p->waited_memory = 1;
@@ -844,6 +960,11 @@ static void dispatch(op_sched_t *s) {
         char key[96];
         model_key(s, t, p, key, sizeof key);
         note_model(wm, key);
+        mstat_t *m = mstat(s, key);
+        if (m != NULL) {
+          m->last_use_s = op_wall_time_s();
+          m->unload_wanted = 0; /* used again after an unload request: the use wins */
+        }
       }
     }
     if (t->status == OP_TASK_QUEUED) {
@@ -992,9 +1113,17 @@ static void learn(op_sched_t *s, const op_task_t *t, const op_sup_event_t *ev, u
   if (base > 0 && peak >= base)
     op_estimates_learn_page(s->estimates, t->opts.model.engine, t->opts.model.lang, pixels, depth,
                             (uint64_t)(peak - base) * 1024u);
-  if (json_is_true(json_object_get(r, "model_loaded")))
-    op_estimates_learn_model(s->estimates, t->opts.model.engine, t->opts.model.lang,
+  if (json_is_true(json_object_get(r, "model_loaded"))) {
+    const char *engine, *lang;
+    char key[96];
+    job_model(s, t, ev->job_ctx, &engine, &lang);
+    model_key(s, t, ev->job_ctx, key, sizeof key);
+    op_estimates_learn_model(s->estimates, engine, lang,
                              (uint64_t)json_integer_value(json_object_get(r, "model_footprint_kb")) * 1024u);
+    mstat_t *m = mstat(s, key);
+    if (m != NULL)
+      m->loads++;
+  }
 }
 
 /* A page ran out of memory: again with half the batch, then on the model's
@@ -1136,7 +1265,11 @@ void op_sched_fail(op_sched_t *s, op_task_t *t, const op_error_t *error) {
 static void after_job(op_sched_t *s, unsigned slot, const op_sup_event_t *ev) {
   wmem_t *w = wmem_of(s, slot, ev->pid);
   w->job_reserve = 0;
+  if (ev->job_ctx == &s->control)
+    return; /* a model's load or unload is no use of the worker: idle_exit still counts */
   w->last_used_s = op_wall_time_s();
+  if (((uintptr_t)ev->job_ctx & 1u) == 0 && w->n_models > 0)
+    w->model_used[0] = w->last_used_s; /* the page's model: keep_alive counts from the page's end */
   if (ev->type != OP_SUP_EV_REPLY || !json_is_integer(json_object_get(ev->reply, "page_base_rss_kb")))
     return;
   w->last_rss = (uint64_t)json_integer_value(json_object_get(ev->reply, "rss_kb")) * 1024u;
@@ -1175,16 +1308,112 @@ static int any_queued(const op_sched_t *s) {
   return 0;
 }
 
+/* Sends a load or unload job for key to idle worker slot. */
+static void send_control(op_sched_t *s, unsigned slot, const char *key, int load, int reason) {
+  char engine[32];
+  const char *colon = strchr(key, ':');
+  snprintf(engine, sizeof engine, "%.*s", colon ? (int)(colon - key) : 0, key);
+  json_t *job = json_pack("{s:s, s:{s:s, s:s, s:i}}", "op", load ? "load" : "unload", "model", "engine", engine, "lang",
+                          colon ? colon + 1 : "", "oem", 3);
+  if (job == NULL)
+    return;
+  if (op_supervisor_dispatch_to(s->sup, slot, job, 120000, &s->control) >= 0) {
+    wmem_t *w = &s->wmem[slot];
+    snprintf(w->control_key, sizeof w->control_key, "%s", key);
+    w->control_load = load;
+    w->control_reason = reason;
+    w->job_reserve = 0;
+    if (load)
+      note_model(w, key); /* reserved from now on */
+  }
+  json_decref(job);
+}
+
+/* Preloads and an admin's loads: into an idle worker that lacks the model,
+ * or a new one, when its footprint fits. */
+static void load_wanted(op_sched_t *s) {
+  for (unsigned m = 0; m < s->n_mstats; m++) {
+    mstat_t *st = &s->mstats[m];
+    if (!st->load_wanted)
+      continue;
+    int held = 0, pick = -1, starting = 0, free_slot = 0, freeing = 0;
+    for (unsigned i = 0; i < s->n_wmem; i++) {
+      op_worker_info_t info;
+      op_supervisor_worker(s->sup, i, &info);
+      wmem_t *w = wmem_of(s, i, info.pid);
+      held |= info.pid > 0 && holds_model(w, st->key);
+      starting += info.starting;
+      free_slot |= info.pid == 0;
+      freeing += info.exiting || (info.busy && w->control_key[0] && !w->control_load);
+      if (info.idle && pick < 0 && w->bound_task == 0 && !w->retire)
+        pick = (int)i;
+    }
+    if (held) {
+      st->load_wanted = 0;
+      continue;
+    }
+    char engine[32];
+    const char *colon = strchr(st->key, ':');
+    snprintf(engine, sizeof engine, "%.*s", colon ? (int)(colon - st->key) : 0, st->key);
+    uint64_t need = op_estimate_model(s->estimates, engine, colon ? colon + 1 : "");
+    if (pick < 0)
+      need += op_estimate_worker(s->estimates);
+    if (s->cfg.budget_bytes > 0 && total_reserved(s) + need > s->cfg.budget_bytes) {
+      if (freeing == 0)
+        unload_lru(s, st->key); /* room is made as for a page; it waits meanwhile */
+      continue;
+    }
+    if (pick >= 0)
+      send_control(s, (unsigned)pick, st->key, 1, 0);
+    else if (free_slot && starting == 0)
+      op_supervisor_start_worker(s->sup);
+  }
+}
+
+/* The answer to a load or unload job. */
+static void on_control_event(op_sched_t *s, const op_sup_event_t *ev) {
+  if (ev->worker_id >= s->n_wmem)
+    return;
+  wmem_t *w = &s->wmem[ev->worker_id];
+  const char *op = ev->type == OP_SUP_EV_REPLY ? json_string_value(json_object_get(ev->reply, "op")) : NULL;
+  mstat_t *m = mstat(s, w->control_key);
+  if (op != NULL && strcmp(op, "loaded") == 0) {
+    if (m != NULL && json_is_true(json_object_get(ev->reply, "model_loaded")))
+      m->loads++;
+    char engine[32];
+    const char *colon = strchr(w->control_key, ':');
+    snprintf(engine, sizeof engine, "%.*s", colon ? (int)(colon - w->control_key) : 0, w->control_key);
+    if (json_is_true(json_object_get(ev->reply, "model_loaded")))
+      op_estimates_learn_model(s->estimates, engine, colon ? colon + 1 : "",
+                               (uint64_t)json_integer_value(json_object_get(ev->reply, "model_footprint_kb")) * 1024u);
+  } else if (op != NULL && strcmp(op, "unloaded") == 0) {
+    if (m != NULL && json_is_true(json_object_get(ev->reply, "unloaded")))
+      m->unloads[w->control_reason]++;
+    forget_model(w, w->control_key);
+    w->pss = op_mem_pss(ev->pid); /* what it freed counts now, not at the next sample */
+  } else {
+    const char *msg =
+        ev->type == OP_SUP_EV_REPLY ? json_string_value(json_object_get(ev->reply, "message")) : ev->message;
+    op_log_warn("model %s: %s failed: %s", w->control_key, w->control_load ? "loading" : "unloading",
+                msg ? msg : "no reason given");
+    if (w->control_load) {
+      forget_model(w, w->control_key);
+      if (m != NULL)
+        m->load_wanted = 0; /* a failed warm-up is logged, never fatal, not retried in a loop */
+    }
+  }
+  w->control_key[0] = '\0';
+}
+
 /* Recycling, under a budget: idle workers whose policy says they are done
  * exit now (a page in flight is never cut short: only idle ones are looked at). */
 static void sweep(op_sched_t *s) {
   double now = op_wall_time_s();
   for (unsigned i = 0; i < s->n_wmem; i++) {
     op_worker_info_t info;
-    op_supervisor_worker(s->sup, i, &info);
-    if (!info.idle)
+    wmem_t *w = idle_worker(s, i, &info);
+    if (w == NULL)
       continue;
-    wmem_t *w = wmem_of(s, i, info.pid);
     if (w->last_used_s == 0)
       w->last_used_s = now; /* first seen idle: its idle time starts now */
     const op_model_policy_t *pol = w->policy;
@@ -1198,11 +1427,36 @@ static void sweep(op_sched_t *s) {
       why = "it was idle past idle_exit";
     if (why == NULL && pol == NULL && info.jobs_done == 0 && !any_queued(s))
       why = "it was started for a job another worker took"; /* workers start on demand only */
-    if (why == NULL || op_supervisor_retire(s->sup, i) < 0)
+    if (why != NULL && op_supervisor_retire(s->sup, i) == 0) {
+      s->recycled++;
+      op_log_info("recycling worker %u (pid %d): %s", i, (int)info.pid, why);
+      drop_models(s, w, UNLOAD_RECYCLE);
       continue;
-    s->recycled++;
-    op_log_info("recycling worker %u (pid %d): %s", i, (int)info.pid, why);
+    }
+    /* A model idle past its keep_alive, or one an admin unloads, leaves the worker. */
+    for (unsigned k = 0; k < w->n_models; k++) {
+      const mstat_t *m = mstat(s, w->models[k]);
+      double keep = key_policy(s, w->models[k])->keep_alive_s;
+      int admin = m != NULL && m->unload_wanted;
+      if (admin || now - w->model_used[k] >= keep) {
+        send_control(s, i, w->models[k], 0, admin ? UNLOAD_ADMIN : UNLOAD_KEEP_ALIVE);
+        break;
+      }
+    }
   }
+  /* An admin's unload stands until no worker holds the model (busy holders
+   * are asked when their page ends), or a page uses it again. */
+  for (unsigned m = 0; m < s->n_mstats; m++) {
+    int held = 0;
+    for (unsigned i = 0; i < s->n_wmem && !held; i++) {
+      op_worker_info_t info;
+      op_supervisor_worker(s->sup, i, &info);
+      held = info.pid > 0 && s->wmem[i].pid == info.pid && holds_model(&s->wmem[i], s->mstats[m].key);
+    }
+    if (!held)
+      s->mstats[m].unload_wanted = 0;
+  }
+  load_wanted(s);
 }
 
 /* Tasks restored after a restart with every page already ended: only the results remain. */
@@ -1225,10 +1479,15 @@ int op_sched_step(op_sched_t *s, int timeout_ms, op_error_t *err) {
   int rc = op_supervisor_poll(s->sup, timeout_ms, &ev, err);
   if (rc <= 0)
     return rc;
-  if (ev.worker_id < s->n_wmem)
+  if (ev.worker_id < s->n_wmem) {
     after_job(s, ev.worker_id, &ev);
+    if (ev.type == OP_SUP_EV_LOST)
+      drop_models(s, &s->wmem[ev.worker_id], UNLOAD_CRASH);
+  }
   uintptr_t ctx = (uintptr_t)ev.job_ctx;
-  if (ctx & 1u)
+  if (ev.job_ctx == &s->control)
+    on_control_event(s, &ev);
+  else if (ctx & 1u)
     on_stage_event(s, (op_task_t *)(ctx & ~(uintptr_t)1u), &ev);
   else
     on_page_event(s, (op_page_job_t *)ev.job_ctx, &ev);
@@ -1237,4 +1496,73 @@ int op_sched_step(op_sched_t *s, int timeout_ms, op_error_t *err) {
     sweep(s); /* before dispatch: a worker due to retire goes for its own reason */
   dispatch(s);
   return 1;
+}
+
+/* ---- the model manager, seen from outside ---- */
+
+int op_sched_model_request(op_sched_t *s, const op_model_policy_t *pol, int load) {
+  char key[96];
+  snprintf(key, sizeof key, "%.31s:%.63s", pol->engine, pol->lang);
+  mstat_t *m = mstat(s, key);
+  if (m == NULL)
+    return OP_ENOMEM;
+  if (load) {
+    m->load_wanted = 1;
+    m->unload_wanted = 0;
+  } else {
+    m->unload_wanted = 1;
+    m->load_wanted = 0;
+  }
+  return 0;
+}
+
+static json_t *model_json(op_sched_t *s, const char *key, const op_model_policy_t *pol) {
+  const mstat_t *m = mstat(s, key);
+  unsigned holders = 0, in_use = 0;
+  for (unsigned i = 0; i < s->n_wmem; i++) {
+    op_worker_info_t info;
+    op_supervisor_worker(s->sup, i, &info);
+    holders += info.pid > 0 && s->wmem[i].pid == info.pid && holds_model(&s->wmem[i], key);
+  }
+  for (size_t i = 0; i < s->n_tasks; i++) {
+    for (size_t k = 0; k < s->tasks[i]->n_pages; k++) {
+      const op_page_job_t *p = &s->tasks[i]->pages[k];
+      char pk[96];
+      if (p->state != OP_PAGE_RUNNING)
+        continue;
+      model_key(s, s->tasks[i], p, pk, sizeof pk);
+      in_use += strcmp(pk, key) == 0;
+    }
+  }
+  char engine[32];
+  const char *colon = strchr(key, ':');
+  snprintf(engine, sizeof engine, "%.*s", colon ? (int)(colon - key) : 0, key);
+  json_t *unloads = json_object();
+  for (int r = 0; r < 5; r++)
+    json_object_set_new(unloads, unload_names[r], json_integer(m ? m->unloads[r] : 0));
+  return json_pack(
+      "{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:i, s:o, s:i, s:o, s:f, s:b, s:i, s:I, s:s?, s:i, "
+      "s:{s:i, s:I, s:f, s:s}}",
+      "name", pol && pol->name[0] ? pol->name : key, "engine", engine, "languages", colon ? colon + 1 : "", "device",
+      pol ? pol->device : "cpu", "state", holders > 0 ? "loaded" : "unloaded", "workers", (int)holders, "memory_bytes",
+      (json_int_t)(holders * op_estimate_model(s->estimates, engine, colon ? colon + 1 : "")), "refcount", (int)in_use,
+      "last_used", op_time_json(m ? m->last_use_s : 0), "loads", (int)(m ? m->loads : 0), "unloads", unloads,
+      "keep_alive_s", pol ? pol->keep_alive_s : 300.0, "preload", pol ? pol->preload : 0, "max_concurrent",
+      pol ? (int)pol->max_concurrent : 0, "memory_limit_bytes", (json_int_t)(pol ? pol->memory_limit : 0), "fallback",
+      pol && pol->fallback[0] ? pol->fallback : NULL, "batch", pol ? (int)pol->batch : 1, "recycle", "max_tasks",
+      pol ? (int)pol->max_tasks : 0, "max_memory_growth_bytes", (json_int_t)(pol ? pol->max_memory_growth : 0),
+      "idle_exit_s", pol ? pol->idle_exit_s : 0.0, "isolate", pol && pol->isolate_per_task ? "per_task" : "none");
+}
+
+json_t *op_sched_models_json(op_sched_t *s) {
+  json_t *list = json_array();
+  char key[96];
+  for (unsigned i = 0; i < s->cfg.n_policies; i++) {
+    snprintf(key, sizeof key, "%.31s:%.63s", s->cfg.policies[i].engine, s->cfg.policies[i].lang);
+    json_array_append_new(list, model_json(s, key, &s->cfg.policies[i]));
+  }
+  for (unsigned i = 0; i < s->n_mstats; i++) /* models used without a declaration */
+    if (key_policy(s, s->mstats[i].key) == &s->default_policy)
+      json_array_append_new(list, model_json(s, s->mstats[i].key, NULL));
+  return list;
 }

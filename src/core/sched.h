@@ -45,7 +45,7 @@ typedef struct op_task_opts_s {
   float rotate_threshold; /**< least orientation confidence to turn a page; 0 = engine default */
   const char *pages;      /**< --pages value or NULL; copied */
   op_doc_limits_t limits;
-  int priority; /**< 0-9, higher first */
+  int priority;           /**< 0-9, higher first */
   const char *model_name; /**< a declared model (op_model_policy_t) by name, or NULL; not copied */
 } op_task_opts_t;
 
@@ -64,7 +64,7 @@ typedef struct op_page_job_s {
   unsigned crash_attempts; /**< runs lost to a dying worker */
   op_error_t error;        /**< why it failed */
   long peak_rss_kb;        /**< the worker's peak resident memory when it finished */
-  double started_s;         /**< when its last run started (wall clock) */
+  double started_s;        /**< when its last run started (wall clock) */
   double not_before_s;     /**< a retried page waits until then (exponential backoff) */
   unsigned worker_id;      /**< the worker that ran it last */
   pid_t worker_pid;        /**< ... and its process */
@@ -97,7 +97,7 @@ typedef struct op_task_s {
   int stage;
   unsigned stage_attempts, stage_crashes;
   int stage_running;
-  int resumed; /* added with its pages already known: a restart */
+  int resumed;                     /* added with its pages already known: a restart */
   const op_model_policy_t *policy; /* its model's policy (the scheduler's default when none matched) */
 } op_task_t;
 
@@ -190,13 +190,13 @@ size_t op_sched_active(const op_sched_t *sched);
 
 /** One worker's memory, as admission sees it. */
 typedef struct op_sched_worker_mem_s {
-  pid_t pid;              /**< 0: the slot has no process */
+  pid_t pid; /**< 0: the slot has no process */
   int busy;
-  uint64_t used_bytes;    /**< its PSS at the last sample */
-  uint64_t reserved_bytes;/**< what admission counts for it now */
+  uint64_t used_bytes;     /**< its PSS at the last sample */
+  uint64_t reserved_bytes; /**< what admission counts for it now */
   uint64_t pages_done;
   unsigned n_models;
-  char models[4][96];     /**< engine:model keys loaded in it, most recent first */
+  char models[4][96]; /**< engine:model keys loaded in it, most recent first */
 } op_sched_worker_mem_t;
 
 /** The CPU device's memory as admission sees it. */
@@ -208,6 +208,16 @@ typedef struct op_sched_mem_s {
   unsigned waiting_pages;  /**< pages that waited for memory since the start */
   unsigned refused_pages;  /**< pages failed with memory_limit_exceeded */
 } op_sched_mem_t;
+
+/**
+ * Asks for a declared model to be loaded into a worker (as memory allows) or
+ * unloaded from every worker (idle ones now, busy ones when their keep_alive
+ * runs out: never while in use).
+ */
+int op_sched_model_request(op_sched_t *sched, const op_model_policy_t *model, int load);
+
+/** The models, declared and used: state, memory, refcount, loads and unloads by reason (a new array). */
+json_t *op_sched_models_json(op_sched_t *sched);
 
 /** Fills *mem, and up to max workers into workers[] (returns how many slots there are). */
 unsigned op_sched_memory(op_sched_t *sched, op_sched_mem_t *mem, op_sched_worker_mem_t *workers, unsigned max);

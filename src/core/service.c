@@ -56,11 +56,17 @@ struct op_service_s {
   size_t n_cancels;
   volatile int draining;
   double last_retention;
-  uint64_t capacity, budget; /* the CPU device's */
+  uint64_t capacity, budget;   /* the CPU device's */
   op_model_policy_t *policies; /* from the configuration's models: list */
   char budget_text[64];        /* devices.cpu.budget as the file gave it */
   unsigned n_policies;
-  json_t *memory;            /* the last /v1/memory snapshot, under lock */
+  json_t *memory; /* the last /v1/memory snapshot, under lock */
+  json_t *models; /* the last /v1/models snapshot, under lock */
+  struct {
+    const op_model_policy_t *model;
+    int load;
+  } model_requests[16]; /* from other threads, under lock */
+  unsigned n_model_requests;
   double last_memory;
 };
 
@@ -161,18 +167,6 @@ void op_service_cancel(op_service_t *svc, const char *id) {
 
 /* ---- the task as JSON ---- */
 
-json_t *op_service_time_json(double t) {
-  if (t <= 0)
-    return json_null();
-  time_t sec = (time_t)t;
-  struct tm tm;
-  gmtime_r(&sec, &tm);
-  char buf[96];
-  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-           tm.tm_hour, tm.tm_min, tm.tm_sec, (int)((t - (double)sec) * 1000));
-  return json_string(buf);
-}
-
 static json_t *str_or_null(const char *s) {
   return s[0] ? json_string(s) : json_null();
 }
@@ -180,14 +174,14 @@ static json_t *str_or_null(const char *s) {
 json_t *op_service_task_json(const op_task_row_t *t) {
   json_error_t je;
   json_t *opts = json_loads(t->options, 0, &je);
-  json_t *j = json_pack(
-      "{s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "id", t->id, "status",
-      t->status, "priority", t->priority, "created_at", op_service_time_json(t->created_at), "started_at",
-      op_service_time_json(t->started_at), "finished_at", op_service_time_json(t->finished_at), "pages_total",
-      t->pages_total, "pages_done", t->pages_done, "attempts", t->attempts, "device", str_or_null(t->device), "worker",
-      str_or_null(t->worker), "estimated_memory_bytes", (json_int_t)t->estimated_memory_bytes, "peak_memory_bytes",
-      (json_int_t)t->peak_memory_bytes, "failure_reason", str_or_null(t->failure_reason), "error",
-      str_or_null(t->error), "title", str_or_null(t->title), "formats", json_array());
+  json_t *j =
+      json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "id", t->id,
+                "status", t->status, "priority", t->priority, "created_at", op_time_json(t->created_at), "started_at",
+                op_time_json(t->started_at), "finished_at", op_time_json(t->finished_at), "pages_total", t->pages_total,
+                "pages_done", t->pages_done, "attempts", t->attempts, "device", str_or_null(t->device), "worker",
+                str_or_null(t->worker), "estimated_memory_bytes", (json_int_t)t->estimated_memory_bytes,
+                "peak_memory_bytes", (json_int_t)t->peak_memory_bytes, "failure_reason", str_or_null(t->failure_reason),
+                "error", str_or_null(t->error), "title", str_or_null(t->title), "formats", json_array());
   const char *names = json_string_value(json_object_get(opts, "format"));
   char buf[64];
   snprintf(buf, sizeof buf, "%s", names ? names : "txt");
@@ -672,24 +666,62 @@ static void memory_snapshot(op_service_t *svc) {
     json_t *models = json_array();
     for (unsigned k = 0; k < w[i].n_models; k++)
       json_array_append_new(models, json_string(w[i].models[k]));
-    json_array_append_new(workers, json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:o, s:I}", "id", (int)i, "pid",
-                                             (int)w[i].pid, "device", "cpu", "state", w[i].busy ? "busy" : "idle",
-                                             "used_bytes", (json_int_t)w[i].used_bytes, "reserved_bytes",
-                                             (json_int_t)w[i].reserved_bytes, "models", models, "pages_done",
-                                             (json_int_t)w[i].pages_done));
+    json_array_append_new(workers,
+                          json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:o, s:I}", "id", (int)i, "pid", (int)w[i].pid,
+                                    "device", "cpu", "state", w[i].busy ? "busy" : "idle", "used_bytes",
+                                    (json_int_t)w[i].used_bytes, "reserved_bytes", (json_int_t)w[i].reserved_bytes,
+                                    "models", models, "pages_done", (json_int_t)w[i].pages_done));
   }
-  json_t *cpu = json_pack(
-      "{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:i}", "name", "cpu", "capacity_bytes", (json_int_t)svc->capacity,
-      "budget_bytes", (json_int_t)m.budget_bytes, "reserved_bytes", (json_int_t)m.reserved_bytes, "used_bytes",
-      (json_int_t)m.used_bytes, "level", op_mem_level_name(op_mem_level(m.used_bytes, m.budget_bytes, 0.8, 0.95)),
-      "server_bytes", (json_int_t)m.server_bytes, "pages_waited", (int)m.waiting_pages, "pages_refused",
-      (int)m.refused_pages);
+  json_t *cpu = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:i}", "name", "cpu", "capacity_bytes",
+                          (json_int_t)svc->capacity, "budget_bytes", (json_int_t)m.budget_bytes, "reserved_bytes",
+                          (json_int_t)m.reserved_bytes, "used_bytes", (json_int_t)m.used_bytes, "level",
+                          op_mem_level_name(op_mem_level(m.used_bytes, m.budget_bytes, 0.8, 0.95)), "server_bytes",
+                          (json_int_t)m.server_bytes, "pages_waited", (int)m.waiting_pages, "pages_refused",
+                          (int)m.refused_pages);
   json_t *snap = json_pack("{s:[o], s:o}", "devices", cpu, "workers", workers);
+  json_t *models = json_pack("{s:o}", "models", op_sched_models_json(svc->sched));
   pthread_mutex_lock(&svc->lock);
-  json_t *old = svc->memory;
+  json_t *old = svc->memory, *old_models = svc->models;
   svc->memory = snap;
+  svc->models = models;
   pthread_mutex_unlock(&svc->lock);
   json_decref(old);
+  json_decref(old_models);
+}
+
+json_t *op_service_models_json(op_service_t *svc) {
+  pthread_mutex_lock(&svc->lock);
+  json_t *copy = svc->models ? json_deep_copy(svc->models) : NULL;
+  pthread_mutex_unlock(&svc->lock);
+  return copy;
+}
+
+int op_service_model_request(op_service_t *svc, const char *name, int load) {
+  const op_model_policy_t *pol = op_service_model(svc, name);
+  if (pol == NULL)
+    return OP_ENOTFOUND;
+  pthread_mutex_lock(&svc->lock);
+  int rc = 0;
+  if (svc->n_model_requests < sizeof svc->model_requests / sizeof svc->model_requests[0]) {
+    svc->model_requests[svc->n_model_requests].model = pol;
+    svc->model_requests[svc->n_model_requests++].load = load;
+  } else {
+    rc = OP_ELIMIT;
+  }
+  pthread_mutex_unlock(&svc->lock);
+  wake(svc);
+  return rc;
+}
+
+static void apply_model_requests(op_service_t *svc) {
+  pthread_mutex_lock(&svc->lock);
+  for (unsigned i = 0; i < svc->n_model_requests; i++) {
+    op_log_info("model %s: %s requested", svc->model_requests[i].model->name,
+                svc->model_requests[i].load ? "load" : "unload");
+    op_sched_model_request(svc->sched, svc->model_requests[i].model, svc->model_requests[i].load);
+  }
+  svc->n_model_requests = 0;
+  pthread_mutex_unlock(&svc->lock);
 }
 
 json_t *op_service_memory_json(op_service_t *svc) {
@@ -734,7 +766,7 @@ static int load_config(op_service_t *svc, const char *path, const char **budget,
     }
   }
   if (rc == 0)
-    rc = op_model_policies_load(cfg, &svc->policies, &svc->n_policies, err);
+    rc = op_model_policies_load(cfg, svc->capacity, &svc->policies, &svc->n_policies, err);
   op_config_free(cfg);
   if (rc == 0)
     op_log_info("configuration %s: %u models", path, svc->n_policies);
@@ -775,8 +807,7 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   char cap[32], bud[32];
   op_mem_format(svc->capacity, cap, sizeof cap);
   op_mem_format(svc->budget, bud, sizeof bud);
-  op_log_info("memory: cpu capacity %s (%s), budget %s", cap, op_mem_cgroup_limit() ? "cgroup limit" : "MemTotal",
-              bud);
+  op_log_info("memory: cpu capacity %s (%s), budget %s", cap, op_mem_cgroup_limit() ? "cgroup limit" : "MemTotal", bud);
   op_supervisor_config_t scfg;
   op_supervisor_config_init(&scfg);
   scfg.workers = cfg->workers ? cfg->workers : op_usable_cores();
@@ -805,6 +836,9 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
     rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory");
     goto fail;
   }
+  for (unsigned i = 0; i < svc->n_policies; i++)
+    if (svc->policies[i].preload) /* warmed up as memory allows; a failure is logged, never fatal */
+      op_sched_model_request(svc->sched, &svc->policies[i], 1);
   memory_snapshot(svc);
   load_tasks(svc); /* what the previous run left, first */
   if (svc->n_active > 0)
@@ -826,6 +860,7 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
     double now = op_wall_time_s();
     if (woken || now - last_scan > 1.0) {
       apply_cancels(svc);
+      apply_model_requests(svc);
       load_tasks(svc);
       expire_queued(svc);
       last_scan = now;
@@ -871,6 +906,7 @@ void op_service_destroy(op_service_t *svc) {
   }
   free(svc->active);
   json_decref(svc->memory);
+  json_decref(svc->models);
   free(svc->policies);
   for (size_t i = 0; i < svc->pool_n; i++)
     op_store_close(svc->pool[i]);

@@ -22,14 +22,14 @@ typedef struct op_service_s op_service_t;
 
 /** How the service runs. */
 typedef struct op_service_config_s {
-  const char *data_dir;      /**< default "./var" */
-  unsigned workers;          /**< default: usable cores */
-  unsigned max_queue;        /**< tasks waiting before submissions get 429; default 100 */
-  unsigned queue_timeout_s;  /**< a task not started by then fails with queue_timeout; default 300 */
-  unsigned page_timeout_s;   /**< default 300 */
-  unsigned retention_s;      /**< finished tasks and their files are removed after this; default 7 days */
-  unsigned max_attempts;     /**< runs of one page in all; default 3 */
-  unsigned drain_timeout_s;  /**< on stop, running pages get this long to finish; default 30 */
+  const char *data_dir;     /**< default "./var" */
+  unsigned workers;         /**< default: usable cores */
+  unsigned max_queue;       /**< tasks waiting before submissions get 429; default 100 */
+  unsigned queue_timeout_s; /**< a task not started by then fails with queue_timeout; default 300 */
+  unsigned page_timeout_s;  /**< default 300 */
+  unsigned retention_s;     /**< finished tasks and their files are removed after this; default 7 days */
+  unsigned max_attempts;    /**< runs of one page in all; default 3 */
+  unsigned drain_timeout_s; /**< on stop, running pages get this long to finish; default 30 */
   op_doc_limits_t limits;
   const char *log_level;     /**< passed to workers */
   const char *memory_budget; /**< the CPU budget: a size or a share of capacity; NULL = "80%" */
@@ -79,6 +79,12 @@ int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err);
  */
 json_t *op_service_memory_json(op_service_t *svc);
 
+/** The models as the model manager sees them, for GET /v1/models (a new reference; refreshed every 200 ms). */
+json_t *op_service_models_json(op_service_t *svc);
+
+/** Asks for a declared model's load (1) or unload (0); OP_ENOTFOUND for an unknown name. */
+int op_service_model_request(op_service_t *svc, const char *name, int load);
+
 /** The declared model named name, or NULL. The list does not change while the service runs. */
 const op_model_policy_t *op_service_model(const op_service_t *svc, const char *name);
 
@@ -87,9 +93,6 @@ void op_service_cancel(op_service_t *svc, const char *id);
 
 /** The task as the API shows it (a new reference). */
 json_t *op_service_task_json(const op_task_row_t *task);
-
-/** A unix time as the API shows it (RFC 3339, UTC, milliseconds), or null for 0. */
-json_t *op_service_time_json(double t);
 
 /** Whether the service is draining (shutting down): new tasks get 503. */
 int op_service_draining(const op_service_t *svc);

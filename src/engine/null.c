@@ -10,6 +10,7 @@
  *   crash_attempts=K  ... only while the page's attempt <= K (0: every attempt)
  *   alloc_mb=M        allocate and touch M MB during each page (whatever the batch)
  *   leak_mb=M         allocate and touch M MB on each page and keep it (a leaking engine)
+ *   model_mb=M        hold M MB (touched) while the model is loaded (a model's footprint)
  *   report_env=1      put the worker's OMP_THREAD_LIMIT in the json page
  * These behaviours exist for ocrpool's own tests only; an unknown key fails
  * the open with a usage error. It is never a default engine.
@@ -31,6 +32,8 @@ struct op_model_s {
   long crash_attempts;
   long alloc_mb;
   long leak_mb;
+  long model_mb;
+  unsigned char *weights; /* model_mb of them */
   int report_env;
 };
 
@@ -62,6 +65,8 @@ static int parse_opts(const char *s, op_model_t *m, op_error_t *err) {
       m->alloc_mb = v;
     else if (strcmp(kv, "leak_mb") == 0)
       m->leak_mb = v;
+    else if (strcmp(kv, "model_mb") == 0)
+      m->model_mb = v;
     else if (strcmp(kv, "report_env") == 0)
       m->report_env = v != 0;
     else
@@ -80,11 +85,22 @@ static int null_open(const op_model_spec_t *spec, op_model_t **out, op_error_t *
     free(m);
     return err ? err->code : OP_EUSAGE;
   }
+  if (m->model_mb > 0) {
+    size_t len = (size_t)m->model_mb << 20;
+    if ((m->weights = malloc(len)) == NULL) {
+      long mb = m->model_mb;
+      free(m);
+      return op_error_set(err, OP_ENOMEM, "out_of_memory", "null engine: cannot load a %ld MB model", mb);
+    }
+    for (size_t i = 0; i < len; i += 4096)
+      m->weights[i] = 1;
+  }
   *out = m;
   return 0;
 }
 
 static void null_close(op_model_t *m) {
+  free(m->weights);
   free(m);
 }
 

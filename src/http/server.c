@@ -92,6 +92,8 @@ static const char *status_title(unsigned status) {
     return "Bad Request";
   case 401:
     return "Unauthorized";
+  case 403:
+    return "Forbidden";
   case 404:
     return "Not Found";
   case 405:
@@ -197,7 +199,7 @@ static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const c
 /* Turns the request's parameters into the stored options; a sentence on bad ones. */
 static int build_options(op_service_t *svc, json_t *params, int sync, json_t **out, int *priority, char *why,
                          size_t why_len) {
-  static const char *const known[] = {"format",   "lang",         "psm",    "dpi",    "pages",
+  static const char *const known[] = {"format",   "lang",         "psm",    "dpi",     "pages",
                                       "priority", "rotate_pages", "engine", "timeout", "model"};
   const char *key;
   json_t *v;
@@ -422,7 +424,7 @@ static enum MHD_Result get_events(op_http_t *h, struct MHD_Connection *c, req_t 
   size_t i;
   json_t *ev;
   json_array_foreach(events, i, ev) {
-    json_object_set_new(ev, "time", op_service_time_json(json_number_value(json_object_get(ev, "time"))));
+    json_object_set_new(ev, "time", op_time_json(json_number_value(json_object_get(ev, "time"))));
   }
   return send_json(c, 200, json_pack("{s:o}", "events", events), NULL, NULL);
 }
@@ -680,6 +682,32 @@ route:
       return problem(c, 405, "use GET", NULL, "Allow", "GET");
     json_t *m = op_service_memory_json(h->svc);
     return m ? send_json(c, 200, m, NULL, NULL) : problem(c, 503, "memory figures are not ready yet", NULL, NULL, NULL);
+  }
+  if (strcmp(url, "/v1/models") == 0) {
+    if (strcmp(method, "GET") != 0)
+      return problem(c, 405, "use GET", NULL, "Allow", "GET");
+    json_t *m = op_service_models_json(h->svc);
+    return m ? send_json(c, 200, m, NULL, NULL) : problem(c, 503, "models are not ready yet", NULL, NULL, NULL);
+  }
+  if (strncmp(url, "/v1/models/", 11) == 0) {
+    char name[80];
+    const char *rest = url + 11, *slash = strchr(rest, '/');
+    if (slash == NULL || (size_t)(slash - rest) >= sizeof name || slash == rest ||
+        (strcmp(slash, "/load") != 0 && strcmp(slash, "/unload") != 0))
+      return problem(c, 404, "no such route (POST /v1/models/NAME/load or /unload)", NULL, NULL, NULL);
+    if (strcmp(method, "POST") != 0)
+      return problem(c, 405, "use POST", NULL, "Allow", "POST");
+    if (h->auth && !q->token->admin)
+      return problem(c, 403, "loading and unloading models needs an admin token", NULL, NULL, NULL);
+    memcpy(name, rest, (size_t)(slash - rest));
+    name[slash - rest] = '\0';
+    int load = strcmp(slash, "/load") == 0;
+    int rc = op_service_model_request(h->svc, name, load);
+    if (rc == OP_ENOTFOUND)
+      return problem(c, 404, "no such model (see GET /v1/models)", NULL, NULL, NULL);
+    if (rc < 0)
+      return problem(c, 503, "too many model requests at once; try again", NULL, "Retry-After", "1");
+    return send_json(c, 202, json_pack("{s:s, s:s}", "model", name, "action", load ? "load" : "unload"), NULL, NULL);
   }
   if (strcmp(url, "/v1/tasks") == 0) {
     if (strcmp(method, "GET") == 0)

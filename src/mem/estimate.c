@@ -90,7 +90,17 @@ uint64_t op_estimate_page(op_estimates_t *est, const char *engine, const char *m
 
 uint64_t op_estimate_model(op_estimates_t *est, const char *engine, const char *model) {
   entry_t *e = entry(est, engine, model, 0);
-  return e != NULL && e->footprint > 0 ? e->footprint : prior_for(engine)->model;
+  if (e != NULL && e->footprint > 0)
+    return e->footprint;
+  /* Not measured yet: the prior, or the largest model of the same engine
+   * measured so far when that is more (languages of one engine weigh alike). */
+  uint64_t guess = prior_for(engine)->model;
+  char prefix[40];
+  size_t n = (size_t)snprintf(prefix, sizeof prefix, "%.31s:", engine ? engine : "");
+  for (unsigned i = 0; i < est->n; i++)
+    if (strncmp(est->entries[i].key, prefix, n) == 0 && est->entries[i].footprint > guess)
+      guess = est->entries[i].footprint;
+  return guess;
 }
 
 uint64_t op_estimate_worker(const op_estimates_t *est) {

@@ -23,7 +23,8 @@ void op_estimates_destroy(op_estimates_t *est);
 /** The working set of a page of pixels at depth bits per pixel (0 = unknown: colour), for engine's model. */
 uint64_t op_estimate_page(op_estimates_t *est, const char *engine, const char *model, uint64_t pixels, int depth);
 
-/** The resident memory loading the model adds to a worker. */
+/** The resident memory loading the model adds to a worker (unmeasured: the
+ * engine's prior, or its largest measured model when that is more). */
 uint64_t op_estimate_model(op_estimates_t *est, const char *engine, const char *model);
 
 /** A worker process before any model: its own code and heap. */

@@ -2,6 +2,7 @@
 #ifndef OCRPOOL_UTIL_FS_H
 #define OCRPOOL_UTIL_FS_H
 
+#include <jansson.h>
 #include <stdio.h>
 
 /** Removes dir and everything below it, not following symbolic links; what cannot be removed stays. */
@@ -18,5 +19,8 @@ int op_atomic_finish(FILE *f, char *tmp, const char *dest, int ok);
 
 /** Seconds since the epoch, as a double (wall clock: for records, not for intervals). */
 double op_wall_time_s(void);
+
+/** A unix time as the API shows it (RFC 3339, UTC, milliseconds), or null for 0. */
+json_t *op_time_json(double t);
 
 #endif

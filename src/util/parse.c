@@ -22,6 +22,8 @@ int op_parse_size(const char *s, uint64_t max, uint64_t *out) {
     mult = 1024.0 * 1024, end++;
   else if (*end == 'G' || *end == 'g')
     mult = 1024.0 * 1024 * 1024, end++;
+  if (mult > 1 && *end == 'i') /* "GiB": the same powers of 1024 */
+    end++;
   if (*end == 'B' || *end == 'b')
     end++;
   if (*end != '\0' || (fraction && mult == 1))

@@ -91,3 +91,17 @@ int op_model_cache_get(op_model_cache_t *c, const op_model_spec_t *spec, op_mode
   fill_ref(e, 1, ref);
   return 0;
 }
+
+int op_model_cache_unload(op_model_cache_t *c, const op_model_spec_t *spec) {
+  char id[192];
+  op_model_spec_id(spec, id, sizeof id);
+  for (unsigned i = 0; i < c->n; i++) {
+    if (strcmp(c->entries[i].id, id) == 0) {
+      op_log_info("unloading model %s (asked by the server)", id);
+      c->entries[i].engine->close(c->entries[i].model);
+      c->entries[i] = c->entries[--c->n];
+      return 1;
+    }
+  }
+  return 0;
+}

@@ -33,4 +33,7 @@ typedef struct op_model_ref_s {
 /** The loaded model for spec, loading it if needed. Fails as the engine's open. */
 int op_model_cache_get(op_model_cache_t *cache, const op_model_spec_t *spec, op_model_ref_t *ref, op_error_t *err);
 
+/** Closes the model for spec if it is loaded: 1 if it was, 0 if not. */
+int op_model_cache_unload(op_model_cache_t *cache, const op_model_spec_t *spec);
+
 #endif

@@ -430,6 +430,7 @@ void op_supervisor_worker(const op_supervisor_t *sup, unsigned index, op_worker_
   info->starting = s->state == SLOT_STARTING;
   info->idle = s->state == SLOT_IDLE && s->ping_sent_ms == 0;
   info->busy = s->state == SLOT_BUSY;
+  info->exiting = s->state == SLOT_DYING;
   info->jobs_done = s->jobs_done;
 }
 

@@ -90,10 +90,11 @@ unsigned op_supervisor_pids(const op_supervisor_t *sup, pid_t *pids, unsigned ma
 
 /** What the caller may know of one worker slot. */
 typedef struct op_worker_info_s {
-  pid_t pid;    /**< 0 when the slot has no process */
-  int starting; /**< spawned, not yet ready */
-  int idle;     /**< ready for a job */
-  int busy;     /**< running a job */
+  pid_t pid;          /**< 0 when the slot has no process */
+  int starting;       /**< spawned, not yet ready */
+  int idle;           /**< ready for a job */
+  int busy;           /**< running a job */
+  int exiting;        /**< retired, killed or dead, not yet reaped: its memory is still in use */
   uint64_t jobs_done; /**< jobs this process answered */
 } op_worker_info_t;
 

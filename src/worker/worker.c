@@ -10,6 +10,7 @@
  */
 #include "worker/worker.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <leptonica/allheaders.h>
 #include <malloc.h>
@@ -17,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -157,6 +157,46 @@ static void set_memory_limit(uint64_t bytes) {
   rl.rlim_cur = want;
   if (setrlimit(RLIMIT_DATA, &rl) < 0)
     op_log_warn("cannot set the memory limit: %s", strerror(errno));
+}
+
+static void spec_from_job(json_t *model_j, op_model_spec_t *spec) {
+  op_model_spec_init(spec);
+  if (str_field(model_j, "engine"))
+    snprintf(spec->engine, sizeof spec->engine, "%s", str_field(model_j, "engine"));
+  if (str_field(model_j, "lang"))
+    snprintf(spec->lang, sizeof spec->lang, "%s", str_field(model_j, "lang"));
+  if (json_is_integer(json_object_get(model_j, "oem")))
+    spec->oem = (int)json_integer_value(json_object_get(model_j, "oem"));
+}
+
+/* "load" (preload, or an admin's request) and "unload" (keep_alive, an
+ * admin's request): the server decides; the worker's cache only obeys. */
+static json_t *do_model(worker_t *w, json_t *job, int load) {
+  op_error_t e;
+  op_error_clear(&e);
+  json_t *model_j = json_object_get(job, "model");
+  if (!json_is_object(model_j)) {
+    op_error_set(&e, OP_EPROTO, "internal", "%s without a model", load ? "load" : "unload");
+    return reply_failed(job, &e);
+  }
+  op_model_spec_t spec;
+  spec_from_job(model_j, &spec);
+  json_t *reply;
+  if (load) {
+    op_model_ref_t ref;
+    if (op_model_cache_get(w->models, &spec, &ref, &e) < 0)
+      return reply_failed(job, &e);
+    reply = reply_ok(job, "loaded");
+    json_object_set_new(reply, "model_loaded", json_boolean(ref.loaded_now));
+    json_object_set_new(reply, "model_footprint_kb", json_integer(ref.footprint_kb));
+  } else {
+    int was = op_model_cache_unload(w->models, &spec);
+    malloc_trim(0);
+    reply = reply_ok(job, "unloaded");
+    json_object_set_new(reply, "unloaded", json_boolean(was));
+  }
+  add_memory(reply);
+  return reply;
 }
 
 static json_t *do_page(worker_t *w, json_t *job) {
@@ -338,6 +378,8 @@ int op_worker_main(int fd, const char *device, unsigned worker_id) {
       reply = do_probe(&w, msg);
     } else if (strcmp(op, "merge_pdf") == 0) {
       reply = do_merge_pdf(&w, msg);
+    } else if (strcmp(op, "load") == 0 || strcmp(op, "unload") == 0) {
+      reply = do_model(&w, msg, op[0] == 'l');
     } else if (strcmp(op, "ping") == 0) {
       reply = json_pack("{s:s}", "op", "pong");
       add_memory(reply);

@@ -85,7 +85,11 @@ static void test_estimates(void) {
 
   op_estimates_learn_model(est, "tesseract", "deu", 70 * MB);
   CHECK(op_estimate_model(est, "tesseract", "deu") == 70 * MB);
-  CHECK(op_estimate_model(est, "tesseract", "eng") == 40 * MB);
+  /* An unmeasured language of the same engine weighs as the largest measured one; other engines keep their prior. */
+  CHECK(op_estimate_model(est, "tesseract", "fra") == 70 * MB);
+  CHECK(op_estimate_model(est, "null", "eng") == 1 * MB);
+  op_estimates_learn_model(est, "tesseract", "fra", 30 * MB);
+  CHECK(op_estimate_model(est, "tesseract", "fra") == 30 * MB);
   op_estimates_learn_worker(est, 5 * MB);
   CHECK(op_estimate_worker(est) == 5 * MB);
   op_estimates_destroy(est);

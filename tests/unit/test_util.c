@@ -13,6 +13,8 @@ int main(void) {
   CHECK(op_parse_size("256MB", UINT64_MAX, &v) == 0 && v == 256u << 20);
   CHECK(op_parse_size("1.5G", UINT64_MAX, &v) == 0 && v == 3ull << 29);
   CHECK(op_parse_size("2k", UINT64_MAX, &v) == 0 && v == 2048);
+  CHECK(op_parse_size("2GiB", UINT64_MAX, &v) == 0 && v == 2ull << 30);
+  CHECK(op_parse_size("300i", UINT64_MAX, &v) == -1); /* "i" only after a unit */
   CHECK(op_parse_size("1001", 1000, &v) == -1);       /* over the bound */
   CHECK(op_parse_size("1e30", UINT64_MAX, &v) == -1); /* would overflow the conversion */
   CHECK(op_parse_size("1.5", UINT64_MAX, &v) == -1);  /* a fraction of a count */
