@@ -6,13 +6,7 @@
 # memory_limit_exceeded, while a budget it fits in lets it run.
 source "$(dirname "$0")/lib.sh"
 
-# Under AddressSanitizer every process carries shadow memory and a
-# quarantine that no budget of ours accounts for: the figures are the plain
-# build's to check. Admission's logic still runs here, in every other test.
-if [ -n "${OCRPOOL_SANITIZED:-}" ]; then
-  echo "skipped: memory figures are meaningless under AddressSanitizer (checked in the plain build)"
-  exit 77
-fi
+skip_if_sanitized
 
 # ---- 1. a flood of 40 full-page scans under --memory-budget 300MB, 8 workers allowed
 BUDGET=$((300 * 1024 * 1024))

@@ -6,10 +6,7 @@
 # by name; keep_alive unloads an idle model while its worker stays.
 source "$(dirname "$0")/lib.sh"
 
-if [ -n "${OCRPOOL_SANITIZED:-}" ]; then
-  echo "skipped: memory figures are meaningless under AddressSanitizer (checked in the plain build)"
-  exit 77
-fi
+skip_if_sanitized
 
 # Each null model holds 80 MB while loaded: one fits in 150 MB with the
 # server, a worker and a page; two do not.

@@ -31,6 +31,7 @@ enum { STAGE_PROBE = 0, STAGE_PAGES, STAGE_MERGE, STAGE_DONE };
 #define PROBE_ESTIMATE (16 * MB) /* a probe reads headers only */
 #define MERGE_ESTIMATE (64 * MB) /* grafting page PDFs, their images stay compressed */
 #define SAMPLE_EVERY_S 0.2
+#define HISTORY 300 /* samples: a minute at SAMPLE_EVERY_S */
 
 /* What admission knows of one worker slot. */
 typedef struct wmem_s {
@@ -90,6 +91,16 @@ struct op_sched_s {
   int control;       /* the job context of load and unload jobs: its address */
   mstat_t mstats[MAX_MODEL_STATS];
   unsigned n_mstats;
+  /* pressure */
+  op_mem_level_t level;
+  double level_since, last_action_s;
+  int refusing;
+  unsigned warnings, criticals, deferred_tasks;
+  struct {
+    double t;
+    uint64_t used, reserved;
+  } ring[HISTORY]; /* the last minute of samples */
+  unsigned ring_next, ring_n;
 };
 
 void op_task_opts_init(op_task_opts_t *opts) {
@@ -163,6 +174,10 @@ void op_sched_config_init(op_sched_config_t *cfg) {
   cfg->max_crash_attempts = 3;
   cfg->retry_backoff_s = 0.5;
   cfg->aging_s = 60;
+  cfg->warning_share = 0.8;
+  cfg->critical_share = 0.95;
+  cfg->defer_below = 5;
+  cfg->cooldown_s = 5;
 }
 
 op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup) {
@@ -509,6 +524,15 @@ static int next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page) {
     op_task_t *t = s->tasks[i];
     op_page_job_t *candidate = NULL;
     int has_work = 0;
+    if (s->level >= OP_MEM_WARNING && t->opts.priority < s->cfg.defer_below && t->status != OP_TASK_RUNNING) {
+      if (!t->deferred) {
+        t->deferred = 1;
+        s->deferred_tasks++;
+        op_log_info("memory: task %llu (priority %d) waits while memory is under pressure", (unsigned long long)t->id,
+                    t->opts.priority);
+      }
+      continue;
+    }
     if ((t->stage == STAGE_PROBE || t->stage == STAGE_MERGE) && !t->stage_running) {
       has_work = 1;
     } else if (t->stage == STAGE_PAGES &&
@@ -566,6 +590,8 @@ static wmem_t *idle_worker(op_sched_t *s, unsigned i, op_worker_info_t *info) {
   return info->idle ? wmem_of(s, i, info->pid) : NULL;
 }
 
+static void monitor(op_sched_t *s, double now);
+
 /* Real usage (PSS) of the server and each worker, every SAMPLE_EVERY_S. */
 static void sample(op_sched_t *s, int force) {
   double now = op_wall_time_s();
@@ -591,6 +617,7 @@ static void sample(op_sched_t *s, int force) {
       w->learned_base = 1;
     }
   }
+  monitor(s, now);
 }
 
 /* The engine and languages a job runs with (a probe or merge: its task's). */
@@ -784,7 +811,7 @@ static void send_control(op_sched_t *s, unsigned slot, const char *key, int load
 /* Makes room as a model manager should before any worker goes: the least
  * recently used model that an idle worker holds, other than keep_key, is
  * unloaded and the worker stays. Returns whether an unload was sent. */
-static int unload_lru(op_sched_t *s, const char *keep_key) {
+static int unload_lru(op_sched_t *s, const char *keep_key, const char *why) {
   int best = -1;
   unsigned best_k = 0;
   for (unsigned i = 0; i < s->n_wmem; i++) {
@@ -803,9 +830,76 @@ static int unload_lru(op_sched_t *s, const char *keep_key) {
     return 0;
   char key[96];
   snprintf(key, sizeof key, "%s", s->wmem[best].models[best_k]);
-  op_log_info("memory: unloading model %s from worker %d to make room (least recently used)", key, best);
+  op_log_info("memory: unloading model %s from worker %d %s (least recently used)", key, best, why);
   send_control(s, (unsigned)best, key, 0, UNLOAD_BUDGET);
   return 1;
+}
+
+static uint64_t total_reserved(op_sched_t *s);
+
+/* Critical: what can be freed without touching a page in flight is freed:
+ * idle models (least recently used first), then idle workers due to recycle.
+ * Returns how many actions were taken. */
+static int relieve(op_sched_t *s) {
+  int acted = 0;
+  while (unload_lru(s, NULL, "under critical memory pressure")) /* each idle holder is busy after its unload */
+    acted++;
+  for (unsigned i = 0; i < s->n_wmem; i++) {
+    op_worker_info_t info;
+    wmem_t *w = idle_worker(s, i, &info);
+    if (w != NULL && w->retire && op_supervisor_retire(s->sup, i) == 0) {
+      op_log_info("recycling worker %u (pid %d) under critical memory pressure: %s", i, (int)info.pid, w->retire_why);
+      drop_models(s, w, UNLOAD_RECYCLE);
+      s->recycled++;
+      acted++;
+    }
+  }
+  return acted;
+}
+
+/* The monitor: the level of real use against the budget, what it changes,
+ * and a minute of history for memory reports. */
+static void monitor(op_sched_t *s, double now) {
+  uint64_t budget = s->cfg.budget_bytes, used = s->server_pss;
+  if (budget == 0)
+    return;
+  for (unsigned i = 0; i < s->n_wmem; i++)
+    used += s->wmem[i].pss;
+  s->ring[s->ring_next].t = now;
+  s->ring[s->ring_next].used = used;
+  s->ring[s->ring_next].reserved = total_reserved(s);
+  s->ring_next = (s->ring_next + 1) % HISTORY;
+  s->ring_n += s->ring_n < HISTORY;
+  op_mem_level_t level = op_mem_level(used, budget, s->cfg.warning_share, s->cfg.critical_share);
+  int changed = level != s->level;
+  char u[32], b[32];
+  op_mem_format(used, u, sizeof u);
+  op_mem_format(budget, b, sizeof b);
+  if (changed) {
+    if (level > s->level) {
+      s->warnings += level == OP_MEM_WARNING;
+      s->criticals += level == OP_MEM_CRITICAL;
+      op_log_warn("memory: %s: %s in use of the %s budget", op_mem_level_name(level), u, b);
+    } else {
+      op_log_info("memory: back to %s: %s in use of the %s budget", op_mem_level_name(level), u, b);
+    }
+    s->level = level;
+    s->level_since = now;
+  }
+  if (level == OP_MEM_CRITICAL && now - s->last_action_s >= s->cfg.cooldown_s) {
+    s->last_action_s = now;
+    if (relieve(s) == 0 && !s->refusing) {
+      s->refusing = changed = 1;
+      op_log_warn("memory: critical with nothing idle left to free: new submissions are refused until it passes");
+    }
+  }
+  if (s->refusing && level < OP_MEM_CRITICAL && now - s->level_since >= s->cfg.cooldown_s) {
+    s->refusing = 0;
+    changed = 1;
+    op_log_info("memory: below critical for %.0f s: submissions are accepted again", s->cfg.cooldown_s);
+  }
+  if (changed && s->cfg.on_pressure)
+    s->cfg.on_pressure(s->cfg.cb_ctx, level, s->refusing, used, budget);
 }
 
 /*
@@ -864,6 +958,16 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
   }
   if (pick < 0 && (!free_slot || starting > 0))
     return -1; /* waiting for a worker, not for memory; one starts at a time */
+  if (p != NULL && !with_model && s->level >= OP_MEM_WARNING) {
+    int busy = 0;
+    for (unsigned i = 0; i < s->n_wmem; i++) {
+      op_worker_info_t info;
+      op_supervisor_worker(s->sup, i, &info);
+      busy += info.busy;
+    }
+    if (busy > 0)
+      return -1; /* under pressure no model loads while other work may still free memory */
+  }
   /* A new worker starts only when it could take the job too, else it would be started to be retired. */
   uint64_t need = pick >= 0 ? job + (with_model ? 0 : model) : worker + model + job;
   uint64_t reserved = total_reserved(s);
@@ -887,7 +991,7 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
   op_log_debug("memory: %s needs %llu kB more, %llu kB of %llu kB reserved (%llu kB by running jobs)",
                p != NULL ? "a page" : "a stage", (unsigned long long)(need >> 10), (unsigned long long)(reserved >> 10),
                (unsigned long long)(budget >> 10), (unsigned long long)(running >> 10));
-  if (freeing == 0 && reserved - running + need > budget && !unload_lru(s, p != NULL ? key : NULL))
+  if (freeing == 0 && reserved - running + need > budget && !unload_lru(s, p != NULL ? key : NULL, "to make room"))
     retire_idle(s, pick >= 0 && with_model ? pick : -1);
   if (p != NULL && !p->waited_memory) {
     p->waited_memory = 1;
@@ -997,6 +1101,11 @@ unsigned op_sched_memory(op_sched_t *s, op_sched_mem_t *mem, op_sched_worker_mem
   mem->reserved_bytes = total_reserved(s);
   mem->waiting_pages = s->waiting_pages;
   mem->refused_pages = s->refused_pages;
+  mem->level = s->level;
+  mem->refusing = s->refusing;
+  mem->warnings = s->warnings;
+  mem->criticals = s->criticals;
+  mem->deferred_tasks = s->deferred_tasks;
   for (unsigned i = 0; i < s->n_wmem; i++) {
     op_worker_info_t info;
     op_supervisor_worker(s->sup, i, &info);
@@ -1332,7 +1441,7 @@ static void send_control(op_sched_t *s, unsigned slot, const char *key, int load
 /* Preloads and an admin's loads: into an idle worker that lacks the model,
  * or a new one, when its footprint fits. */
 static void load_wanted(op_sched_t *s) {
-  for (unsigned m = 0; m < s->n_mstats; m++) {
+  for (unsigned m = 0; m < s->n_mstats && s->level == OP_MEM_OK; m++) {
     mstat_t *st = &s->mstats[m];
     if (!st->load_wanted)
       continue;
@@ -1360,7 +1469,7 @@ static void load_wanted(op_sched_t *s) {
       need += op_estimate_worker(s->estimates);
     if (s->cfg.budget_bytes > 0 && total_reserved(s) + need > s->cfg.budget_bytes) {
       if (freeing == 0)
-        unload_lru(s, st->key); /* room is made as for a page; it waits meanwhile */
+        unload_lru(s, st->key, "to make room"); /* room is made as for a page; it waits meanwhile */
       continue;
     }
     if (pick >= 0)
@@ -1565,4 +1674,44 @@ json_t *op_sched_models_json(op_sched_t *s) {
     if (key_policy(s, s->mstats[i].key) == &s->default_policy)
       json_array_append_new(list, model_json(s, s->mstats[i].key, NULL));
   return list;
+}
+
+json_t *op_sched_report_json(op_sched_t *s) {
+  json_t *samples = json_array();
+  for (unsigned k = 0; k < s->ring_n; k++) {
+    unsigned i = (s->ring_next + HISTORY - s->ring_n + k) % HISTORY;
+    json_array_append_new(
+        samples, json_pack("[f, I, I]", s->ring[i].t, (json_int_t)s->ring[i].used, (json_int_t)s->ring[i].reserved));
+  }
+  /* The pages in flight, largest reservation first (a few: the likely culprits). */
+  const op_page_job_t *top[10] = {0};
+  unsigned n = 0;
+  for (size_t i = 0; i < s->n_tasks; i++) {
+    for (size_t k = 0; k < s->tasks[i]->n_pages; k++) {
+      const op_page_job_t *p = &s->tasks[i]->pages[k];
+      if (p->state != OP_PAGE_RUNNING)
+        continue;
+      unsigned at = n < 10 ? n++ : 10;
+      while (at > 0 && top[at - 1]->estimate_bytes < p->estimate_bytes) {
+        if (at < 10)
+          top[at] = top[at - 1];
+        at--;
+      }
+      if (at < 10)
+        top[at] = p;
+    }
+  }
+  json_t *pages = json_array();
+  for (unsigned i = 0; i < n; i++) {
+    const op_page_job_t *p = top[i];
+    const wmem_t *w = p->worker_id < s->n_wmem ? &s->wmem[p->worker_id] : NULL;
+    json_array_append_new(pages, json_pack("{s:I, s:i, s:i, s:i, s:I, s:i, s:I, s:f}", "task", (json_int_t)p->task->id,
+                                           "page", (int)p->index + 1, "width", (int)p->width_px, "height",
+                                           (int)p->height_px, "estimated_memory_bytes", (json_int_t)p->estimate_bytes,
+                                           "worker_pid", (int)p->worker_pid, "worker_used_bytes",
+                                           (json_int_t)(w ? w->pss : 0), "running_s", op_wall_time_s() - p->started_s));
+  }
+  return json_pack("{s:s, s:b, s:i, s:i, s:i, s:o, s:o}", "level", op_mem_level_name(s->level), "refusing", s->refusing,
+                   "warnings", (int)s->warnings, "criticals", (int)s->criticals, "deferred_tasks",
+                   (int)s->deferred_tasks, "pages_in_flight", pages, "samples", samples);
 }

@@ -22,6 +22,7 @@
 #include "core/policy.h"
 #include "doc/doc.h"
 #include "engine/engine.h"
+#include "mem/mem.h"
 #include "util/error.h"
 #include "worker/supervisor.h"
 
@@ -98,6 +99,7 @@ typedef struct op_task_s {
   unsigned stage_attempts, stage_crashes;
   int stage_running;
   int resumed;                     /* added with its pages already known: a restart */
+  int deferred;                    /* it waited under memory pressure (counted once) */
   const op_model_policy_t *policy; /* its model's policy (the scheduler's default when none matched) */
 } op_task_t;
 
@@ -151,6 +153,20 @@ typedef struct op_sched_config_s {
    * memory cap, batch and fallback apply under a budget. */
   const op_model_policy_t *policies;
   unsigned n_policies;
+  /**
+   * Pressure, measured against the budget every 200 ms: warning and critical
+   * at these shares (0.8, 0.95). Under warning no model is loaded while other
+   * work runs and tasks of a priority below defer_below (5) wait; under
+   * critical idle models are unloaded and idle workers due to recycle exit,
+   * and when nothing is left to free the service refuses submissions until
+   * the level has been below critical for cooldown_s (5 s), which is also the
+   * least time between two rounds of actions.
+   */
+  double warning_share, critical_share;
+  int defer_below;
+  double cooldown_s;
+  /** Called when the level or the refusal changes; may be NULL. */
+  void (*on_pressure)(void *ctx, op_mem_level_t level, int refusing, uint64_t used, uint64_t budget);
 } op_sched_config_t;
 
 /** Fills cfg with the defaults. */
@@ -207,7 +223,18 @@ typedef struct op_sched_mem_s {
   uint64_t server_bytes;   /**< the server's own PSS */
   unsigned waiting_pages;  /**< pages that waited for memory since the start */
   unsigned refused_pages;  /**< pages failed with memory_limit_exceeded */
+  op_mem_level_t level;    /**< pressure now */
+  int refusing;            /**< critical and nothing left to free: submissions are refused */
+  unsigned warnings;       /**< times the level rose to warning */
+  unsigned criticals;      /**< times it rose to critical */
+  unsigned deferred_tasks; /**< tasks that waited because of pressure */
 } op_sched_mem_t;
+
+/**
+ * For a memory report: the last minute of samples ([time, used, reserved]),
+ * the largest pages in flight, the level and its counters (a new object).
+ */
+json_t *op_sched_report_json(op_sched_t *sched);
 
 /**
  * Asks for a declared model to be loaded into a worker (as memory allows) or

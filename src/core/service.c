@@ -68,6 +68,12 @@ struct op_service_s {
   } model_requests[16]; /* from other threads, under lock */
   unsigned n_model_requests;
   double last_memory;
+  /* pressure */
+  double warning_share, critical_share, cooldown_s;
+  unsigned defer_below;
+  op_mem_level_t level;
+  volatile int refusing;     /* critical with nothing left to free: submissions get 503 */
+  const char *report_reason; /* a memory report to write ("critical", "requested"), under lock */
 };
 
 void op_service_config_init(op_service_config_t *cfg) {
@@ -85,6 +91,10 @@ void op_service_config_init(op_service_config_t *cfg) {
 
 const op_service_config_t *op_service_config(const op_service_t *svc) {
   return &svc->cfg;
+}
+
+int op_service_refusing(const op_service_t *svc) {
+  return svc->refusing;
 }
 
 int op_service_draining(const op_service_t *svc) {
@@ -360,6 +370,28 @@ static void on_memory_wait(void *ctx, op_task_t *t, op_page_job_t *p, uint64_t n
   event(svc, a, "waiting_for_memory",
         json_pack("{s:i, s:I, s:I, s:I}", "page", (int)p->index + 1, "needed_bytes", (json_int_t)need, "free_bytes",
                   (json_int_t)free_bytes, "budget_bytes", (json_int_t)svc->budget));
+}
+
+/* The level changed: running tasks record a memory_warning when it rises;
+ * entering critical writes a memory report. */
+static void on_pressure(void *ctx, op_mem_level_t level, int refusing, uint64_t used, uint64_t budget) {
+  op_service_t *svc = ctx;
+  svc->refusing = refusing;
+  if (level > svc->level) {
+    tx_open(svc);
+    for (size_t i = 0; i < svc->n_active; i++)
+      if (svc->active[i]->task != NULL && svc->active[i]->task->status == OP_TASK_RUNNING)
+        event(svc, svc->active[i], "memory_warning",
+              json_pack("{s:s, s:s, s:I, s:I}", "device", "cpu", "level", op_mem_level_name(level), "used_bytes",
+                        (json_int_t)used, "budget_bytes", (json_int_t)budget));
+    tx_close(svc);
+  }
+  if (level == OP_MEM_CRITICAL && svc->level != OP_MEM_CRITICAL) {
+    pthread_mutex_lock(&svc->lock);
+    svc->report_reason = "critical";
+    pthread_mutex_unlock(&svc->lock);
+  }
+  svc->level = level;
 }
 
 static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
@@ -672,12 +704,14 @@ static void memory_snapshot(op_service_t *svc) {
                                     (json_int_t)w[i].used_bytes, "reserved_bytes", (json_int_t)w[i].reserved_bytes,
                                     "models", models, "pages_done", (json_int_t)w[i].pages_done));
   }
-  json_t *cpu = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:i}", "name", "cpu", "capacity_bytes",
-                          (json_int_t)svc->capacity, "budget_bytes", (json_int_t)m.budget_bytes, "reserved_bytes",
-                          (json_int_t)m.reserved_bytes, "used_bytes", (json_int_t)m.used_bytes, "level",
-                          op_mem_level_name(op_mem_level(m.used_bytes, m.budget_bytes, 0.8, 0.95)), "server_bytes",
-                          (json_int_t)m.server_bytes, "pages_waited", (int)m.waiting_pages, "pages_refused",
-                          (int)m.refused_pages);
+  json_t *cpu = json_pack(
+      "{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:i, s:i, s:b, s:i, s:i, s:i}", "name", "cpu", "capacity_bytes",
+      (json_int_t)svc->capacity, "budget_bytes", (json_int_t)m.budget_bytes, "reserved_bytes",
+      (json_int_t)m.reserved_bytes, "used_bytes", (json_int_t)m.used_bytes, "level", op_mem_level_name(m.level),
+      "warning_bytes", (json_int_t)((double)m.budget_bytes * svc->warning_share), "critical_bytes",
+      (json_int_t)((double)m.budget_bytes * svc->critical_share), "server_bytes", (json_int_t)m.server_bytes,
+      "pages_waited", (int)m.waiting_pages, "pages_refused", (int)m.refused_pages, "refusing_submissions", m.refusing,
+      "warnings", (int)m.warnings, "criticals", (int)m.criticals, "deferred_tasks", (int)m.deferred_tasks);
   json_t *snap = json_pack("{s:[o], s:o}", "devices", cpu, "workers", workers);
   json_t *models = json_pack("{s:o}", "models", op_sched_models_json(svc->sched));
   pthread_mutex_lock(&svc->lock);
@@ -687,6 +721,137 @@ static void memory_snapshot(op_service_t *svc) {
   pthread_mutex_unlock(&svc->lock);
   json_decref(old);
   json_decref(old_models);
+}
+
+/* ---- memory reports ---- */
+
+#define REPORTS_KEPT 20
+
+static int report_name_ok(const char *name) {
+  size_t n = strlen(name);
+  if (strncmp(name, "memory-", 7) != 0 || n < 12 || n > 64 || strcmp(name + n - 5, ".json") != 0)
+    return 0;
+  return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") == n;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The reports' names, oldest first (a new array of n strings). */
+static char **list_reports(const op_service_t *svc, size_t *n) {
+  char dir[sizeof svc->data_dir + 16];
+  snprintf(dir, sizeof dir, "%s/reports", svc->data_dir);
+  *n = 0;
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return NULL;
+  char **names = NULL;
+  size_t cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (!report_name_ok(de->d_name))
+      continue;
+    if (*n == cap) {
+      char **grown = realloc(names, (cap = cap ? cap * 2 : 32) * sizeof *names);
+      if (grown == NULL)
+        break;
+      names = grown;
+    }
+    if ((names[*n] = strdup(de->d_name)) != NULL)
+      (*n)++;
+  }
+  closedir(d);
+  if (*n > 0)
+    qsort(names, *n, sizeof *names, by_name);
+  return names;
+}
+
+static void free_names(char **names, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+}
+
+/* Writes a report of everything memory admission knows to
+ * DATA/reports/memory-TIME.json and keeps the last REPORTS_KEPT. */
+static void write_report(op_service_t *svc, const char *reason) {
+  char dir[sizeof svc->data_dir + 16];
+  snprintf(dir, sizeof dir, "%s/reports", svc->data_dir);
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    op_log_warn("cannot create %s: %s", dir, strerror(errno));
+    return;
+  }
+  double now = op_wall_time_s();
+  json_t *stamp = op_time_json(now);
+  char name[64], path[sizeof dir + 72];
+  const char *iso = json_string_value(stamp);
+  snprintf(name, sizeof name, "memory-%.4s%.2s%.2sT%.2s%.2s%.2s%.4sZ.json", iso, iso + 5, iso + 8, iso + 11, iso + 14,
+           iso + 17, iso + 19);
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  pthread_mutex_lock(&svc->lock);
+  json_t *memory = svc->memory ? json_deep_copy(svc->memory) : json_null();
+  json_t *models = svc->models ? json_deep_copy(svc->models) : json_null();
+  pthread_mutex_unlock(&svc->lock);
+  json_t *report = json_pack("{s:s, s:o, s:s, s:o, s:o, s:o}", "name", name, "created_at", stamp, "reason", reason,
+                             "memory", memory, "models", models, "scheduler", op_sched_report_json(svc->sched));
+  char *tmp = NULL;
+  FILE *f = report ? op_atomic_create(path, &tmp) : NULL;
+  int ok = f != NULL && json_dumpf(report, f, JSON_INDENT(1)) == 0;
+  if (f != NULL && op_atomic_finish(f, tmp, path, ok) == 0 && ok)
+    op_log_warn("memory report (%s) written: %s", reason, path);
+  else
+    op_log_warn("cannot write the memory report %s", path);
+  json_decref(report);
+  size_t n;
+  char **names = list_reports(svc, &n);
+  for (size_t i = 0; i + REPORTS_KEPT < n; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    unlink(path);
+  }
+  free_names(names, n);
+}
+
+void op_service_report_request(op_service_t *svc) {
+  pthread_mutex_lock(&svc->lock);
+  svc->report_reason = "requested";
+  pthread_mutex_unlock(&svc->lock);
+  wake(svc);
+}
+
+json_t *op_service_reports_json(const op_service_t *svc) {
+  size_t n;
+  char **names = list_reports(svc, &n);
+  json_t *list = json_array();
+  for (size_t i = n; i-- > 0;) { /* newest first */
+    char path[sizeof svc->data_dir + 96];
+    snprintf(path, sizeof path, "%s/reports/%s", svc->data_dir, names[i]);
+    struct stat st;
+    if (stat(path, &st) == 0)
+      json_array_append_new(list, json_pack("{s:s, s:o, s:I}", "name", names[i], "created_at",
+                                            op_time_json((double)st.st_mtime), "bytes", (json_int_t)st.st_size));
+  }
+  free_names(names, n);
+  return json_pack("{s:o}", "reports", list);
+}
+
+char *op_service_report_path(const op_service_t *svc, const char *name) {
+  if (!report_name_ok(name))
+    return NULL;
+  size_t len = strlen(svc->data_dir) + strlen(name) + 16;
+  char *path = malloc(len);
+  if (path != NULL)
+    snprintf(path, len, "%s/reports/%s", svc->data_dir, name);
+  return path;
+}
+
+static void write_wanted_report(op_service_t *svc) {
+  pthread_mutex_lock(&svc->lock);
+  const char *reason = svc->report_reason;
+  svc->report_reason = NULL;
+  pthread_mutex_unlock(&svc->lock);
+  if (reason != NULL)
+    write_report(svc, reason);
 }
 
 json_t *op_service_models_json(op_service_t *svc) {
@@ -737,11 +902,40 @@ const op_model_policy_t *op_service_model(const op_service_t *svc, const char *n
   return op_model_policy_named(svc->policies, svc->n_policies, name);
 }
 
-/* Reads the YAML file: models, and the cpu budget when the caller has none. */
+/* A share of the budget: "80%" or "0.8", above 0 and at most 1. */
+static int config_share(const op_config_t *cfg, json_t *obj, const char *key, double *out, op_error_t *err) {
+  const char *text = NULL;
+  int rc = op_config_string(cfg, obj, key, &text, err);
+  if (rc < 0 || text == NULL)
+    return rc;
+  char *end;
+  double v = strtod(text, &end);
+  if (*end == '%' && end[1] == '\0')
+    v /= 100, end++;
+  if (end == text || *end != '\0' || !(v > 0 && v <= 1))
+    return op_config_error(cfg, json_object_get(obj, key), err,
+                           "\"%s\": expected a share of the budget such as 80%% or 0.8, not \"%s\"", key, text);
+  *out = v;
+  return 0;
+}
+
+/* pressure: the monitor's cooldown and the priority below which tasks wait. */
+static int load_pressure(op_service_t *svc, const op_config_t *cfg, json_t *root, op_error_t *err) {
+  static const char *const keys[] = {"cooldown", "defer_below", NULL};
+  json_t *p = json_object_get(root, "pressure");
+  if (p == NULL || json_is_null(p))
+    return 0;
+  int rc = op_config_keys(cfg, p, keys, "pressure", err);
+  rc = rc ? rc : op_config_duration(cfg, p, "cooldown", &svc->cooldown_s, err);
+  rc = rc ? rc : op_config_uint(cfg, p, "defer_below", 10, &svc->defer_below, err);
+  return rc;
+}
+
+/* Reads the YAML file: models, pressure, and the cpu budget when the caller has none. */
 static int load_config(op_service_t *svc, const char *path, const char **budget, op_error_t *err) {
-  static const char *const sections[] = {"devices", "models", NULL};
+  static const char *const sections[] = {"devices", "models", "pressure", NULL};
   static const char *const devices[] = {"cpu", NULL};
-  static const char *const cpu_keys[] = {"budget", NULL};
+  static const char *const cpu_keys[] = {"budget", "warning", "critical", NULL};
   if (path == NULL)
     return 0;
   op_config_t *cfg = NULL;
@@ -754,8 +948,13 @@ static int load_config(op_service_t *svc, const char *path, const char **budget,
     if (dev != NULL && !json_is_null(dev) && (rc = op_config_keys(cfg, dev, devices, "devices", err)) == 0) {
       json_t *cpu = json_object_get(dev, "cpu");
       const char *b = NULL;
-      if (cpu != NULL && !json_is_null(cpu) && (rc = op_config_keys(cfg, cpu, cpu_keys, "devices.cpu", err)) == 0)
+      if (cpu != NULL && !json_is_null(cpu) && (rc = op_config_keys(cfg, cpu, cpu_keys, "devices.cpu", err)) == 0) {
         rc = op_config_string(cfg, cpu, "budget", &b, err);
+        rc = rc ? rc : config_share(cfg, cpu, "warning", &svc->warning_share, err);
+        rc = rc ? rc : config_share(cfg, cpu, "critical", &svc->critical_share, err);
+        if (rc == 0 && svc->warning_share >= svc->critical_share)
+          rc = op_config_error(cfg, cpu, err, "devices.cpu: warning must be below critical");
+      }
       uint64_t check;
       if (rc == 0 && b != NULL && op_mem_budget_parse(b, svc->capacity, &check, err) < 0)
         rc = op_config_error(cfg, json_object_get(cpu, "budget"), err, "devices.cpu.budget: %s", err->message);
@@ -765,6 +964,8 @@ static int load_config(op_service_t *svc, const char *path, const char **budget,
       }
     }
   }
+  if (rc == 0 && root != NULL)
+    rc = load_pressure(svc, cfg, root, err);
   if (rc == 0)
     rc = op_model_policies_load(cfg, svc->capacity, &svc->policies, &svc->n_policies, err);
   op_config_free(cfg);
@@ -799,6 +1000,12 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   }
   clean_leftovers(svc);
   svc->capacity = op_mem_cpu_capacity();
+  op_sched_config_t defaults;
+  op_sched_config_init(&defaults);
+  svc->warning_share = defaults.warning_share;
+  svc->critical_share = defaults.critical_share;
+  svc->cooldown_s = defaults.cooldown_s;
+  svc->defer_below = (unsigned)defaults.defer_below;
   const char *budget = cfg->memory_budget;
   if ((rc = load_config(svc, cfg->config_file, budget ? NULL : &budget, err)) < 0)
     goto fail;
@@ -827,6 +1034,11 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   qcfg.on_page = on_page_end;
   qcfg.on_task = on_task_end;
   qcfg.on_memory_wait = on_memory_wait;
+  qcfg.on_pressure = on_pressure;
+  qcfg.warning_share = svc->warning_share;
+  qcfg.critical_share = svc->critical_share;
+  qcfg.cooldown_s = svc->cooldown_s;
+  qcfg.defer_below = (int)svc->defer_below;
   qcfg.cb_ctx = svc;
   qcfg.budget_bytes = svc->budget;
   qcfg.policies = svc->policies;
@@ -873,6 +1085,7 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
     }
     if (now - svc->last_memory >= 0.2) {
       memory_snapshot(svc);
+      write_wanted_report(svc); /* after the snapshot: the report holds the latest figures */
       svc->last_memory = now;
     }
     int rc = op_sched_step(svc->sched, 200, err);

@@ -94,6 +94,18 @@ void op_service_cancel(op_service_t *svc, const char *id);
 /** The task as the API shows it (a new reference). */
 json_t *op_service_task_json(const op_task_row_t *task);
 
+/** Whether memory is critical with nothing left to free: new tasks get 503 until it passes. */
+int op_service_refusing(const op_service_t *svc);
+
+/** Asks for a memory report (written by the service's thread within 200 ms). */
+void op_service_report_request(op_service_t *svc);
+
+/** {"reports": [{name, created_at, bytes}]}, newest first. */
+json_t *op_service_reports_json(const op_service_t *svc);
+
+/** The file of the report called name; NULL for a name no report could have. Caller frees. */
+char *op_service_report_path(const op_service_t *svc, const char *name);
+
 /** Whether the service is draining (shutting down): new tasks get 503. */
 int op_service_draining(const op_service_t *svc);
 

@@ -25,6 +25,9 @@ static const struct {
     {"/v1/models/{name}/unload", "post", "Unload a declared model from its idle workers (admin)", "202 401 403 404 503",
      0},
     {"/v1/memory", "get", "Memory per device and worker: capacity, budget, reserved, used, level", "200 401 503", 0},
+    {"/v1/memory/report", "post", "Write a memory report now (admin)", "202 401 403", 0},
+    {"/v1/memory/reports", "get", "The memory reports kept (the last 20), newest first", "200 401", 0},
+    {"/v1/memory/reports/{name}", "get", "One memory report", "200 401 404", 0},
     {"/v1/ocr", "post", "Submit and wait: answers the result itself (timeout)", "200 400 401 413 415 422 429 504", 1},
     {"/healthz", "get", "Alive", "200", 0},
     {"/readyz", "get", "Accepting work", "200 503", 0},
@@ -48,8 +51,9 @@ json_t *op_http_openapi(void) {
       json_object_set_new(responses, code, json_pack("{s:s}", "description", code[0] == '2' ? "success" : "problem"));
     json_t *op = json_pack("{s:s, s:o}", "summary", routes[i].summary, "responses", responses);
     json_t *parameters = json_array();
-    if (strstr(routes[i].path, "{id}") != NULL)
-      json_array_append_new(parameters, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", "id", "in", "path", "required", 1,
+    const char *var = strstr(routes[i].path, "{id}") ? "id" : strstr(routes[i].path, "{name}") ? "name" : NULL;
+    if (var != NULL)
+      json_array_append_new(parameters, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", var, "in", "path", "required", 1,
                                                   "schema", "type", "string"));
     if (routes[i].body) {
       for (size_t k = 0; k < sizeof params / sizeof params[0]; k++)

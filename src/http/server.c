@@ -496,12 +496,40 @@ static enum MHD_Result cancel_task(op_http_t *h, struct MHD_Connection *c, req_t
   return send_json(c, 200, op_service_task_json(&row), NULL, NULL);
 }
 
+/* ---- memory reports ---- */
+
+static enum MHD_Result memory_reports(op_http_t *h, struct MHD_Connection *c, req_t *q, const char *url,
+                                      const char *method) {
+  if (strcmp(url, "/v1/memory/report") == 0) {
+    if (strcmp(method, "POST") != 0)
+      return problem(c, 405, "use POST", NULL, "Allow", "POST");
+    if (h->auth && !q->token->admin)
+      return problem(c, 403, "memory reports need an admin token", NULL, NULL, NULL);
+    op_service_report_request(h->svc);
+    return send_json(c, 202, json_pack("{s:s}", "report", "requested"), "Location", "/v1/memory/reports");
+  }
+  if (strcmp(method, "GET") != 0)
+    return problem(c, 405, "use GET", NULL, "Allow", "GET");
+  if (strcmp(url, "/v1/memory/reports") == 0)
+    return send_json(c, 200, op_service_reports_json(h->svc), NULL, NULL);
+  char *path = op_service_report_path(h->svc, url + strlen("/v1/memory/reports/"));
+  json_t *report = path ? json_load_file(path, 0, NULL) : NULL;
+  free(path);
+  return report ? send_json(c, 200, report, NULL, NULL)
+                : problem(c, 404, "no such memory report (see GET /v1/memory/reports)", NULL, NULL, NULL);
+}
+
 /* ---- uploads ---- */
 
 static enum MHD_Result start_upload(op_http_t *h, struct MHD_Connection *c, req_t *q) {
   const op_service_config_t *cfg = op_service_config(h->svc);
   if (op_service_draining(h->svc))
     return q->refused = 1, problem(c, 503, "the server is shutting down", NULL, "Retry-After", "10");
+  if (op_service_refusing(h->svc))
+    return q->refused = 1, problem(c, 503,
+                                   "memory is critical and nothing is left to free; work already accepted goes on, "
+                                   "try again later (see GET /v1/memory)",
+                                   NULL, "Retry-After", "5");
   const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (length != NULL && strtoull(length, NULL, 10) > cfg->limits.max_input_bytes) {
     char detail[160];
@@ -683,6 +711,9 @@ route:
     json_t *m = op_service_memory_json(h->svc);
     return m ? send_json(c, 200, m, NULL, NULL) : problem(c, 503, "memory figures are not ready yet", NULL, NULL, NULL);
   }
+  if (strcmp(url, "/v1/memory/report") == 0 || strcmp(url, "/v1/memory/reports") == 0 ||
+      strncmp(url, "/v1/memory/reports/", 19) == 0)
+    return memory_reports(h, c, q, url, method);
   if (strcmp(url, "/v1/models") == 0) {
     if (strcmp(method, "GET") != 0)
       return problem(c, 405, "use GET", NULL, "Allow", "GET");
