@@ -123,6 +123,24 @@ assert m['eng']['recycle']['max_memory_growth_bytes'] == 300 << 20, m['eng']
 assert m['deu+eng']['recycle']['max_tasks'] == 100 and m['deu+eng']['memory_limit_bytes'] > 0, m['deu+eng']
 assert m['fra']['recycle']['isolate'] == 'per_task' and m['fra']['fallback'] == 'eng', m['fra']"
 stop_server
+# ---- a model that cannot load fails its task with the reason, and is not
+# tried again before its cooldown: the next task fails at once, no page started
+printf 'models:\n  - name: nosuch\n    engine: tesseract\n    languages: zzz\n' >"$TMP/nosuch.yaml"
+start_server "$TMP/var3" --workers 1 --config "$TMP/nosuch.yaml" || { done_testing; exit 1; }
+a=$(submit "$DATA/phototest.tif" "model=nosuch")
+check "a model that cannot load fails its task" test "$(wait_task "$a" 60)" = failed
+check "... with model_unavailable" bash -c "curl -s '$BASE/v1/tasks/$a' | grep -q '\"failure_reason\":\"model_unavailable\"'"
+b=$(submit "$DATA/phototest.tif" "model=nosuch")
+check "the next task of that model fails too" test "$(wait_task "$b" 10)" = failed
+check "... at once, saying when it is tried again, with no page started" python3 -c "
+import json, urllib.request
+t = json.load(urllib.request.urlopen('$BASE/v1/tasks/$b'))
+assert t['failure_reason'] == 'model_unavailable' and 'tried again in' in t['error'], t
+ev = json.load(urllib.request.urlopen('$BASE/v1/tasks/$b/events'))['events']
+assert not any(e['type'] == 'page_started' for e in ev), ev
+m = json.load(urllib.request.urlopen('$BASE/v1/models'))['models'][0]
+assert m['state'] == 'failed' and m['last_error'], m"
+stop_server
 printf 'models:\n  - name: a\n    languages: eng\n  - name: b\n    languages: eng\n' >"$TMP/twice.yaml"
 "$OCRPOOL" serve --config "$TMP/twice.yaml" --data-dir "$TMP/bad" --listen 127.0.0.1:0 2>"$TMP/twice.err"
 check "one model declared under two names stops start-up with file:line" grep -q 'twice.yaml:4: model "b" has the engine and languages of "a"' "$TMP/twice.err"

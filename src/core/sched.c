@@ -56,7 +56,16 @@ typedef struct wmem_s {
   int retire;          /* retire it once idle (why: retire_why) */
   const char *retire_why;
   int killed_for_memory; /* the monitor killed it past its cap */
+  int gpu;               /* 1 + the GPU it runs pages on; 0 = none */
+  uint64_t vram;         /* its VRAM there (NVML) */
 } wmem_t;
+
+/* A page's VRAM beyond its model, and a model's before one is declared with
+ * a memory_limit: priors, as no built-in engine reports VRAM of its own. */
+/* A model that failed to load is not tried again for this long: its pages fail at once. */
+#define MODEL_RETRY_S 30.0
+#define GPU_PAGE_PRIOR (UINT64_C(64) << 20)
+#define GPU_MODEL_PRIOR (UINT64_C(1) << 30)
 
 #define MAX_MODEL_STATS 64
 
@@ -67,6 +76,8 @@ typedef struct mstat_s {
   unsigned unloads[5]; /* by reason: UNLOAD_... */
   double last_use_s;
   int load_wanted;   /* preload or an admin's load: once a worker holds it, done */
+  double failed_s;   /* when it last failed to load: not tried again for MODEL_RETRY_S */
+  char failure[256]; /* ... and why */
   int unload_wanted; /* an admin's unload: from every idle worker */
 } mstat_t;
 
@@ -101,6 +112,13 @@ struct op_sched_s {
     uint64_t used, reserved;
   } ring[HISTORY]; /* the last minute of samples */
   unsigned ring_next, ring_n;
+  struct {
+    op_gpu_info_t info; /* the last reading */
+    uint64_t ours;      /* VRAM of the server and its workers */
+    op_mem_level_t level;
+    unsigned fallbacks;
+    double last_action_s;
+  } gpu[OP_SCHED_MAX_GPUS];
 };
 
 void op_task_opts_init(op_task_opts_t *opts) {
@@ -592,6 +610,40 @@ static wmem_t *idle_worker(op_sched_t *s, unsigned i, op_worker_info_t *info) {
 
 static void monitor(op_sched_t *s, double now);
 
+/* VRAM of our processes on each GPU, from NVML's per-process figures. */
+static void sample_gpus(op_sched_t *s) {
+  for (unsigned g = 0; g < s->cfg.n_gpus && g < OP_SCHED_MAX_GPUS; g++) {
+    op_error_t e;
+    if (op_nvml_info(s->cfg.nvml, g, &s->gpu[g].info, &e) < 0)
+      continue; /* the last reading stands */
+    pid_t self = getpid();
+    uint64_t ours = 0, v = 0;
+    if (op_nvml_pids_used(s->cfg.nvml, g, &self, 1, &v, &e) == 0)
+      ours += v;
+    for (unsigned i = 0; i < s->n_wmem; i++) {
+      wmem_t *w = &s->wmem[i];
+      v = 0;
+      if (w->pid > 0 && op_nvml_pids_used(s->cfg.nvml, g, &w->pid, 1, &v, &e) == 0 && v > 0 && w->gpu == 0)
+        w->gpu = (int)g + 1; /* it holds memory there, so it runs there */
+      if (w->gpu == (int)g + 1)
+        w->vram = v;
+      ours += v;
+    }
+    s->gpu[g].ours = ours;
+    op_mem_level_t level = op_mem_level(ours, s->cfg.gpu_budget[g], s->cfg.warning_share, s->cfg.critical_share);
+    if (level != s->gpu[g].level) {
+      char u[32], b[32];
+      op_mem_format(ours, u, sizeof u);
+      op_mem_format(s->cfg.gpu_budget[g], b, sizeof b);
+      if (level > s->gpu[g].level)
+        op_log_warn("memory: cuda:%u %s: %s in use of the %s budget", g, op_mem_level_name(level), u, b);
+      else
+        op_log_info("memory: cuda:%u back to %s: %s in use of the %s budget", g, op_mem_level_name(level), u, b);
+      s->gpu[g].level = level;
+    }
+  }
+}
+
 /* Real usage (PSS) of the server and each worker, every SAMPLE_EVERY_S. */
 static void sample(op_sched_t *s, int force) {
   double now = op_wall_time_s();
@@ -617,6 +669,7 @@ static void sample(op_sched_t *s, int force) {
       w->learned_base = 1;
     }
   }
+  sample_gpus(s);
   monitor(s, now);
 }
 
@@ -811,13 +864,13 @@ static void send_control(op_sched_t *s, unsigned slot, const char *key, int load
 /* Makes room as a model manager should before any worker goes: the least
  * recently used model that an idle worker holds, other than keep_key, is
  * unloaded and the worker stays. Returns whether an unload was sent. */
-static int unload_lru(op_sched_t *s, const char *keep_key, const char *why) {
+static int unload_lru(op_sched_t *s, const char *keep_key, int gpu, const char *why) {
   int best = -1;
   unsigned best_k = 0;
   for (unsigned i = 0; i < s->n_wmem; i++) {
     op_worker_info_t info;
     wmem_t *w = idle_worker(s, i, &info);
-    for (unsigned k = 0; w != NULL && k < w->n_models && !w->retire; k++) {
+    for (unsigned k = 0; w != NULL && (gpu == 0 || w->gpu == gpu) && k < w->n_models && !w->retire; k++) {
       if (keep_key != NULL && strcmp(w->models[k], keep_key) == 0)
         continue;
       if (best < 0 || w->model_used[k] < s->wmem[best].model_used[best_k]) {
@@ -842,7 +895,7 @@ static uint64_t total_reserved(op_sched_t *s);
  * Returns how many actions were taken. */
 static int relieve(op_sched_t *s) {
   int acted = 0;
-  while (unload_lru(s, NULL, "under critical memory pressure")) /* each idle holder is busy after its unload */
+  while (unload_lru(s, NULL, 0, "under critical memory pressure")) /* each idle holder is busy after its unload */
     acted++;
   for (unsigned i = 0; i < s->n_wmem; i++) {
     op_worker_info_t info;
@@ -900,6 +953,15 @@ static void monitor(op_sched_t *s, double now) {
   }
   if (changed && s->cfg.on_pressure)
     s->cfg.on_pressure(s->cfg.cb_ctx, level, s->refusing, used, budget);
+  /* A critical GPU: its idle models go (their VRAM with them); its pages go
+   * to their fallbacks meanwhile (route). */
+  for (unsigned g = 0; g < s->cfg.n_gpus && g < OP_SCHED_MAX_GPUS; g++) {
+    if (s->gpu[g].level == OP_MEM_CRITICAL && now - s->gpu[g].last_action_s >= s->cfg.cooldown_s) {
+      s->gpu[g].last_action_s = now;
+      while (unload_lru(s, NULL, (int)g + 1, "under critical GPU memory pressure"))
+        ;
+    }
+  }
 }
 
 /*
@@ -908,8 +970,95 @@ static void monitor(op_sched_t *s, double now) {
  * been started or retired for it: the next pass looks again); -2 when it was
  * refused for good.
  */
-static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserve) {
+/* Whether a page of key fits on GPU g now: the model's VRAM unless a worker
+ * there holds it, and the page's, within our budget there and within what
+ * every process on the card leaves free. */
+static int gpu_fits(op_sched_t *s, unsigned g, const op_model_policy_t *pol, const char *key) {
+  uint64_t need = GPU_PAGE_PRIOR;
+  int held = 0;
+  for (unsigned i = 0; i < s->n_wmem && !held; i++)
+    held = s->wmem[i].pid > 0 && s->wmem[i].gpu == (int)g + 1 && holds_model(&s->wmem[i], key);
+  if (!held)
+    need += pol->memory_limit > 0 ? pol->memory_limit : GPU_MODEL_PRIOR;
+  const op_gpu_info_t *info = &s->gpu[g].info;
+  uint64_t free_all = info->total_bytes > info->used_bytes ? info->total_bytes - info->used_bytes : 0;
+  return s->gpu[g].ours + need <= s->cfg.gpu_budget[g] && need <= free_all;
+}
+
+/*
+ * Where page p runs: 0 for the CPU, 1 + N for cuda:N. A page whose GPU is
+ * missing, critical or full goes to its model's fallback when one is
+ * declared (recorded on the page). -1: it waits for its GPU; -2: it failed
+ * (no such GPU and no fallback).
+ */
+static int route(op_sched_t *s, op_task_t *t, op_page_job_t *p) {
+  const op_model_policy_t *pol = page_policy(s, t, p);
+  if (p == NULL || strncmp(pol->device, "cuda:", 5) != 0)
+    return 0;
+  unsigned g = (unsigned)atoi(pol->device + 5);
+  char key[96];
+  model_key(s, t, p, key, sizeof key);
+  const char *why = g >= s->cfg.n_gpus || g >= OP_SCHED_MAX_GPUS ? "its GPU is not on this machine"
+                    : s->gpu[g].level == OP_MEM_CRITICAL         ? "its GPU's memory is critical"
+                    : !gpu_fits(s, g, pol, key)                  ? "its GPU has no room for it now"
+                                                                 : NULL;
+  if (why == NULL)
+    return 1 + (int)g;
+  if (!p->on_fallback && op_model_policy_named(s->cfg.policies, s->cfg.n_policies, t->policy->fallback) != NULL) {
+    p->on_fallback = 1;
+    p->fallback_why = why;
+    p->estimate_bytes = 0; /* estimated again for the fallback's model */
+    if (g < OP_SCHED_MAX_GPUS)
+      s->gpu[g].fallbacks++;
+    op_log_info("page %u of task %llu goes to %s instead of %s: %s", p->index + 1, (unsigned long long)t->id,
+                t->policy->fallback, pol->device, why);
+    return route(s, t, p); /* the fallback's own device */
+  }
+  if (g >= s->cfg.n_gpus || g >= OP_SCHED_MAX_GPUS) {
+    op_error_t e;
+    op_error_set(&e, OP_EUSAGE, "device_unavailable",
+                 "model %s runs on %s, and this machine has %u GPU%s that NVML reports; declare a fallback model to "
+                 "run it elsewhere",
+                 pol->name[0] ? pol->name : key, pol->device, s->cfg.n_gpus, s->cfg.n_gpus == 1 ? "" : "s");
+    page_fail(s, p, &e);
+    return -2;
+  }
+  if (!p->waited_memory) {
+    p->waited_memory = 1;
+    s->waiting_pages++;
+    if (s->cfg.on_memory_wait)
+      s->cfg.on_memory_wait(s->cfg.cb_ctx, t, p, GPU_PAGE_PRIOR, 0);
+  }
+  return -1;
+}
+
+/* A page of a model that failed to load within MODEL_RETRY_S fails at once,
+ * with the same reason: no worker is started or loaded for it. */
+static int model_failed(op_sched_t *s, op_task_t *t, op_page_job_t *p) {
+  char key[96];
+  model_key(s, t, p, key, sizeof key);
+  const mstat_t *m = mstat(s, key);
+  double left = m != NULL && m->failed_s > 0 ? m->failed_s + MODEL_RETRY_S - op_wall_time_s() : 0;
+  if (left <= 0)
+    return 0;
+  op_error_t e;
+  op_error_set(&e, OP_EUSAGE, "model_unavailable", "%s (it failed to load %.0f s ago; tried again in %.0f s)",
+               m->failure, MODEL_RETRY_S - left, left);
+  for (size_t i = 0; i < t->n_pages; i++) /* p last: its end may end the task and free it */
+    if (&t->pages[i] != p && t->pages[i].state == OP_PAGE_QUEUED)
+      page_fail(s, &t->pages[i], &e);
+  page_fail(s, p, &e);
+  return 1;
+}
+
+static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserve, int *device) {
   sample(s, 0);
+  if (p != NULL && model_failed(s, t, p))
+    return -2;
+  int dev = route(s, t, p);
+  if (dev < 0)
+    return dev;
+  *device = dev;
   char key[96];
   const char *engine, *lang;
   model_key(s, t, p, key, sizeof key);
@@ -938,8 +1087,8 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
     if (!info.idle)
       continue;
     wmem_t *w = wmem_of(s, i, info.pid);
-    if (!may_serve(s, w, &info, t)) {
-      other_idle++;
+    if (!may_serve(s, w, &info, t) || (dev > 0 && w->gpu != 0 && w->gpu != dev)) {
+      other_idle++; /* a worker runs on one GPU at most: its context lives there */
       continue;
     }
     int has = p != NULL && holds_model(w, key);
@@ -991,7 +1140,7 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
   op_log_debug("memory: %s needs %llu kB more, %llu kB of %llu kB reserved (%llu kB by running jobs)",
                p != NULL ? "a page" : "a stage", (unsigned long long)(need >> 10), (unsigned long long)(reserved >> 10),
                (unsigned long long)(budget >> 10), (unsigned long long)(running >> 10));
-  if (freeing == 0 && reserved - running + need > budget && !unload_lru(s, p != NULL ? key : NULL, "to make room"))
+  if (freeing == 0 && reserved - running + need > budget && !unload_lru(s, p != NULL ? key : NULL, 0, "to make room"))
     retire_idle(s, pick >= 0 && with_model ? pick : -1);
   if (p != NULL && !p->waited_memory) {
     p->waited_memory = 1;
@@ -1011,10 +1160,10 @@ static void dispatch(op_sched_t *s) {
     op_page_job_t *p;
     if (!next_job(s, &t, &p))
       return;
-    int slot = -1;
+    int slot = -1, device = 0;
     uint64_t reserve = 0;
     if (budgeted) {
-      slot = admit(s, t, p, &reserve);
+      slot = admit(s, t, p, &reserve, &device);
       if (slot == -2)
         continue; /* refused: the next job may fit */
       if (slot < 0)
@@ -1054,6 +1203,8 @@ static void dispatch(op_sched_t *s) {
       wm->job_reserve = budgeted ? reserve : 0;
       wm->last_used_s = op_wall_time_s();
       wm->policy = t->policy;
+      if (device > 0)
+        wm->gpu = device;
       if (wm->last_task_id != t->id) {
         wm->tasks_run++;
         wm->last_task_id = t->id;
@@ -1081,8 +1232,17 @@ static void dispatch(op_sched_t *s) {
       p->state = OP_PAGE_RUNNING;
       p->worker_id = (unsigned)w;
       p->worker_pid = info.pid;
+      const op_model_policy_t *pol = page_policy(s, t, p);
       if (p->batch == 0)
-        p->batch = page_policy(s, t, p)->batch;
+        p->batch = pol->batch;
+      if (device > 0)
+        snprintf(p->device, sizeof p->device, "cuda:%d", device - 1);
+      else
+        snprintf(p->device, sizeof p->device, "cpu");
+      snprintf(p->model, sizeof p->model, "%.63s",
+               pol->name[0]       ? pol->name
+               : pol == t->policy ? t->opts.model.lang
+                                  : pol->lang);
       p->started_s = op_wall_time_s();
       if (s->cfg.on_page_start)
         s->cfg.on_page_start(s->cfg.cb_ctx, t, p);
@@ -1106,6 +1266,17 @@ unsigned op_sched_memory(op_sched_t *s, op_sched_mem_t *mem, op_sched_worker_mem
   mem->warnings = s->warnings;
   mem->criticals = s->criticals;
   mem->deferred_tasks = s->deferred_tasks;
+  mem->n_gpus = s->cfg.n_gpus < OP_SCHED_MAX_GPUS ? s->cfg.n_gpus : OP_SCHED_MAX_GPUS;
+  for (unsigned g = 0; g < mem->n_gpus; g++) {
+    snprintf(mem->gpus[g].name, sizeof mem->gpus[g].name, "%s", s->gpu[g].info.name);
+    mem->gpus[g].capacity_bytes = s->gpu[g].info.total_bytes;
+    mem->gpus[g].budget_bytes = s->cfg.gpu_budget[g];
+    mem->gpus[g].used_bytes = s->gpu[g].ours;
+    mem->gpus[g].all_used_bytes = s->gpu[g].info.used_bytes;
+    mem->gpus[g].reserved_bytes = s->gpu[g].ours;
+    mem->gpus[g].level = s->gpu[g].level;
+    mem->gpus[g].fallbacks = s->gpu[g].fallbacks;
+  }
   for (unsigned i = 0; i < s->n_wmem; i++) {
     op_worker_info_t info;
     op_supervisor_worker(s->sup, i, &info);
@@ -1122,6 +1293,8 @@ unsigned op_sched_memory(op_sched_t *s, op_sched_mem_t *mem, op_sched_worker_mem
     o->pages_done = info.jobs_done;
     o->n_models = w->n_models;
     memcpy(o->models, w->models, sizeof o->models);
+    o->gpu = w->gpu - 1;
+    o->vram_bytes = w->vram;
   }
   return s->n_wmem;
 }
@@ -1312,6 +1485,17 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
     }
     /* The others first: failing this page may end the task, and a task's end
      * may free it. */
+    if (strcmp(e.reason, "model_unavailable") == 0) {
+      char key[96];
+      model_key(s, t, p, key, sizeof key);
+      mstat_t *m = mstat(s, key);
+      if (ev->worker_id < s->n_wmem)
+        forget_model(&s->wmem[ev->worker_id], key); /* noted when the page was sent; never loaded */
+      if (m != NULL) {
+        m->failed_s = op_wall_time_s();
+        snprintf(m->failure, sizeof m->failure, "%.250s", e.message);
+      }
+    }
     if (strcmp(e.reason, "model_unavailable") == 0 || e.code == OP_EUSAGE)
       fail_queued_pages(s, t, &e);
     page_fail(s, p, &e);
@@ -1469,7 +1653,7 @@ static void load_wanted(op_sched_t *s) {
       need += op_estimate_worker(s->estimates);
     if (s->cfg.budget_bytes > 0 && total_reserved(s) + need > s->cfg.budget_bytes) {
       if (freeing == 0)
-        unload_lru(s, st->key, "to make room"); /* room is made as for a page; it waits meanwhile */
+        unload_lru(s, st->key, 0, "to make room"); /* room is made as for a page; it waits meanwhile */
       continue;
     }
     if (pick >= 0)
@@ -1646,14 +1830,19 @@ static json_t *model_json(op_sched_t *s, const char *key, const op_model_policy_
   char engine[32];
   const char *colon = strchr(key, ':');
   snprintf(engine, sizeof engine, "%.*s", colon ? (int)(colon - key) : 0, key);
+  int failed = m != NULL && m->failed_s > 0 && op_wall_time_s() - m->failed_s < MODEL_RETRY_S;
   json_t *unloads = json_object();
   for (int r = 0; r < 5; r++)
     json_object_set_new(unloads, unload_names[r], json_integer(m ? m->unloads[r] : 0));
-  return json_pack(
+  json_t *j = json_pack(
       "{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:i, s:o, s:i, s:o, s:f, s:b, s:i, s:I, s:s?, s:i, "
       "s:{s:i, s:I, s:f, s:s}}",
       "name", pol && pol->name[0] ? pol->name : key, "engine", engine, "languages", colon ? colon + 1 : "", "device",
-      pol ? pol->device : "cpu", "state", holders > 0 ? "loaded" : "unloaded", "workers", (int)holders, "memory_bytes",
+      pol ? pol->device : "cpu", "state",
+      holders > 0 ? "loaded"
+      : failed    ? "failed"
+                  : "unloaded",
+      "workers", (int)holders, "memory_bytes",
       (json_int_t)(holders * op_estimate_model(s->estimates, engine, colon ? colon + 1 : "")), "refcount", (int)in_use,
       "last_used", op_time_json(m ? m->last_use_s : 0), "loads", (int)(m ? m->loads : 0), "unloads", unloads,
       "keep_alive_s", pol ? pol->keep_alive_s : 300.0, "preload", pol ? pol->preload : 0, "max_concurrent",
@@ -1661,6 +1850,9 @@ static json_t *model_json(op_sched_t *s, const char *key, const op_model_policy_
       pol && pol->fallback[0] ? pol->fallback : NULL, "batch", pol ? (int)pol->batch : 1, "recycle", "max_tasks",
       pol ? (int)pol->max_tasks : 0, "max_memory_growth_bytes", (json_int_t)(pol ? pol->max_memory_growth : 0),
       "idle_exit_s", pol ? pol->idle_exit_s : 0.0, "isolate", pol && pol->isolate_per_task ? "per_task" : "none");
+  if (j != NULL && m != NULL && m->failure[0]) /* the last load failure, kept after its cooldown */
+    json_object_set_new(j, "last_error", json_string(m->failure));
+  return j;
 }
 
 json_t *op_sched_models_json(op_sched_t *s) {

@@ -23,6 +23,7 @@
 #include "doc/doc.h"
 #include "engine/engine.h"
 #include "mem/mem.h"
+#include "mem/nvml.h"
 #include "util/error.h"
 #include "worker/supervisor.h"
 
@@ -71,11 +72,14 @@ typedef struct op_page_job_s {
   pid_t worker_pid;        /**< ... and its process */
   double ocr_ms;
   int rotated_deg;
-  int depth;               /**< bits per pixel as decoded (from the probe), 0 = unknown */
-  uint64_t estimate_bytes; /**< the working set its admission reserves */
-  int waited_memory;       /**< it has waited for memory (reported once) */
-  unsigned batch;          /**< the batch size of its next run: the policy's, halved after each OOM */
-  int on_fallback;         /**< runs on its model's fallback after out-of-memory failures */
+  int depth;                /**< bits per pixel as decoded (from the probe), 0 = unknown */
+  uint64_t estimate_bytes;  /**< the working set its admission reserves */
+  int waited_memory;        /**< it has waited for memory (reported once) */
+  unsigned batch;           /**< the batch size of its next run: the policy's, halved after each OOM */
+  int on_fallback;          /**< runs on its model's fallback (after out-of-memory failures, or its GPU was full) */
+  char device[16];          /**< where its last run went: "cpu" or "cuda:N" */
+  char model[64];           /**< the model of its last run (a declared name, else the languages) */
+  const char *fallback_why; /**< why it went to its fallback (static text), NULL if it did not */
 } op_page_job_t;
 
 typedef struct op_task_s {
@@ -127,6 +131,8 @@ typedef void (*op_retry_cb)(void *ctx, op_task_t *task, op_page_job_t *page, con
 /** The last thing the scheduler does with a task; the callback may free it. */
 typedef void (*op_task_cb)(void *ctx, op_task_t *task);
 
+#define OP_SCHED_MAX_GPUS 8
+
 typedef struct op_sched_config_s {
   const char *scratch_root;    /**< parent of the tasks' scratch directories */
   unsigned page_timeout_ms;    /**< default 300000 */
@@ -165,6 +171,16 @@ typedef struct op_sched_config_s {
   double warning_share, critical_share;
   int defer_below;
   double cooldown_s;
+  /**
+   * GPUs (NVML, not owned; NULL without): each cuda:N device's budget of our
+   * processes' VRAM. A page of a model on cuda:N runs there when its VRAM
+   * fits and the GPU is not critical, else on its fallback model when one is
+   * declared, else it waits; a device that does not exist sends it to its
+   * fallback or fails it with device_unavailable.
+   */
+  op_nvml_t *nvml;
+  unsigned n_gpus;
+  uint64_t gpu_budget[OP_SCHED_MAX_GPUS];
   /** Called when the level or the refusal changes; may be NULL. */
   void (*on_pressure)(void *ctx, op_mem_level_t level, int refusing, uint64_t used, uint64_t budget);
 } op_sched_config_t;
@@ -212,7 +228,9 @@ typedef struct op_sched_worker_mem_s {
   uint64_t reserved_bytes; /**< what admission counts for it now */
   uint64_t pages_done;
   unsigned n_models;
-  char models[4][96]; /**< engine:model keys loaded in it, most recent first */
+  char models[4][96];  /**< engine:model keys loaded in it, most recent first */
+  int gpu;             /**< the GPU it runs pages on, -1 for none */
+  uint64_t vram_bytes; /**< its VRAM there */
 } op_sched_worker_mem_t;
 
 /** The CPU device's memory as admission sees it. */
@@ -228,6 +246,17 @@ typedef struct op_sched_mem_s {
   unsigned warnings;       /**< times the level rose to warning */
   unsigned criticals;      /**< times it rose to critical */
   unsigned deferred_tasks; /**< tasks that waited because of pressure */
+  unsigned n_gpus;
+  struct {
+    char name[96];           /**< the card's, from NVML */
+    uint64_t capacity_bytes; /**< its memory */
+    uint64_t budget_bytes;
+    uint64_t used_bytes;     /**< by the server and its workers (NVML's per-process figures) */
+    uint64_t all_used_bytes; /**< by every process on it */
+    uint64_t reserved_bytes; /**< what admission counts: ours, or more while pages start */
+    op_mem_level_t level;
+    unsigned fallbacks; /**< pages sent to their fallback model instead */
+  } gpus[OP_SCHED_MAX_GPUS];
 } op_sched_mem_t;
 
 /**

@@ -74,6 +74,10 @@ struct op_service_s {
   op_mem_level_t level;
   volatile int refusing;     /* critical with nothing left to free: submissions get 503 */
   const char *report_reason; /* a memory report to write ("critical", "requested"), under lock */
+  op_nvml_t *nvml;           /* NULL without GPUs */
+  unsigned n_gpus;
+  uint64_t gpu_budget[OP_SCHED_MAX_GPUS];
+  char gpu_budget_text[64]; /* devices.cuda.budget */
 };
 
 void op_service_config_init(op_service_config_t *cfg) {
@@ -333,20 +337,24 @@ static void on_page_start(void *ctx, op_task_t *t, op_page_job_t *p) {
   if (strcmp(a->row.status, "queued") == 0) {
     snprintf(a->row.status, sizeof a->row.status, "running");
     a->row.started_at = op_wall_time_s();
-    snprintf(a->row.device, sizeof a->row.device, "cpu");
     event(svc, a, "started", NULL);
-    event(svc, a, "resource_acquired", json_pack("{s:s}", "device", "cpu"));
+  }
+  if (strcmp(a->row.device, p->device) != 0) { /* the task's device: where its pages went, last */
+    snprintf(a->row.device, sizeof a->row.device, "%s", p->device);
+    event(svc, a, "resource_acquired", json_pack("{s:s}", "device", p->device));
   }
   a->row.attempts++;
   if ((int64_t)p->estimate_bytes > a->row.estimated_memory_bytes)
     a->row.estimated_memory_bytes = (int64_t)p->estimate_bytes;
   snprintf(a->row.worker, sizeof a->row.worker, "worker%u", p->worker_id);
   save_row(svc, a);
-  event(svc, a, "page_started",
-        json_pack("{s:i, s:i, s:s, s:i, s:i, s:s, s:I}", "page", (int)p->index + 1, "attempt", (int)p->attempts,
-                  "worker", a->row.worker, "pid", (int)p->worker_pid, "batch", (int)p->batch, "model",
-                  t->policy->name[0] ? t->policy->name : t->opts.model.lang, "estimated_memory_bytes",
-                  (json_int_t)p->estimate_bytes));
+  json_t *details =
+      json_pack("{s:i, s:i, s:s, s:i, s:i, s:s, s:s, s:I}", "page", (int)p->index + 1, "attempt", (int)p->attempts,
+                "worker", a->row.worker, "pid", (int)p->worker_pid, "batch", (int)p->batch, "model", p->model, "device",
+                p->device, "estimated_memory_bytes", (json_int_t)p->estimate_bytes);
+  if (details != NULL && p->fallback_why != NULL)
+    json_object_set_new(details, "fallback_reason", json_string(p->fallback_why));
+  event(svc, a, "page_started", details);
   tx_close(svc);
 }
 
@@ -460,7 +468,7 @@ static void on_task_end(void *ctx, op_task_t *t) {
   event(svc, a, "cleanup_started", NULL);
   remove_fragments(t->scratch_dir);
   a->row.resource_cleanup_completed = 1;
-  event(svc, a, "resource_released", json_pack("{s:s}", "device", "cpu"));
+  event(svc, a, "resource_released", json_pack("{s:s}", "device", a->row.device[0] ? a->row.device : "cpu"));
   event(svc, a, "cleanup_completed", NULL);
   save_row(svc, a);
   if (t->status == OP_TASK_SUCCEEDED)
@@ -698,11 +706,18 @@ static void memory_snapshot(op_service_t *svc) {
     json_t *models = json_array();
     for (unsigned k = 0; k < w[i].n_models; k++)
       json_array_append_new(models, json_string(w[i].models[k]));
-    json_array_append_new(workers,
-                          json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:o, s:I}", "id", (int)i, "pid", (int)w[i].pid,
-                                    "device", "cpu", "state", w[i].busy ? "busy" : "idle", "used_bytes",
-                                    (json_int_t)w[i].used_bytes, "reserved_bytes", (json_int_t)w[i].reserved_bytes,
-                                    "models", models, "pages_done", (json_int_t)w[i].pages_done));
+    char device[16];
+    if (w[i].gpu >= 0)
+      snprintf(device, sizeof device, "cuda:%d", w[i].gpu);
+    else
+      snprintf(device, sizeof device, "cpu");
+    json_t *wj =
+        json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:o, s:I}", "id", (int)i, "pid", (int)w[i].pid, "device", device,
+                  "state", w[i].busy ? "busy" : "idle", "used_bytes", (json_int_t)w[i].used_bytes, "reserved_bytes",
+                  (json_int_t)w[i].reserved_bytes, "models", models, "pages_done", (json_int_t)w[i].pages_done);
+    if (w[i].gpu >= 0)
+      json_object_set_new(wj, "vram_bytes", json_integer((json_int_t)w[i].vram_bytes));
+    json_array_append_new(workers, wj);
   }
   json_t *cpu = json_pack(
       "{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:i, s:i, s:b, s:i, s:i, s:i}", "name", "cpu", "capacity_bytes",
@@ -712,7 +727,21 @@ static void memory_snapshot(op_service_t *svc) {
       (json_int_t)((double)m.budget_bytes * svc->critical_share), "server_bytes", (json_int_t)m.server_bytes,
       "pages_waited", (int)m.waiting_pages, "pages_refused", (int)m.refused_pages, "refusing_submissions", m.refusing,
       "warnings", (int)m.warnings, "criticals", (int)m.criticals, "deferred_tasks", (int)m.deferred_tasks);
-  json_t *snap = json_pack("{s:[o], s:o}", "devices", cpu, "workers", workers);
+  json_t *devices = json_pack("[o]", cpu);
+  for (unsigned g = 0; g < m.n_gpus; g++) {
+    char name[16];
+    snprintf(name, sizeof name, "cuda:%u", g);
+    json_array_append_new(
+        devices, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:i}", "name", name, "card",
+                           m.gpus[g].name, "capacity_bytes", (json_int_t)m.gpus[g].capacity_bytes, "budget_bytes",
+                           (json_int_t)m.gpus[g].budget_bytes, "reserved_bytes", (json_int_t)m.gpus[g].reserved_bytes,
+                           "used_bytes", (json_int_t)m.gpus[g].used_bytes, "all_processes_bytes",
+                           (json_int_t)m.gpus[g].all_used_bytes, "level", op_mem_level_name(m.gpus[g].level),
+                           "warning_bytes", (json_int_t)((double)m.gpus[g].budget_bytes * svc->warning_share),
+                           "critical_bytes", (json_int_t)((double)m.gpus[g].budget_bytes * svc->critical_share),
+                           "fallbacks", (int)m.gpus[g].fallbacks));
+  }
+  json_t *snap = json_pack("{s:o, s:o}", "devices", devices, "workers", workers);
   json_t *models = json_pack("{s:o}", "models", op_sched_models_json(svc->sched));
   pthread_mutex_lock(&svc->lock);
   json_t *old = svc->memory, *old_models = svc->models;
@@ -934,7 +963,8 @@ static int load_pressure(op_service_t *svc, const op_config_t *cfg, json_t *root
 /* Reads the YAML file: models, pressure, and the cpu budget when the caller has none. */
 static int load_config(op_service_t *svc, const char *path, const char **budget, op_error_t *err) {
   static const char *const sections[] = {"devices", "models", "pressure", NULL};
-  static const char *const devices[] = {"cpu", NULL};
+  static const char *const devices[] = {"cpu", "cuda", NULL};
+  static const char *const cuda_keys[] = {"budget", NULL};
   static const char *const cpu_keys[] = {"budget", "warning", "critical", NULL};
   if (path == NULL)
     return 0;
@@ -962,6 +992,15 @@ static int load_config(op_service_t *svc, const char *path, const char **budget,
         snprintf(svc->budget_text, sizeof svc->budget_text, "%s", b);
         *budget = svc->budget_text;
       }
+      json_t *cuda = json_object_get(dev, "cuda");
+      const char *gb = NULL;
+      if (rc == 0 && cuda != NULL && !json_is_null(cuda) &&
+          (rc = op_config_keys(cfg, cuda, cuda_keys, "devices.cuda", err)) == 0)
+        rc = op_config_string(cfg, cuda, "budget", &gb, err);
+      if (rc == 0 && gb != NULL && op_mem_budget_parse(gb, UINT64_C(1) << 50, &check, err) < 0)
+        rc = op_config_error(cfg, json_object_get(cuda, "budget"), err, "devices.cuda.budget: %s", err->message);
+      if (rc == 0 && gb != NULL)
+        snprintf(svc->gpu_budget_text, sizeof svc->gpu_budget_text, "%s", gb);
     }
   }
   if (rc == 0 && root != NULL)
@@ -972,6 +1011,35 @@ static int load_config(op_service_t *svc, const char *path, const char **budget,
   if (rc == 0)
     op_log_info("configuration %s: %u models", path, svc->n_policies);
   return rc;
+}
+
+/* GPUs through NVML: none is the normal CPU-only case, said once. */
+static int open_gpus(op_service_t *svc, op_error_t *err) {
+  op_error_t e;
+  if (op_nvml_open(&svc->nvml, &e) < 0) {
+    op_log_info("GPUs: none (%s); the cpu device only", e.message);
+    svc->nvml = NULL;
+    return 0;
+  }
+  svc->n_gpus = op_nvml_count(svc->nvml);
+  if (svc->n_gpus > OP_SCHED_MAX_GPUS)
+    svc->n_gpus = OP_SCHED_MAX_GPUS;
+  for (unsigned g = 0; g < svc->n_gpus; g++) {
+    op_gpu_info_t info;
+    if (op_nvml_info(svc->nvml, g, &info, &e) < 0) {
+      op_log_warn("GPU cuda:%u: %s; it gets no work", g, e.message);
+      continue;
+    }
+    const char *text = svc->gpu_budget_text[0] ? svc->gpu_budget_text : "80%";
+    if (op_mem_budget_parse(text, info.total_bytes, &svc->gpu_budget[g], err) < 0)
+      return op_error_set(err, OP_EUSAGE, "bad_options", "devices.cuda.budget on cuda:%u (%s): %s", g, info.name,
+                          err->message);
+    char cap[32], bud[32];
+    op_mem_format(info.total_bytes, cap, sizeof cap);
+    op_mem_format(svc->gpu_budget[g], bud, sizeof bud);
+    op_log_info("memory: cuda:%u %s, capacity %s, budget %s", g, info.name, cap, bud);
+  }
+  return 0;
 }
 
 /* ---- life cycle ---- */
@@ -1015,6 +1083,8 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   op_mem_format(svc->capacity, cap, sizeof cap);
   op_mem_format(svc->budget, bud, sizeof bud);
   op_log_info("memory: cpu capacity %s (%s), budget %s", cap, op_mem_cgroup_limit() ? "cgroup limit" : "MemTotal", bud);
+  if ((rc = open_gpus(svc, err)) < 0)
+    goto fail;
   op_supervisor_config_t scfg;
   op_supervisor_config_init(&scfg);
   scfg.workers = cfg->workers ? cfg->workers : op_usable_cores();
@@ -1039,6 +1109,9 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   qcfg.critical_share = svc->critical_share;
   qcfg.cooldown_s = svc->cooldown_s;
   qcfg.defer_below = (int)svc->defer_below;
+  qcfg.nvml = svc->nvml;
+  qcfg.n_gpus = svc->n_gpus;
+  memcpy(qcfg.gpu_budget, svc->gpu_budget, sizeof qcfg.gpu_budget);
   qcfg.cb_ctx = svc;
   qcfg.budget_bytes = svc->budget;
   qcfg.policies = svc->policies;
@@ -1120,6 +1193,7 @@ void op_service_destroy(op_service_t *svc) {
   free(svc->active);
   json_decref(svc->memory);
   json_decref(svc->models);
+  op_nvml_close(svc->nvml);
   free(svc->policies);
   for (size_t i = 0; i < svc->pool_n; i++)
     op_store_close(svc->pool[i]);
