@@ -1236,7 +1236,7 @@ static void dispatch(op_sched_t *s) {
       if (p->batch == 0)
         p->batch = pol->batch;
       if (device > 0)
-        snprintf(p->device, sizeof p->device, "cuda:%d", device - 1);
+        snprintf(p->device, sizeof p->device, "cuda:%u", (unsigned)(device - 1) % OP_SCHED_MAX_GPUS);
       else
         snprintf(p->device, sizeof p->device, "cpu");
       snprintf(p->model, sizeof p->model, "%.63s",

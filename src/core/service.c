@@ -708,7 +708,7 @@ static void memory_snapshot(op_service_t *svc) {
       json_array_append_new(models, json_string(w[i].models[k]));
     char device[16];
     if (w[i].gpu >= 0)
-      snprintf(device, sizeof device, "cuda:%d", w[i].gpu);
+      snprintf(device, sizeof device, "cuda:%u", (unsigned)w[i].gpu % OP_SCHED_MAX_GPUS);
     else
       snprintf(device, sizeof device, "cpu");
     json_t *wj =

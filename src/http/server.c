@@ -23,6 +23,7 @@
 
 #include "doc/doc.h"
 #include "http/auth.h"
+#include "http/dashboard.h"
 #include "http/http.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -703,6 +704,12 @@ route:
   if (strcmp(url, "/readyz") == 0)
     return op_service_draining(h->svc) ? problem(c, 503, "shutting down", NULL, NULL, NULL)
                                        : send_json(c, 200, json_pack("{s:s}", "status", "ready"), NULL, NULL);
+  if (strcmp(url, "/") == 0) {
+    if (strcmp(method, "GET") != 0)
+      return problem(c, 405, "use GET", NULL, "Allow", "GET");
+    return send_body(c, 200, "text/html; charset=utf-8", (const char *)op_dashboard_html, op_dashboard_html_len,
+                     "Cache-Control", "no-cache");
+  }
   if (strcmp(url, "/openapi.json") == 0)
     return send_json(c, 200, op_http_openapi(), NULL, NULL);
   if (strcmp(url, "/v1/memory") == 0) {
