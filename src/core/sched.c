@@ -82,6 +82,8 @@ typedef struct mstat_s {
 } mstat_t;
 
 enum { UNLOAD_KEEP_ALIVE, UNLOAD_BUDGET, UNLOAD_RECYCLE, UNLOAD_CRASH, UNLOAD_ADMIN };
+const char *const op_sched_end_names[OP_SCHED_END_REASONS] = {"crash", "timeout", "out_of_memory", "recycle",
+                                                              "room"};
 static const char *const unload_names[] = {"keep_alive", "budget", "recycle", "crash", "admin"};
 
 struct op_sched_s {
@@ -107,6 +109,7 @@ struct op_sched_s {
   double level_since, last_action_s;
   int refusing;
   unsigned warnings, criticals, deferred_tasks;
+  unsigned worker_ends[OP_SCHED_END_REASONS], oom_events;
   struct {
     double t;
     uint64_t used, reserved;
@@ -834,6 +837,7 @@ static int retire_idle(op_sched_t *s, int keep) {
   if (best < 0 || op_supervisor_retire(s->sup, (unsigned)best) < 0)
     return 0;
   op_log_info("memory: retiring idle worker %d to make room", best);
+  s->worker_ends[OP_SCHED_END_ROOM]++;
   drop_models(s, &s->wmem[best], UNLOAD_BUDGET);
   return 1;
 }
@@ -904,6 +908,7 @@ static int relieve(op_sched_t *s) {
       op_log_info("recycling worker %u (pid %d) under critical memory pressure: %s", i, (int)info.pid, w->retire_why);
       drop_models(s, w, UNLOAD_RECYCLE);
       s->recycled++;
+      s->worker_ends[OP_SCHED_END_RECYCLE]++;
       acted++;
     }
   }
@@ -1266,6 +1271,8 @@ unsigned op_sched_memory(op_sched_t *s, op_sched_mem_t *mem, op_sched_worker_mem
   mem->warnings = s->warnings;
   mem->criticals = s->criticals;
   mem->deferred_tasks = s->deferred_tasks;
+  memcpy(mem->worker_ends, s->worker_ends, sizeof mem->worker_ends);
+  mem->oom_events = s->oom_events;
   mem->n_gpus = s->cfg.n_gpus < OP_SCHED_MAX_GPUS ? s->cfg.n_gpus : OP_SCHED_MAX_GPUS;
   for (unsigned g = 0; g < mem->n_gpus; g++) {
     snprintf(mem->gpus[g].name, sizeof mem->gpus[g].name, "%s", s->gpu[g].info.name);
@@ -1412,6 +1419,7 @@ static void learn(op_sched_t *s, const op_task_t *t, const op_sup_event_t *ev, u
  * fallback, within the attempt cap; then it fails with out_of_memory. */
 static void out_of_memory(op_sched_t *s, op_page_job_t *p, const char *message) {
   op_task_t *t = p->task;
+  s->oom_events++;
   const op_model_policy_t *pol = page_policy(s, t, p);
   unsigned batch = p->batch ? p->batch : pol->batch;
   char why[512];
@@ -1722,6 +1730,7 @@ static void sweep(op_sched_t *s) {
       why = "it was started for a job another worker took"; /* workers start on demand only */
     if (why != NULL && op_supervisor_retire(s->sup, i) == 0) {
       s->recycled++;
+      s->worker_ends[OP_SCHED_END_RECYCLE]++;
       op_log_info("recycling worker %u (pid %d): %s", i, (int)info.pid, why);
       drop_models(s, w, UNLOAD_RECYCLE);
       continue;
@@ -1774,8 +1783,12 @@ int op_sched_step(op_sched_t *s, int timeout_ms, op_error_t *err) {
     return rc;
   if (ev.worker_id < s->n_wmem) {
     after_job(s, ev.worker_id, &ev);
-    if (ev.type == OP_SUP_EV_LOST)
+    if (ev.type == OP_SUP_EV_LOST) {
       drop_models(s, &s->wmem[ev.worker_id], UNLOAD_CRASH);
+      s->worker_ends[s->wmem[ev.worker_id].killed_for_memory ? OP_SCHED_END_MEMORY
+                     : ev.code == OP_ETIMEOUT                ? OP_SCHED_END_TIMEOUT
+                                                             : OP_SCHED_END_CRASH]++;
+    }
   }
   uintptr_t ctx = (uintptr_t)ev.job_ctx;
   if (ev.job_ctx == &s->control)

@@ -133,6 +133,12 @@ typedef void (*op_task_cb)(void *ctx, op_task_t *task);
 
 #define OP_SCHED_MAX_GPUS 8
 
+/** Why a worker ended: crashed, killed for its page's timeout, past its memory
+ * cap, recycled by its model's policy, retired to make room. */
+enum { OP_SCHED_END_CRASH, OP_SCHED_END_TIMEOUT, OP_SCHED_END_MEMORY, OP_SCHED_END_RECYCLE, OP_SCHED_END_ROOM };
+#define OP_SCHED_END_REASONS 5
+extern const char *const op_sched_end_names[OP_SCHED_END_REASONS];
+
 typedef struct op_sched_config_s {
   const char *scratch_root;    /**< parent of the tasks' scratch directories */
   unsigned page_timeout_ms;    /**< default 300000 */
@@ -246,6 +252,9 @@ typedef struct op_sched_mem_s {
   unsigned warnings;       /**< times the level rose to warning */
   unsigned criticals;      /**< times it rose to critical */
   unsigned deferred_tasks; /**< tasks that waited because of pressure */
+  /** Workers that ended, by reason: OP_SCHED_END_... */
+  unsigned worker_ends[OP_SCHED_END_REASONS];
+  unsigned oom_events; /**< pages that ran out of memory (each attempt) */
   unsigned n_gpus;
   struct {
     char name[96];           /**< the card's, from NVML */

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/metrics.h"
 #include "mem/mem.h"
 #include "util/config.h"
 #include "util/fs.h"
@@ -74,6 +75,7 @@ struct op_service_s {
   op_mem_level_t level;
   volatile int refusing;     /* critical with nothing left to free: submissions get 503 */
   const char *report_reason; /* a memory report to write ("critical", "requested"), under lock */
+  op_metrics_t *metrics;     /* GET /metrics */
   op_nvml_t *nvml;           /* NULL without GPUs */
   unsigned n_gpus;
   uint64_t gpu_budget[OP_SCHED_MAX_GPUS];
@@ -337,6 +339,7 @@ static void on_page_start(void *ctx, op_task_t *t, op_page_job_t *p) {
   if (strcmp(a->row.status, "queued") == 0) {
     snprintf(a->row.status, sizeof a->row.status, "running");
     a->row.started_at = op_wall_time_s();
+    op_metrics_queue_wait(svc->metrics, a->row.started_at - a->row.created_at);
     event(svc, a, "started", NULL);
   }
   if (strcmp(a->row.device, p->device) != 0) { /* the task's device: where its pages went, last */
@@ -409,6 +412,8 @@ static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
     return;
   tx_open(svc);
   int done = p->state == OP_PAGE_DONE;
+  op_metrics_page(svc->metrics, done, p->error.reason[0] ? p->error.reason : "internal",
+                  p->started_s > 0 ? op_wall_time_s() - p->started_s : 0);
   save_page(svc, a, p, done ? "done" : "failed");
   a->row.pages_done = (int)t->pages_done;
   a->row.pages_total = (int)t->n_pages;
@@ -741,7 +746,11 @@ static void memory_snapshot(op_service_t *svc) {
                            "critical_bytes", (json_int_t)((double)m.gpus[g].budget_bytes * svc->critical_share),
                            "fallbacks", (int)m.gpus[g].fallbacks));
   }
-  json_t *snap = json_pack("{s:o, s:o}", "devices", devices, "workers", workers);
+  json_t *ends = json_object();
+  for (int r = 0; r < OP_SCHED_END_REASONS; r++)
+    json_object_set_new(ends, op_sched_end_names[r], json_integer(m.worker_ends[r]));
+  json_t *snap = json_pack("{s:o, s:o, s:o, s:i}", "devices", devices, "workers", workers, "workers_ended", ends,
+                           "oom_events", (int)m.oom_events);
   json_t *models = json_pack("{s:o}", "models", op_sched_models_json(svc->sched));
   pthread_mutex_lock(&svc->lock);
   json_t *old = svc->memory, *old_models = svc->models;
@@ -881,6 +890,31 @@ static void write_wanted_report(op_service_t *svc) {
   pthread_mutex_unlock(&svc->lock);
   if (reason != NULL)
     write_report(svc, reason);
+}
+
+op_metrics_t *op_service_metrics(op_service_t *svc) {
+  return svc->metrics;
+}
+
+char *op_service_metrics_text(op_service_t *svc) {
+  op_store_counts_t counts;
+  op_store_t *st;
+  op_error_t e;
+  int have = 0;
+  if (op_service_store_get(svc, &st, &e) == 0) {
+    have = op_store_count_tasks(st, &counts, &e) == 0;
+    op_service_store_put(svc, st);
+  }
+  if (!have)
+    op_log_warn("metrics: cannot count tasks: %s", e.message);
+  pthread_mutex_lock(&svc->lock);
+  json_t *memory = svc->memory ? json_deep_copy(svc->memory) : NULL;
+  json_t *models = svc->models ? json_deep_copy(svc->models) : NULL;
+  pthread_mutex_unlock(&svc->lock);
+  char *text = op_metrics_render(svc->metrics, have ? &counts : NULL, memory, models);
+  json_decref(memory);
+  json_decref(models);
+  return text;
 }
 
 json_t *op_service_models_json(op_service_t *svc) {
@@ -1051,6 +1085,10 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
   svc->cfg = *cfg;
   svc->wake[0] = svc->wake[1] = -1;
+  if ((svc->metrics = op_metrics_create()) == NULL) {
+    free(svc);
+    return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+  }
   pthread_mutex_init(&svc->lock, NULL);
   snprintf(svc->data_dir, sizeof svc->data_dir, "%s", cfg->data_dir);
   snprintf(svc->tasks_dir, sizeof svc->tasks_dir, "%s/tasks", svc->data_dir);
@@ -1194,6 +1232,7 @@ void op_service_destroy(op_service_t *svc) {
   json_decref(svc->memory);
   json_decref(svc->models);
   op_nvml_close(svc->nvml);
+  op_metrics_destroy(svc->metrics);
   free(svc->policies);
   for (size_t i = 0; i < svc->pool_n; i++)
     op_store_close(svc->pool[i]);

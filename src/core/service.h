@@ -106,6 +106,12 @@ json_t *op_service_reports_json(const op_service_t *svc);
 /** The file of the report called name; NULL for a name no report could have. Caller frees. */
 char *op_service_report_path(const op_service_t *svc, const char *name);
 
+/** The server's counters (HTTP requests, pages); owned by the service. */
+struct op_metrics_s *op_service_metrics(op_service_t *svc);
+
+/** GET /metrics: the Prometheus text (a new string), or NULL when out of memory. */
+char *op_service_metrics_text(op_service_t *svc);
+
 /** Whether the service is draining (shutting down): new tasks get 503. */
 int op_service_draining(const op_service_t *svc);
 

@@ -29,6 +29,8 @@ static const struct {
     {"/v1/memory/reports", "get", "The memory reports kept (the last 20), newest first", "200 401", 0},
     {"/v1/memory/reports/{name}", "get", "One memory report", "200 401 404", 0},
     {"/v1/ocr", "post", "Submit and wait: answers the result itself (timeout)", "200 400 401 413 415 422 429 504", 1},
+    {"/metrics", "get", "Prometheus metrics (text format 0.0.4)", "200", 0},
+    {"/", "get", "The live dashboard (HTML)", "200", 0},
     {"/healthz", "get", "Alive", "200", 0},
     {"/readyz", "get", "Accepting work", "200 503", 0},
     {"/openapi.json", "get", "This document", "200", 0},

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "doc/doc.h"
+#include "core/metrics.h"
 #include "http/auth.h"
 #include "http/dashboard.h"
 #include "http/http.h"
@@ -56,6 +57,50 @@ typedef struct req_s {
   const op__token_t *token;
 } req_t;
 
+/* ---- request counting (GET /metrics) ---- */
+
+/* The request being answered on this thread: every response is queued from
+ * within handle(), so its route and method are known where it is counted. */
+static __thread op_http_t *t_http;
+static __thread char t_route[48];
+static __thread const char *t_method;
+
+/* The route template of url, so that ids do not make a series each; "other"
+ * for what no route answers. */
+static void route_of(const char *url, char *buf, size_t len) {
+  static const char *const known[] = {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/tasks",
+                                      "/v1/tasks/metrics", "/v1/tasks/{id}", "/v1/tasks/{id}/result",
+                                      "/v1/tasks/{id}/events", "/v1/tasks/{id}/health", "/v1/ocr", "/v1/memory",
+                                      "/v1/memory/report", "/v1/memory/reports", "/v1/memory/reports/{name}",
+                                      "/v1/models", "/v1/models/{name}/load", "/v1/models/{name}/unload", NULL};
+  char t[160];
+  const char *var = strncmp(url, "/v1/tasks/", 10) == 0 && strcmp(url, "/v1/tasks/metrics") != 0 ? "{id}"
+                    : strncmp(url, "/v1/models/", 11) == 0                                         ? "{name}"
+                    : strncmp(url, "/v1/memory/reports/", 19) == 0                                 ? "{name}"
+                                                                                                   : NULL;
+  if (var != NULL) {
+    const char *start = strchr(url + 4, '/');
+    if (strncmp(url, "/v1/memory/reports/", 19) == 0)
+      start = url + 18;
+    const char *rest = strchr(start + 1, '/');
+    snprintf(t, sizeof t, "%.*s/%s%s", (int)(start - url), url, var, rest ? rest : "");
+  } else {
+    snprintf(t, sizeof t, "%s", url);
+  }
+  for (size_t i = 0; known[i] != NULL; i++) {
+    if (strcmp(t, known[i]) == 0) {
+      snprintf(buf, len, "%s", known[i]);
+      return;
+    }
+  }
+  snprintf(buf, len, "other");
+}
+
+static void count_response(unsigned status) {
+  if (t_http != NULL && t_method != NULL)
+    op_metrics_http(op_service_metrics(t_http->svc), t_route, t_method, status);
+}
+
 /* ---- responses ---- */
 
 static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
@@ -66,6 +111,7 @@ static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, cons
   MHD_add_response_header(r, "Content-Type", type);
   if (h1 != NULL)
     MHD_add_response_header(r, h1, v1);
+  count_response(status);
   enum MHD_Result ok = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
   return ok;
@@ -386,6 +432,7 @@ static enum MHD_Result send_result(op_http_t *h, struct MHD_Connection *c, const
     return MHD_NO;
   }
   MHD_add_response_header(r, "Content-Type", op_format_content_type(fmt));
+  count_response(200);
   enum MHD_Result ok = MHD_queue_response(c, 200, r);
   MHD_destroy_response(r);
   return ok;
@@ -495,6 +542,30 @@ static enum MHD_Result cancel_task(op_http_t *h, struct MHD_Connection *c, req_t
   if (wait_finished(h, id, 10, &row) < 0)
     return send_json(c, 202, op_service_task_json(&row), NULL, NULL);
   return send_json(c, 200, op_service_task_json(&row), NULL, NULL);
+}
+
+/* ---- health ---- */
+
+/* Ready: taking work. Not while draining, nor while memory is critical with
+ * nothing left to free, nor while the store does not answer. */
+static enum MHD_Result readyz(op_http_t *h, struct MHD_Connection *c) {
+  if (op_service_draining(h->svc))
+    return problem(c, 503, "draining: the server is shutting down", NULL, NULL, NULL);
+  if (op_service_refusing(h->svc))
+    return problem(c, 503, "memory is critical and nothing is left to free", NULL, "Retry-After", "5");
+  op_store_t *st;
+  op_error_t e;
+  int queued = 0, rc = op_service_store_get(h->svc, &st, &e);
+  if (rc == 0) {
+    rc = op_store_count_status(st, "queued", &queued, &e);
+    op_service_store_put(h->svc, st);
+  }
+  if (rc < 0) {
+    char detail[400];
+    snprintf(detail, sizeof detail, "the store does not answer: %.360s", e.message);
+    return problem(c, 503, detail, NULL, "Retry-After", "5");
+  }
+  return send_json(c, 200, json_pack("{s:s, s:i}", "status", "ready", "queued", queued), NULL, NULL);
 }
 
 /* ---- memory reports ---- */
@@ -660,6 +731,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   (void)version;
   op_http_t *h = cls;
   req_t *q = *con_cls;
+  t_http = h;
+  t_method = method;
+  route_of(url, t_route, sizeof t_route);
   if (q == NULL) {
     q = calloc(1, sizeof *q);
     if (q == NULL)
@@ -702,13 +776,22 @@ route:
   if (strcmp(url, "/healthz") == 0)
     return send_json(c, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
   if (strcmp(url, "/readyz") == 0)
-    return op_service_draining(h->svc) ? problem(c, 503, "shutting down", NULL, NULL, NULL)
-                                       : send_json(c, 200, json_pack("{s:s}", "status", "ready"), NULL, NULL);
+    return readyz(h, c);
   if (strcmp(url, "/") == 0) {
     if (strcmp(method, "GET") != 0)
       return problem(c, 405, "use GET", NULL, "Allow", "GET");
     return send_body(c, 200, "text/html; charset=utf-8", (const char *)op_dashboard_html, op_dashboard_html_len,
                      "Cache-Control", "no-cache");
+  }
+  if (strcmp(url, "/metrics") == 0) {
+    if (strcmp(method, "GET") != 0)
+      return problem(c, 405, "use GET", NULL, "Allow", "GET");
+    char *text = op_service_metrics_text(h->svc);
+    if (text == NULL)
+      return problem(c, 500, "cannot render the metrics", NULL, NULL, NULL);
+    enum MHD_Result r = send_body(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL);
+    free(text);
+    return r;
   }
   if (strcmp(url, "/openapi.json") == 0)
     return send_json(c, 200, op_http_openapi(), NULL, NULL);

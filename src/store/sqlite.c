@@ -117,6 +117,7 @@ enum stmt_id {
   ST_LIST_STATUS_AFTER,
   ST_UNFINISHED,
   ST_COUNT_STATUS,
+  ST_COUNT_GROUPS,
   ST_FINISHED_BEFORE,
   ST_TASK_DELETE,
   ST_PAGE_PUT,
@@ -149,6 +150,7 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_UNFINISHED] = "SELECT " TASK_COLS " FROM tasks WHERE status IN ('queued', 'running') "
                       "ORDER BY created_at, id",
     [ST_COUNT_STATUS] = "SELECT count(*) FROM tasks WHERE status = ?1",
+    [ST_COUNT_GROUPS] = "SELECT status, priority, count(*) FROM tasks GROUP BY status, priority",
     [ST_FINISHED_BEFORE] = "SELECT " TASK_COLS " FROM tasks WHERE status IN ('succeeded', 'failed', 'cancelled') "
                            "AND finished_at < ?1 ORDER BY finished_at, id",
     [ST_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
@@ -682,6 +684,28 @@ int op_store_count_status(op_store_t *store, const char *status, int *count, op_
   if (rc == SQLITE_ROW)
     *count = sqlite3_column_int(st, 0);
   else
+    ret = db_error(store, rc, "counting tasks", err);
+  stmt_done(st);
+  return ret;
+}
+
+const char *const op_store_statuses[OP_STORE_STATUSES] = {"queued", "running", "succeeded", "failed", "cancelled"};
+
+int op_store_count_tasks(op_store_t *store, op_store_counts_t *out, op_error_t *err) {
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = NULL;
+  int ret = stmt_get(store, ST_COUNT_GROUPS, &st, err);
+  if (ret < 0)
+    return ret;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *status = (const char *)sqlite3_column_text(st, 0);
+    int priority = sqlite3_column_int(st, 1);
+    for (int i = 0; status != NULL && i < OP_STORE_STATUSES; i++)
+      if (strcmp(status, op_store_statuses[i]) == 0 && priority >= 0 && priority <= 9)
+        out->counts[i][priority] = sqlite3_column_int(st, 2);
+  }
+  if (rc != SQLITE_DONE)
     ret = db_error(store, rc, "counting tasks", err);
   stmt_done(st);
   return ret;

@@ -87,6 +87,18 @@ int op_store_tasks_unfinished(op_store_t *store, op_task_row_t **rows, size_t *n
 /** How many tasks are queued (not started). */
 int op_store_count_status(op_store_t *store, const char *status, int *count, op_error_t *err);
 
+#define OP_STORE_STATUSES 5
+/** "queued", "running", "succeeded", "failed", "cancelled": the indexes of op_store_counts_t. */
+extern const char *const op_store_statuses[OP_STORE_STATUSES];
+
+/** Tasks in the store by status and priority (0-9). */
+typedef struct op_store_counts_s {
+  int counts[OP_STORE_STATUSES][10];
+} op_store_counts_t;
+
+/** Counts every task by status and priority, in one query. */
+int op_store_count_tasks(op_store_t *store, op_store_counts_t *counts, op_error_t *err);
+
 /** Finished tasks (succeeded, failed, cancelled) that finished before the given time. */
 int op_store_tasks_finished_before(op_store_t *store, double before, op_task_row_t **rows, size_t *n, op_error_t *err);
 

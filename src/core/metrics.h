@@ -1,0 +1,39 @@
+/*
+ * metrics.h: the server's counters and histograms, and GET /metrics in the
+ * Prometheus text format (0.0.4).
+ *
+ * Counters that only the server's own threads see (pages, HTTP requests)
+ * live here under one mutex; figures that are a state (tasks by status,
+ * memory, workers, models) are read at scrape time from the store and from
+ * the service's snapshots, so a scrape never waits for the scheduler.
+ */
+#ifndef OCRPOOL_CORE_METRICS_H
+#define OCRPOOL_CORE_METRICS_H
+
+#include <jansson.h>
+
+#include "store/store.h"
+
+typedef struct op_metrics_s op_metrics_t;
+
+op_metrics_t *op_metrics_create(void);
+void op_metrics_destroy(op_metrics_t *m);
+
+/** One answered HTTP request: its route template ("/v1/tasks/{id}"), method and status. */
+void op_metrics_http(op_metrics_t *m, const char *route, const char *method, unsigned status);
+
+/** One page ended: ok, else its failure reason; how long it ran. */
+void op_metrics_page(op_metrics_t *m, int ok, const char *reason, double seconds);
+
+/** A task's first page started this long after the task was created. */
+void op_metrics_queue_wait(op_metrics_t *m, double seconds);
+
+/**
+ * The exposition text (a new string): the counters above, tasks by status
+ * and queued by priority from counts (NULL when the store could not answer),
+ * and devices, workers and models from the /v1/memory and /v1/models
+ * snapshots (either may be NULL).
+ */
+char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, json_t *memory, json_t *models);
+
+#endif

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# GET /metrics (issue 5): the Prometheus text format that `promtool check
+# metrics` (Debian's prometheus package) accepts, with the server's real
+# figures: tasks by status, pages processed and failed, durations, memory per
+# device, workers, models, HTTP requests by route and status. And the health
+# endpoints: /healthz answers while the process runs, /readyz says whether it
+# takes work.
+source "$(dirname "$0")/lib.sh"
+
+if ! command -v promtool >/dev/null; then
+  echo "skipped: promtool is missing (make check installs Debian's prometheus package)"
+  exit 77
+fi
+printf 'models:\n  - name: fast\n    engine: null\n    languages: fast\n' >"$TMP/ocrpool.yaml"
+start_server "$TMP/var" --workers 2 --config "$TMP/ocrpool.yaml" || { done_testing; exit 1; }
+ids=()
+for _ in 1 2 3; do ids+=("$(submit "$DATA/linn.pdf" "model=fast&dpi=30&format=json")"); done
+head -c 4000 "$DATA/linn.png" >"$TMP/cut.png" # its header is whole, its pixels are not: the page fails
+bad=$(submit "$TMP/cut.png" "model=fast&format=json")
+for id in "${ids[@]}"; do wait_task "$id" 60 >/dev/null; done
+check "the bad task fails" test "$(wait_task "$bad" 60)" = failed
+curl -s -o /dev/null "$BASE/v1/tasks/0123456789abcdef0123456789abcdef"
+sleep 0.5 # the memory and model figures are refreshed every 200 ms
+curl -s -D "$TMP/h" "$BASE/metrics" -o "$TMP/metrics.txt"
+check "/metrics is text/plain version 0.0.4" grep -qi '^content-type: text/plain; version=0.0.4' "$TMP/h"
+promtool check metrics <"$TMP/metrics.txt" >"$TMP/promtool.out" 2>&1
+rc=$?
+check "promtool check metrics accepts it" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || cat "$TMP/promtool.out"
+curl -s "$BASE/v1/memory" -o "$TMP/memory.json"
+check "the figures are the server's" python3 - "$TMP/metrics.txt" "$TMP/memory.json" <<'PY'
+import json, re, sys
+samples = {}
+for line in open(sys.argv[1]):
+    if line.startswith('#') or not line.strip():
+        continue
+    name, value = line.rsplit(' ', 1)
+    samples[name] = float(value)
+memory = json.load(open(sys.argv[2]))
+cpu = memory['devices'][0]
+want = {
+    'ocrpool_tasks{status="succeeded"}': 3,
+    'ocrpool_tasks{status="failed"}': 1,
+    'ocrpool_pages_processed_total': 3,
+    'ocrpool_page_duration_seconds_count': 4,
+    'ocrpool_queue_wait_seconds_count': 4,
+    'ocrpool_http_requests_total{route="/v1/tasks",method="POST",status="202"}': 4,
+    'ocrpool_http_requests_total{route="/v1/tasks/{id}",method="GET",status="404"}': 1,
+    'ocrpool_device_memory_budget_bytes{device="cpu"}': cpu['budget_bytes'],
+    'ocrpool_device_memory_capacity_bytes{device="cpu"}': cpu['capacity_bytes'],
+    'ocrpool_device_memory_pressure_level{device="cpu"}': 0,
+    'ocrpool_model_loaded{model="fast"}': 1,
+    'ocrpool_model_loads_total{model="fast"}': None,
+    'ocrpool_queue_depth{priority="5"}': 0,
+    'ocrpool_worker_restarts_total{reason="crash"}': 0,
+    'ocrpool_oom_events_total': 0,
+}
+for k, v in want.items():
+    assert k in samples, ('missing', k)
+    assert v is None or samples[k] == v, (k, samples[k], v)
+assert samples['ocrpool_model_loads_total{model="fast"}'] >= 1
+assert sum(v for k, v in samples.items() if k.startswith('ocrpool_pages_failed_total{')) == 1, samples
+assert 0 < samples['ocrpool_device_memory_used_bytes{device="cpu"}'] < cpu['budget_bytes']
+workers = sum(v for k, v in samples.items() if k.startswith('ocrpool_workers{device="cpu"'))
+assert workers == len(memory['workers']) >= 1, (workers, memory['workers'])
+PY
+check "/healthz answers" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200
+check "/readyz says ready" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200
+# While draining (SIGTERM with a page running), /readyz is 503 and /healthz still answers.
+export OCRPOOL_NULL_OPTS=sleep_ms=3000
+stop_server
+start_server "$TMP/var2" --workers 1 --config "$TMP/ocrpool.yaml" || { done_testing; exit 1; }
+id=$(submit "$DATA/linn.pdf" "model=fast&dpi=30&format=json")
+sleep 1
+kill -TERM "$SERVER_PID"
+sleep 0.3
+check "draining: /readyz is 503" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 503
+check "... /healthz still 200" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200
+wait "$SERVER_PID"
+check "the server drained and exited 0" test $? -eq 0
+done_testing
