@@ -64,6 +64,25 @@ assert 0 < samples['ocrpool_device_memory_used_bytes{device="cpu"}'] < cpu['budg
 workers = sum(v for k, v in samples.items() if k.startswith('ocrpool_workers{device="cpu"'))
 assert workers == len(memory['workers']) >= 1, (workers, memory['workers'])
 PY
+curl -s "$BASE/v1/tasks/metrics" -o "$TMP/summary.json"
+check "GET /v1/tasks/metrics: tasks, memory by device, the pool, the average wait" python3 -c "
+import json
+s = json.load(open('$TMP/summary.json'))
+assert s['active_tasks'] == 0 and s['queued_tasks'] == 0, s
+assert s['finished_tasks'] == {'succeeded': 3, 'failed': 1, 'cancelled': 0, 'running': 0, 'queued': 0}, s
+assert s['memory']['cpu']['budget_bytes'] > 0 and s['memory']['cpu']['level'] == 'ok', s
+assert s['pool']['workers_allowed'] == 2 and 0 <= s['pool']['utilisation'] <= 1, s
+assert s['average_wait_seconds'] > 0, s"
+curl -s "$BASE/v1/tasks/${ids[0]}/health" -o "$TMP/health.json"
+curl -s "$BASE/v1/tasks/$bad/health" -o "$TMP/badhealth.json"
+check "GET /v1/tasks/{id}/health: status, memory, processing time, device, warnings" python3 -c "
+import json
+h = json.load(open('$TMP/health.json'))
+assert h['status'] == 'succeeded' and h['healthy'] and h['device'] == 'cpu' and h['warnings'] == [], h
+assert h['processing_seconds'] >= 0 and h['memory']['peak_bytes'] > 0 and h['memory']['estimated_bytes'] > 0, h
+b = json.load(open('$TMP/badhealth.json'))
+assert b['status'] == 'failed' and not b['healthy'] and b['warnings'][0]['type'] == 'page_failed', b"
+check "... 404 for an unknown task" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/v1/tasks/0123456789abcdef0123456789abcdef/health")" = 404
 check "/healthz answers" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200
 check "/readyz says ready" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200
 # While draining (SIGTERM with a page running), /readyz is 503 and /healthz still answers.

@@ -100,6 +100,13 @@ void op_metrics_queue_wait(op_metrics_t *m, double seconds) {
   pthread_mutex_unlock(&m->lock);
 }
 
+double op_metrics_average_wait(op_metrics_t *m) {
+  pthread_mutex_lock(&m->lock);
+  double avg = m->wait.count ? m->wait.sum / (double)m->wait.count : 0;
+  pthread_mutex_unlock(&m->lock);
+  return avg;
+}
+
 /* A label value as the format wants it: backslash, quote and newline escaped. */
 static void label(FILE *f, const char *v) {
   for (; v != NULL && *v; v++) {
@@ -147,8 +154,7 @@ static void memory_metrics(FILE *f, json_t *memory) {
   json_t *devices = json_object_get(memory, "devices");
   device_gauge(f, devices, "ocrpool_device_memory_capacity_bytes", "capacity_bytes",
                "Memory of the device (cgroup limit or MemTotal; a GPU's VRAM).");
-  device_gauge(f, devices, "ocrpool_device_memory_budget_bytes", "budget_bytes",
-               "What ocrpool may use on the device.");
+  device_gauge(f, devices, "ocrpool_device_memory_budget_bytes", "budget_bytes", "What ocrpool may use on the device.");
   device_gauge(f, devices, "ocrpool_device_memory_reserved_bytes", "reserved_bytes",
                "What memory admission has promised on the device.");
   device_gauge(f, devices, "ocrpool_device_memory_used_bytes", "used_bytes",
@@ -200,7 +206,7 @@ static void memory_metrics(FILE *f, json_t *memory) {
   const char *reason;
   json_t *v;
   json_object_foreach(json_object_get(memory, "workers_ended"), reason, v)
-    fprintf(f, "ocrpool_worker_restarts_total{reason=\"%s\"} %lld\n", reason, (long long)json_integer_value(v));
+      fprintf(f, "ocrpool_worker_restarts_total{reason=\"%s\"} %lld\n", reason, (long long)json_integer_value(v));
   head(f, "ocrpool_oom_events_total", "counter", "Pages that ran out of memory (each attempt).");
   fprintf(f, "ocrpool_oom_events_total %lld\n", (long long)num(memory, "oom_events"));
 }

@@ -28,6 +28,9 @@ void op_metrics_page(op_metrics_t *m, int ok, const char *reason, double seconds
 /** A task's first page started this long after the task was created. */
 void op_metrics_queue_wait(op_metrics_t *m, double seconds);
 
+/** The mean of the queue waits observed so far (0 before any). */
+double op_metrics_average_wait(op_metrics_t *m);
+
 /**
  * The exposition text (a new string): the counters above, tasks by status
  * and queued by priority from counts (NULL when the store could not answer),

@@ -82,8 +82,7 @@ typedef struct mstat_s {
 } mstat_t;
 
 enum { UNLOAD_KEEP_ALIVE, UNLOAD_BUDGET, UNLOAD_RECYCLE, UNLOAD_CRASH, UNLOAD_ADMIN };
-const char *const op_sched_end_names[OP_SCHED_END_REASONS] = {"crash", "timeout", "out_of_memory", "recycle",
-                                                              "room"};
+const char *const op_sched_end_names[OP_SCHED_END_REASONS] = {"crash", "timeout", "out_of_memory", "recycle", "room"};
 static const char *const unload_names[] = {"keep_alive", "budget", "recycle", "crash", "admin"};
 
 struct op_sched_s {

@@ -917,6 +917,51 @@ char *op_service_metrics_text(op_service_t *svc) {
   return text;
 }
 
+json_t *op_service_tasks_summary(op_service_t *svc) {
+  op_store_counts_t counts;
+  op_store_t *st;
+  op_error_t e;
+  int rc = op_service_store_get(svc, &st, &e);
+  if (rc == 0) {
+    rc = op_store_count_tasks(st, &counts, &e);
+    op_service_store_put(svc, st);
+  }
+  if (rc < 0)
+    return NULL;
+  int by[OP_STORE_STATUSES] = {0};
+  for (int i = 0; i < OP_STORE_STATUSES; i++)
+    for (int p = 0; p < 10; p++)
+      by[i] += counts.counts[i][p];
+  json_t *memory = json_object(), *queued = json_object();
+  for (int p = 9; p >= 0; p--) {
+    char key[4];
+    snprintf(key, sizeof key, "%d", p);
+    if (counts.counts[0][p] > 0)
+      json_object_set_new(queued, key, json_integer(counts.counts[0][p]));
+  }
+  unsigned workers = 0, busy = 0;
+  pthread_mutex_lock(&svc->lock);
+  size_t i;
+  json_t *d, *w;
+  json_array_foreach(json_object_get(svc->memory, "devices"), i, d) {
+    json_object_set_new(memory, json_string_value(json_object_get(d, "name")),
+                        json_pack("{s:O, s:O, s:O}", "used_bytes", json_object_get(d, "used_bytes"), "budget_bytes",
+                                  json_object_get(d, "budget_bytes"), "level", json_object_get(d, "level")));
+  }
+  json_array_foreach(json_object_get(svc->memory, "workers"), i, w) {
+    workers++;
+    busy += json_is_string(json_object_get(w, "state")) &&
+            strcmp(json_string_value(json_object_get(w, "state")), "busy") == 0;
+  }
+  pthread_mutex_unlock(&svc->lock);
+  unsigned slots = svc->cfg.workers ? svc->cfg.workers : op_usable_cores();
+  return json_pack("{s:i, s:i, s:o, s:{s:i, s:i, s:i, s:i, s:i}, s:o, s:{s:i, s:i, s:i, s:f}, s:f}", "active_tasks",
+                   by[1], "queued_tasks", by[0], "queued_by_priority", queued, "finished_tasks", "succeeded", by[2],
+                   "failed", by[3], "cancelled", by[4], "running", by[1], "queued", by[0], "memory", memory, "pool",
+                   "workers_allowed", (int)slots, "workers", (int)workers, "busy", (int)busy, "utilisation",
+                   slots ? (double)busy / slots : 0.0, "average_wait_seconds", op_metrics_average_wait(svc->metrics));
+}
+
 json_t *op_service_models_json(op_service_t *svc) {
   pthread_mutex_lock(&svc->lock);
   json_t *copy = svc->models ? json_deep_copy(svc->models) : NULL;

@@ -112,6 +112,13 @@ struct op_metrics_s *op_service_metrics(op_service_t *svc);
 /** GET /metrics: the Prometheus text (a new string), or NULL when out of memory. */
 char *op_service_metrics_text(op_service_t *svc);
 
+/**
+ * GET /v1/tasks/metrics: active and queued tasks (by priority), finished ones,
+ * memory by device, the pool's use and the average wait before a task's first
+ * page. NULL when the store does not answer.
+ */
+json_t *op_service_tasks_summary(op_service_t *svc);
+
 /** Whether the service is draining (shutting down): new tasks get 503. */
 int op_service_draining(const op_service_t *svc);
 

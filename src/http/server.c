@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "doc/doc.h"
 #include "core/metrics.h"
+#include "doc/doc.h"
 #include "http/auth.h"
 #include "http/dashboard.h"
 #include "http/http.h"
@@ -68,16 +68,31 @@ static __thread const char *t_method;
 /* The route template of url, so that ids do not make a series each; "other"
  * for what no route answers. */
 static void route_of(const char *url, char *buf, size_t len) {
-  static const char *const known[] = {"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/tasks",
-                                      "/v1/tasks/metrics", "/v1/tasks/{id}", "/v1/tasks/{id}/result",
-                                      "/v1/tasks/{id}/events", "/v1/tasks/{id}/health", "/v1/ocr", "/v1/memory",
-                                      "/v1/memory/report", "/v1/memory/reports", "/v1/memory/reports/{name}",
-                                      "/v1/models", "/v1/models/{name}/load", "/v1/models/{name}/unload", NULL};
+  static const char *const known[] = {"/",
+                                      "/healthz",
+                                      "/readyz",
+                                      "/metrics",
+                                      "/openapi.json",
+                                      "/v1/tasks",
+                                      "/v1/tasks/metrics",
+                                      "/v1/tasks/{id}",
+                                      "/v1/tasks/{id}/result",
+                                      "/v1/tasks/{id}/events",
+                                      "/v1/tasks/{id}/health",
+                                      "/v1/ocr",
+                                      "/v1/memory",
+                                      "/v1/memory/report",
+                                      "/v1/memory/reports",
+                                      "/v1/memory/reports/{name}",
+                                      "/v1/models",
+                                      "/v1/models/{name}/load",
+                                      "/v1/models/{name}/unload",
+                                      NULL};
   char t[160];
   const char *var = strncmp(url, "/v1/tasks/", 10) == 0 && strcmp(url, "/v1/tasks/metrics") != 0 ? "{id}"
-                    : strncmp(url, "/v1/models/", 11) == 0                                         ? "{name}"
-                    : strncmp(url, "/v1/memory/reports/", 19) == 0                                 ? "{name}"
-                                                                                                   : NULL;
+                    : strncmp(url, "/v1/models/", 11) == 0                                       ? "{name}"
+                    : strncmp(url, "/v1/memory/reports/", 19) == 0                               ? "{name}"
+                                                                                                 : NULL;
   if (var != NULL) {
     const char *start = strchr(url + 4, '/');
     if (strncmp(url, "/v1/memory/reports/", 19) == 0)
@@ -477,6 +492,47 @@ static enum MHD_Result get_events(op_http_t *h, struct MHD_Connection *c, req_t 
   return send_json(c, 200, json_pack("{s:o}", "events", events), NULL, NULL);
 }
 
+/* GET /v1/tasks/{id}/health: how the task is doing, in one object: status,
+ * memory, processing time, device, and the warnings its events hold. */
+static enum MHD_Result task_health(op_http_t *h, struct MHD_Connection *c, req_t *q, const char *id) {
+  op_task_row_t row;
+  enum MHD_Result answered;
+  if (load_task(h, c, q, id, &row, &answered) < 0)
+    return answered;
+  op_store_t *st;
+  op_error_t e;
+  json_t *events = NULL;
+  int rc = op_service_store_get(h->svc, &st, &e);
+  if (rc == 0) {
+    rc = op_store_events(st, id, &events, &e);
+    op_service_store_put(h->svc, st);
+  }
+  if (rc < 0)
+    return problem(c, 500, e.message, NULL, NULL, NULL);
+  json_t *warnings = json_array();
+  size_t i;
+  json_t *ev;
+  json_array_foreach(events, i, ev) {
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    if (type != NULL && (strcmp(type, "memory_warning") == 0 || strcmp(type, "waiting_for_memory") == 0 ||
+                         strcmp(type, "retried") == 0 || strcmp(type, "page_failed") == 0))
+      json_array_append_new(warnings, json_pack("{s:s, s:o, s:O}", "type", type, "time",
+                                                op_time_json(json_number_value(json_object_get(ev, "time"))), "details",
+                                                json_object_get(ev, "details")));
+  }
+  json_decref(events);
+  double end = row.finished_at > 0 ? row.finished_at : op_wall_time_s();
+  int healthy = strcmp(row.status, "failed") != 0 && json_array_size(warnings) == 0;
+  return send_json(c, 200,
+                   json_pack("{s:s, s:s, s:b, s:i, s:i, s:f, s:o, s:{s:I, s:I}, s:o}", "id", row.id, "status",
+                             row.status, "healthy", healthy, "pages_total", row.pages_total, "pages_done",
+                             row.pages_done, "processing_seconds", row.started_at > 0 ? end - row.started_at : 0.0,
+                             "device", row.device[0] ? json_string(row.device) : json_null(), "memory",
+                             "estimated_bytes", (json_int_t)row.estimated_memory_bytes, "peak_bytes",
+                             (json_int_t)row.peak_memory_bytes, "warnings", warnings),
+                   NULL, NULL);
+}
+
 static enum MHD_Result list_tasks(op_http_t *h, struct MHD_Connection *c, req_t *q) {
   const char *status = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "status");
   const char *limit_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
@@ -835,6 +891,12 @@ route:
       return list_tasks(h, c, q);
     return problem(c, 405, "use GET or POST", NULL, "Allow", "GET, POST");
   }
+  if (strcmp(url, "/v1/tasks/metrics") == 0) {
+    if (strcmp(method, "GET") != 0)
+      return problem(c, 405, "use GET", NULL, "Allow", "GET");
+    json_t *m = op_service_tasks_summary(h->svc);
+    return m ? send_json(c, 200, m, NULL, NULL) : problem(c, 503, "the store does not answer", NULL, NULL, NULL);
+  }
   if (strncmp(url, "/v1/tasks/", 10) == 0) {
     char id[64];
     const char *rest = url + 10;
@@ -857,7 +919,13 @@ route:
       return get_result(h, c, q, id);
     if (strcmp(sub, "/events") == 0 && strcmp(method, "GET") == 0)
       return get_events(h, c, q, id);
-    return problem(c, strcmp(sub, "") == 0 || strcmp(sub, "/result") == 0 || strcmp(sub, "/events") == 0 ? 405 : 404,
+    if (strcmp(sub, "/health") == 0 && strcmp(method, "GET") == 0)
+      return task_health(h, c, q, id);
+    return problem(c,
+                   strcmp(sub, "") == 0 || strcmp(sub, "/result") == 0 || strcmp(sub, "/events") == 0 ||
+                           strcmp(sub, "/health") == 0
+                       ? 405
+                       : 404,
                    "no such route", NULL, NULL, NULL);
   }
   return problem(c, 404, "no such route (see /openapi.json)", NULL, NULL, NULL);

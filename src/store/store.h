@@ -26,29 +26,29 @@ typedef struct op_store_s op_store_t;
 
 /** A task as stored. Strings are fixed-size and NUL-terminated; "" when unset. */
 typedef struct op_task_row_s {
-  char id[40];                /**< made by the server: 32 hex characters */
-  char status[16];            /**< queued, running, succeeded, failed, cancelled */
-  int priority;               /**< 0-9 */
+  char id[40];                                /**< made by the server: 32 hex characters */
+  char status[16];                            /**< queued, running, succeeded, failed, cancelled */
+  int priority;                               /**< 0-9 */
   double created_at, started_at, finished_at; /**< unix seconds; 0 = not yet */
   int pages_total, pages_done;
-  int attempts;               /**< page runs started in all */
-  char device[16];            /**< assigned_device */
-  char worker[32];            /**< worker_id of the last page run */
+  int attempts;    /**< page runs started in all */
+  char device[16]; /**< assigned_device */
+  char worker[32]; /**< worker_id of the last page run */
   int64_t estimated_memory_bytes, peak_memory_bytes;
   char failure_reason[32];
-  char error[768];            /**< a sentence for a person */
-  char owner[64];             /**< the token name that created it, "" when auth is off */
-  char title[256];            /**< the uploaded file's name, for results */
-  char input_type[8];         /**< png, jpeg, tiff, pdf */
-  char options[1024];         /**< the task options as JSON text */
+  char error[768];    /**< a sentence for a person */
+  char owner[64];     /**< the token name that created it, "" when auth is off */
+  char title[256];    /**< the uploaded file's name, for results */
+  char input_type[8]; /**< png, jpeg, tiff, pdf */
+  char options[1024]; /**< the task options as JSON text */
   int cancel_requested;
   int resource_cleanup_completed;
 } op_task_row_t;
 
 /** A page job as stored. */
 typedef struct op_page_row_s {
-  int index;                  /**< 0-based page number in the document */
-  char state[16];             /**< queued, running, done, failed */
+  int index;      /**< 0-based page number in the document */
+  char state[16]; /**< queued, running, done, failed */
   int attempts, crash_attempts;
   double started_at, finished_at;
   int64_t estimated_memory_bytes, peak_memory_bytes;
