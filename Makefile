@@ -14,7 +14,7 @@ BUILD_PKGS := build-essential cmake pkg-config libtesseract-dev libleptonica-dev
               libsqlite3-dev libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev
 # What running and testing need beyond the build.
 RUN_PKGS   := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
-TEST_PKGS  := poppler-utils libxml2-utils qpdf libtiff-tools tesseract-ocr-deu curl python3 sqlite3 chromium
+TEST_PKGS  := poppler-utils libxml2-utils qpdf libtiff-tools tesseract-ocr-deu curl python3 sqlite3 chromium prometheus
 BENCH_PKGS := ocrmypdf python3-rq redis-server mupdf-tools img2pdf bc
 
 .PHONY: all build deps deps-test run check test test-san bench clean format

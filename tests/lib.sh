@@ -101,6 +101,17 @@ wait_task() {
   echo "timeout:$status"
 }
 
+# wait_started ID [SECONDS]: waits until a page of the task has started (a
+# page_started event), so that a test acts while it runs, however loaded the
+# machine is.
+wait_started() {
+  for _ in $(seq 1 $((${2:-30} * 20))); do
+    curl -s "${AUTH[@]}" "$BASE/v1/tasks/$1/events" | grep -q '"page_started"' && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # submit FILE QUERY: posts the file raw, prints the new task's id.
 submit() {
   curl -s "${AUTH[@]}" -X POST --data-binary "@$1" -H 'Content-Type: application/octet-stream' "$BASE/v1/tasks?$2" |

@@ -52,6 +52,15 @@ export LD_LIBRARY_PATH=$DOUBLE_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export OCRPOOL_NVML_DOUBLE=$NVML_FILE
 start_server "$TMP/var" --workers 2 --config "$TMP/ocrpool.yaml" || { done_testing; exit 1; }
 memory() { curl -s "$BASE/v1/memory" -o "$TMP/memory.json"; }
+# until_gpu SECONDS EXPR: polls /v1/memory until EXPR holds for d, the cuda:0 device.
+until_gpu() {
+  for _ in $(seq 1 $(($1 * 10))); do
+    memory
+    gpu "$2" && return 0
+    sleep 0.1
+  done
+  return 1
+}
 gpu() { python3 -c "
 import json, sys
 d = [x for x in json.load(open('$TMP/memory.json'))['devices'] if x['name'] == 'cuda:0'][0]
@@ -69,19 +78,12 @@ check "the GPU is logged at start" grep -q "memory: cuda:0 FakeGPU-16G, capacity
 
 # ---- a page of the gpu model runs on cuda:0; its worker's VRAM counts as ours
 id=$(submit "$DATA/linn.pdf" "model=gpu&dpi=30&format=json")
-pid=""
-for _ in $(seq 1 50); do
-  pid=$(curl -s "$BASE/v1/memory" | python3 -c "
+wait_started "$id"
+pid=$(curl -s "$BASE/v1/tasks/$id/events" | python3 -c "
 import json, sys
-w = [w for w in json.load(sys.stdin)['workers'] if w['state'] == 'busy']
-print(w[0]['pid'] if w else '')")
-  [ -n "$pid" ] && break
-  sleep 0.1
-done
+print([e['details']['pid'] for e in json.load(sys.stdin)['events'] if e['type'] == 'page_started'][0])")
 nvml "process 0 $pid 3221225472" "process 0 999999 2147483648" # 3 GiB ours, 2 GiB another program's
-sleep 0.5
-memory
-check "the worker's VRAM counts (3 GiB), another program's does not" gpu "d['used_bytes'] == 3 << 30 and d['level'] == 'ok'"
+check "the worker's VRAM counts (3 GiB), another program's does not" until_gpu 10 "d['used_bytes'] == 3 << 30 and d['level'] == 'ok'"
 check "... and the worker shows it" python3 -c "
 import json
 w = [w for w in json.load(open('$TMP/memory.json'))['workers'] if w['pid'] == $pid][0]
@@ -92,9 +94,7 @@ check "... recorded on the task and its page" test "$(task "$id") / $(started "$
 # ---- the worker now holds 7.8 GiB of the 8 GiB budget: critical; the next
 # page of the model goes to its CPU fallback, recorded with the reason
 nvml "process 0 $pid 8375186227"
-sleep 0.5
-memory
-check "7.8 GiB of 8 GiB: cuda:0 is critical" gpu "d['level'] == 'critical'"
+check "7.8 GiB of 8 GiB: cuda:0 is critical" until_gpu 10 "d['level'] == 'critical'"
 id=$(submit "$DATA/linn.pdf" "model=gpu&dpi=30&format=json")
 check "the next gpu task succeeds" test "$(wait_task "$id" 30)" = succeeded
 check "... on the CPU fallback, with the reason recorded" test "$(task "$id") / $(started "$id")" = \
@@ -108,7 +108,7 @@ assert m['gpu']['unloads']['budget'] == 1 and m['gpu']['device'] == 'cuda:0', m[
 
 # ---- a model without a fallback waits for room on the card, then runs there
 nvml "process 0 $pid 7516192768" # 7 GiB: warning, but 2 GiB more would not fit the 8 GiB budget
-sleep 0.5
+until_gpu 10 "d['level'] == 'warning'"
 id=$(submit "$DATA/linn.pdf" "model=gpu-only&dpi=30&format=json")
 sleep 1.5
 check "the gpu-only task waits while its 2 GiB do not fit" test "$(curl -s "$BASE/v1/tasks/$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" != succeeded

@@ -90,7 +90,7 @@ export OCRPOOL_NULL_OPTS=sleep_ms=3000
 stop_server
 start_server "$TMP/var2" --workers 1 --config "$TMP/ocrpool.yaml" || { done_testing; exit 1; }
 id=$(submit "$DATA/linn.pdf" "model=fast&dpi=30&format=json")
-sleep 1
+wait_started "$id"
 kill -TERM "$SERVER_PID"
 sleep 0.3
 check "draining: /readyz is 503" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 503

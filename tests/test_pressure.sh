@@ -102,6 +102,6 @@ check "the low-priority task waits while memory is under pressure (counted once)
 check "the hog succeeds" test "$(wait_task "$hog" 30)" = succeeded
 check "then the low-priority task runs and succeeds" test "$(wait_task "$low" 60)" = succeeded
 check "... and so does the other" test "$(wait_task "$normal" 60)" = succeeded
-check "the wait is logged" grep -q "task [0-9]* (priority 1) waits while memory is under pressure" "$TMP/server.log"
+check "the wait is logged" grep -q "task=\"[0-9a-f]*\" .*task [0-9a-f]* (priority 1) waits while memory is under pressure" "$TMP/server.log"
 stop_server
 done_testing

@@ -8,7 +8,7 @@ export OCRPOOL_NULL_OPTS=sleep_ms=2000
 qpdf --empty --pages "$DATA/linn.pdf" "$DATA/linn.pdf" -- "$TMP/two.pdf"
 start_server "$TMP/var" --workers 1 || { done_testing; exit 1; }
 id=$(submit "$TMP/two.pdf" "engine=null")
-sleep 0.7
+wait_started "$id"
 kill -TERM "$SERVER_PID"
 sleep 0.3
 code=$(curl -s -D "$TMP/h" -o "$TMP/b" -w '%{http_code}' -X POST --data-binary "@$DATA/phototest.tif" "$BASE/v1/tasks")

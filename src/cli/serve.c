@@ -49,22 +49,30 @@ static void usage(FILE *out) {
         "      --max-input-size N    largest upload in bytes (K, M, G suffixes; default 256M)\n"
         "      --drain-timeout SEC   on SIGTERM, running pages get this long to finish (default 30)\n"
         "      --port-file FILE      write the bound port there once listening\n"
-        "      --log-level LEVEL     debug, info (default), warn, error\n"
+        "      --log-level LEVEL     debug, info (default), warn, error; SIGHUP reloads it from --config\n"
+        "      --log-format F        logfmt (default) or json; also OCRPOOL_LOG_FORMAT\n"
         "  -h, --help                show this help\n",
         out);
 }
 
 int op_cli_serve(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"listen", required_argument, NULL, 'l'},         {"data-dir", required_argument, NULL, 'd'},
-      {"workers", required_argument, NULL, 'w'},        {"tokens", required_argument, NULL, 't'},
-      {"max-queue", required_argument, NULL, 'q'},      {"queue-timeout", required_argument, NULL, 'Q'},
-      {"page-timeout", required_argument, NULL, 'P'},   {"retention-days", required_argument, NULL, 'r'},
-      {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
-      {"log-level", required_argument, NULL, 'L'},      {"help", no_argument, NULL, 'h'},
-      {"drain-timeout", required_argument, NULL, 'D'},  {"memory-budget", required_argument, NULL, 'B'},
-      {"config", required_argument, NULL, 'C'},
-      {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                           {"data-dir", required_argument, NULL, 'd'},
+                                           {"workers", required_argument, NULL, 'w'},
+                                           {"tokens", required_argument, NULL, 't'},
+                                           {"max-queue", required_argument, NULL, 'q'},
+                                           {"queue-timeout", required_argument, NULL, 'Q'},
+                                           {"page-timeout", required_argument, NULL, 'P'},
+                                           {"retention-days", required_argument, NULL, 'r'},
+                                           {"max-input-size", required_argument, NULL, 'm'},
+                                           {"port-file", required_argument, NULL, 'p'},
+                                           {"log-level", required_argument, NULL, 'L'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {"drain-timeout", required_argument, NULL, 'D'},
+                                           {"memory-budget", required_argument, NULL, 'B'},
+                                           {"config", required_argument, NULL, 'C'},
+                                           {"log-format", required_argument, NULL, 'F'},
+                                           {NULL, 0, NULL, 0}};
   op_service_config_t scfg;
   op_service_config_init(&scfg);
   op_http_config_t hcfg;
@@ -96,6 +104,13 @@ int op_cli_serve(int argc, char **argv) {
       }
       level = op_log_level_parse(optarg);
       level_name = optarg;
+      break;
+    case 'F':
+      if (op_log_format_parse(optarg) < 0) {
+        fprintf(stderr, "ocrpool serve: bad --log-format \"%s\" (logfmt or json)\n", optarg);
+        return OP_EXIT_USAGE;
+      }
+      op_log_set_format((op_log_format_t)op_log_format_parse(optarg)); /* workers inherit it */
       break;
     case 'h':
       usage(stdout);

@@ -255,6 +255,8 @@ int op_sched_add(op_sched_t *s, op_task_t *t, op_error_t *err) {
   }
   t->policy = pol != NULL ? pol : &s->default_policy;
   t->id = ++s->next_task_id;
+  if (t->log_id[0] == '\0')
+    snprintf(t->log_id, sizeof t->log_id, "%llu", (unsigned long long)t->id);
   if (t->scratch_dir == NULL &&
       asprintf(&t->scratch_dir, "%s/task-%llu", s->cfg.scratch_root, (unsigned long long)t->id) < 0) {
     t->scratch_dir = NULL;
@@ -548,8 +550,8 @@ static int next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page) {
       if (!t->deferred) {
         t->deferred = 1;
         s->deferred_tasks++;
-        op_log_info("memory: task %llu (priority %d) waits while memory is under pressure", (unsigned long long)t->id,
-                    t->opts.priority);
+        op_log_task(OP_LOG_INFO, t->log_id, 0, "memory: task %s (priority %d) waits while memory is under pressure",
+                    t->log_id, t->opts.priority);
       }
       continue;
     }
@@ -1014,8 +1016,8 @@ static int route(op_sched_t *s, op_task_t *t, op_page_job_t *p) {
     p->estimate_bytes = 0; /* estimated again for the fallback's model */
     if (g < OP_SCHED_MAX_GPUS)
       s->gpu[g].fallbacks++;
-    op_log_info("page %u of task %llu goes to %s instead of %s: %s", p->index + 1, (unsigned long long)t->id,
-                t->policy->fallback, pol->device, why);
+    op_log_task(OP_LOG_INFO, t->log_id, p->index + 1, "page %u of task %s goes to %s instead of %s: %s", p->index + 1,
+                t->log_id, t->policy->fallback, pol->device, why);
     return route(s, t, p); /* the fallback's own device */
   }
   if (g >= s->cfg.n_gpus || g >= OP_SCHED_MAX_GPUS) {
@@ -1384,7 +1386,7 @@ static void on_stage_event(op_sched_t *s, op_task_t *t, const op_sup_event_t *ev
       op_error_set(&e, ev->code, NULL, "%s failed %u times; the last time %s", what, t->stage_attempts, ev->message);
     task_fail(s, t, &e);
   } else {
-    op_log_warn("task %llu: %s: %s; trying again", (unsigned long long)t->id, what, ev->message);
+    op_log_task(OP_LOG_WARN, t->log_id, 0, "task %s: %s: %s; trying again", t->log_id, what, ev->message);
   }
 }
 
@@ -1442,7 +1444,7 @@ static void out_of_memory(op_sched_t *s, op_page_job_t *p, const char *message) 
     page_fail(s, p, &e);
     return;
   }
-  op_log_warn("task %llu page %u: %s", (unsigned long long)t->id, p->index + 1, why);
+  op_log_task(OP_LOG_WARN, t->log_id, p->index + 1, "task %s page %u: %s", t->log_id, p->index + 1, why);
   requeue(s, p, why);
 }
 
@@ -1486,7 +1488,8 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
     int final = e.code == OP_EBADINPUT || e.code == OP_ELIMIT || e.code == OP_EUNSUPPORTED || e.code == OP_EUSAGE ||
                 strcmp(e.reason, "model_unavailable") == 0 || p->attempts >= s->cfg.max_attempts;
     if (!final) {
-      op_log_warn("task %llu page %u: %s; trying again", (unsigned long long)t->id, p->index + 1, e.message);
+      op_log_task(OP_LOG_WARN, t->log_id, p->index + 1, "task %s page %u: %s; trying again", t->log_id, p->index + 1,
+                  e.message);
       requeue(s, p, e.message);
       return;
     }
@@ -1525,8 +1528,8 @@ static void on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t 
     op_error_set(&e, ev->code, NULL, "the page failed %u times (the last time %s)", p->attempts, ev->message);
     page_fail(s, p, &e);
   } else {
-    op_log_warn("task %llu page %u: %s; running it again on another worker", (unsigned long long)t->id, p->index + 1,
-                ev->message);
+    op_log_task(OP_LOG_WARN, t->log_id, p->index + 1, "task %s page %u: %s; running it again on another worker",
+                t->log_id, p->index + 1, ev->message);
     requeue(s, p, ev->message);
   }
 }

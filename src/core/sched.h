@@ -98,6 +98,7 @@ typedef struct op_task_s {
   long peak_rss_kb;    /**< the largest worker peak seen by its jobs */
   double queued_s, started_s, finished_s;
   void *user; /**< for the caller */
+  char log_id[40]; /**< how logs name it: the caller's id, else the scheduler's number */
   /* internal */
   int stage;
   unsigned stage_attempts, stage_crashes;

@@ -557,8 +557,11 @@ static void schedule_row(op_service_t *svc, const op_task_row_t *row) {
         op_task_create(input, row->title[0] ? row->title : "document", op_doc_type_from_name(row->input_type), &opts);
     free((char *)opts.pages);
   }
+  if (a->task != NULL)
+    snprintf(a->task->log_id, sizeof a->task->log_id, "%s", row->id);
   if (a->task == NULL) {
-    op_log_error("task %s cannot be scheduled: %s", row->id, rc < 0 ? e.message : "out of memory");
+    op_log_task(OP_LOG_ERROR, row->id, 0, "task %s cannot be scheduled: %s", row->id,
+                rc < 0 ? e.message : "out of memory");
     free(a);
     free(dir);
     free(input);
@@ -592,7 +595,7 @@ static void schedule_row(op_service_t *svc, const op_task_row_t *row) {
   }
   svc->active[svc->n_active++] = a;
   if (op_sched_add(svc->sched, a->task, &e) < 0) {
-    op_log_error("task %s cannot be scheduled: %s", row->id, e.message);
+    op_log_task(OP_LOG_ERROR, row->id, 0, "task %s cannot be scheduled: %s", row->id, e.message);
     svc->n_active--;
     op_task_destroy(a->task);
     free(a);
