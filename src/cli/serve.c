@@ -20,7 +20,12 @@
 #include "util/log.h"
 #include "util/parse.h"
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, reload_requested;
+
+static void on_hangup(int sig) {
+  (void)sig;
+  reload_requested = 1;
+}
 
 /* The first SIGTERM/SIGINT drains, a second one stops at once. */
 static void on_stop(int sig) {
@@ -162,6 +167,11 @@ int op_cli_serve(int argc, char **argv) {
   }
   if (scfg.memory_budget == NULL)
     scfg.memory_budget = getenv("OCRPOOL_MEMORY_BUDGET");
+  const char *env_level = getenv("OCRPOOL_LOG_LEVEL"); /* the flag, then this, then the file's log.level */
+  if (level_name == NULL && env_level != NULL && op_log_level_parse(env_level) >= 0) {
+    level_name = env_level;
+    level = op_log_level_parse(env_level);
+  }
   op_log_init((op_log_level_t)level, "serve");
   scfg.log_level = level_name;
   struct sigaction sa;
@@ -169,6 +179,8 @@ int op_cli_serve(int argc, char **argv) {
   sa.sa_handler = on_stop;
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = on_hangup;
+  sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 
   op_error_t e;
@@ -192,6 +204,7 @@ int op_cli_serve(int argc, char **argv) {
       fclose(f);
     }
   }
+  op_service_watch_reload(svc, &reload_requested);
   if (op_service_run(svc, &stop_requested, &e) < 0) {
     fprintf(stderr, "ocrpool serve: %s\n", e.message);
     status = OP_EXIT_INTERNAL;

@@ -1258,6 +1258,16 @@ static void dispatch(op_sched_t *s) {
   }
 }
 
+void op_sched_set_limits(op_sched_t *s, uint64_t budget_bytes, double warning_share, double critical_share,
+                         double cooldown_s, int defer_below) {
+  if (s->cfg.budget_bytes > 0 && budget_bytes > 0) /* admission stays on (the pool is lazy) */
+    s->cfg.budget_bytes = budget_bytes;
+  s->cfg.warning_share = warning_share;
+  s->cfg.critical_share = critical_share;
+  s->cfg.cooldown_s = cooldown_s;
+  s->cfg.defer_below = defer_below;
+}
+
 unsigned op_sched_memory(op_sched_t *s, op_sched_mem_t *mem, op_sched_worker_mem_t *workers, unsigned max) {
   sample(s, 0);
   memset(mem, 0, sizeof *mem);

@@ -97,7 +97,7 @@ typedef struct op_task_s {
   op_error_t error;    /**< the first failure */
   long peak_rss_kb;    /**< the largest worker peak seen by its jobs */
   double queued_s, started_s, finished_s;
-  void *user; /**< for the caller */
+  void *user;      /**< for the caller */
   char log_id[40]; /**< how logs name it: the caller's id, else the scheduler's number */
   /* internal */
   int stage;
@@ -284,6 +284,10 @@ int op_sched_model_request(op_sched_t *sched, const op_model_policy_t *model, in
 
 /** The models, declared and used: state, memory, refcount, loads and unloads by reason (a new array). */
 json_t *op_sched_models_json(op_sched_t *sched);
+
+/** A reload: the CPU budget and the pressure settings (see op_sched_config_t). */
+void op_sched_set_limits(op_sched_t *sched, uint64_t budget_bytes, double warning_share, double critical_share,
+                         double cooldown_s, int defer_below);
 
 /** Fills *mem, and up to max workers into workers[] (returns how many slots there are). */
 unsigned op_sched_memory(op_sched_t *sched, op_sched_mem_t *mem, op_sched_worker_mem_t *workers, unsigned max);

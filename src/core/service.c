@@ -73,10 +73,12 @@ struct op_service_s {
   double warning_share, critical_share, cooldown_s;
   unsigned defer_below;
   op_mem_level_t level;
-  volatile int refusing;     /* critical with nothing left to free: submissions get 503 */
-  const char *report_reason; /* a memory report to write ("critical", "requested"), under lock */
-  op_metrics_t *metrics;     /* GET /metrics */
-  op_nvml_t *nvml;           /* NULL without GPUs */
+  volatile int refusing;         /* critical with nothing left to free: submissions get 503 */
+  const char *report_reason;     /* a memory report to write ("critical", "requested"), under lock */
+  op_metrics_t *metrics;         /* GET /metrics */
+  volatile sig_atomic_t *reload; /* set by SIGHUP: read the configuration again */
+  char log_level_text[16];       /* log.level from the file */
+  op_nvml_t *nvml;               /* NULL without GPUs */
   unsigned n_gpus;
   uint64_t gpu_budget[OP_SCHED_MAX_GPUS];
   char gpu_budget_text[64]; /* devices.cuda.budget */
@@ -1044,7 +1046,8 @@ static int load_pressure(op_service_t *svc, const op_config_t *cfg, json_t *root
 
 /* Reads the YAML file: models, pressure, and the cpu budget when the caller has none. */
 static int load_config(op_service_t *svc, const char *path, const char **budget, op_error_t *err) {
-  static const char *const sections[] = {"devices", "models", "pressure", NULL};
+  static const char *const sections[] = {"devices", "models", "pressure", "log", NULL};
+  static const char *const log_keys[] = {"level", NULL};
   static const char *const devices[] = {"cpu", "cuda", NULL};
   static const char *const cuda_keys[] = {"budget", NULL};
   static const char *const cpu_keys[] = {"budget", "warning", "critical", NULL};
@@ -1087,6 +1090,16 @@ static int load_config(op_service_t *svc, const char *path, const char **budget,
   }
   if (rc == 0 && root != NULL)
     rc = load_pressure(svc, cfg, root, err);
+  json_t *log = root ? json_object_get(root, "log") : NULL;
+  if (rc == 0 && log != NULL && !json_is_null(log) && (rc = op_config_keys(cfg, log, log_keys, "log", err)) == 0) {
+    const char *level = NULL;
+    rc = op_config_string(cfg, log, "level", &level, err);
+    if (rc == 0 && level != NULL && op_log_level_parse(level) < 0)
+      rc = op_config_error(cfg, json_object_get(log, "level"), err,
+                           "\"level\": debug, info, warn, error or off, not \"%s\"", level);
+    if (rc == 0 && level != NULL)
+      snprintf(svc->log_level_text, sizeof svc->log_level_text, "%s", level);
+  }
   if (rc == 0)
     rc = op_model_policies_load(cfg, svc->capacity, &svc->policies, &svc->n_policies, err);
   op_config_free(cfg);
@@ -1175,6 +1188,10 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   op_supervisor_config_init(&scfg);
   scfg.workers = cfg->workers ? cfg->workers : op_usable_cores();
   scfg.log_level = cfg->log_level;
+  if (cfg->log_level == NULL && svc->log_level_text[0]) { /* no flag, no environment: the file's */
+    op_log_set_level((op_log_level_t)op_log_level_parse(svc->log_level_text));
+    scfg.log_level = svc->log_level_text;
+  }
   scfg.lazy = 1; /* admission starts workers as memory allows */
   if ((rc = op_supervisor_create(&scfg, &svc->sup, err)) < 0)
     goto fail;
@@ -1221,6 +1238,116 @@ fail:
   return rc;
 }
 
+void op_service_watch_reload(op_service_t *svc, volatile sig_atomic_t *flag) {
+  svc->reload = flag;
+}
+
+/* Says in the log what a reload changes in one value. */
+static void changed(const char *what, const char *before, const char *after) {
+  if (strcmp(before, after) != 0)
+    op_log_info("reload: %s: %s -> %s", what, before, after);
+}
+
+static void changed_num(const char *what, double before, double after) {
+  char a[32], b[32];
+  snprintf(a, sizeof a, "%g", before);
+  snprintf(b, sizeof b, "%g", after);
+  changed(what, a, b);
+}
+
+/*
+ * SIGHUP: reads the configuration file again and applies what is safe while
+ * tasks run: the log level, the budget, the pressure settings and each
+ * model's tunables. A new, removed or redefined model (engine, languages,
+ * device) needs a restart, and the log says so; a file with an error changes
+ * nothing.
+ */
+static void reload(op_service_t *svc) {
+  if (svc->cfg.config_file == NULL) {
+    op_log_info("reload: no --config file: nothing to read again");
+    return;
+  }
+  op_service_t *fresh = calloc(1, sizeof *fresh);
+  if (fresh == NULL)
+    return;
+  fresh->capacity = svc->capacity;
+  fresh->warning_share = svc->warning_share;
+  fresh->critical_share = svc->critical_share;
+  fresh->cooldown_s = svc->cooldown_s;
+  fresh->defer_below = svc->defer_below;
+  op_error_t e;
+  const char *budget = NULL;
+  uint64_t budget_bytes = svc->budget;
+  if (load_config(fresh, svc->cfg.config_file, svc->cfg.memory_budget ? NULL : &budget, &e) < 0 ||
+      (budget != NULL && op_mem_budget_parse(budget, svc->capacity, &budget_bytes, &e) < 0)) {
+    op_log_error("reload: %s; the configuration in use stays", e.message);
+    free(fresh->policies);
+    free(fresh);
+    return;
+  }
+  op_log_info("reload: read %s", svc->cfg.config_file);
+  if (fresh->log_level_text[0] && svc->cfg.log_level == NULL) {
+    static const char *const names[] = {"debug", "info", "warn", "error", "off"};
+    changed("log.level", names[op_log_level()], fresh->log_level_text);
+    op_log_set_level((op_log_level_t)op_log_level_parse(fresh->log_level_text));
+  }
+  if (budget_bytes != svc->budget) {
+    char a[32], b[32];
+    op_mem_format(svc->budget, a, sizeof a);
+    op_mem_format(budget_bytes, b, sizeof b);
+    changed("devices.cpu.budget", a, b);
+    svc->budget = budget_bytes;
+  }
+  changed_num("devices.cpu.warning", svc->warning_share, fresh->warning_share);
+  changed_num("devices.cpu.critical", svc->critical_share, fresh->critical_share);
+  changed_num("pressure.cooldown", svc->cooldown_s, fresh->cooldown_s);
+  changed_num("pressure.defer_below", svc->defer_below, fresh->defer_below);
+  svc->warning_share = fresh->warning_share;
+  svc->critical_share = fresh->critical_share;
+  svc->cooldown_s = fresh->cooldown_s;
+  svc->defer_below = fresh->defer_below;
+  op_sched_set_limits(svc->sched, svc->budget, svc->warning_share, svc->critical_share, svc->cooldown_s,
+                      (int)svc->defer_below);
+  /* Models: the same list (by name, engine, languages, device) is updated in
+   * place, as running tasks point at it; any other change waits for a restart. */
+  int same = fresh->n_policies == svc->n_policies;
+  for (unsigned i = 0; same && i < svc->n_policies; i++) {
+    const op_model_policy_t *a = &svc->policies[i], *b = &fresh->policies[i];
+    same = strcmp(a->name, b->name) == 0 && strcmp(a->engine, b->engine) == 0 && strcmp(a->lang, b->lang) == 0 &&
+           strcmp(a->device, b->device) == 0 && (b->fallback[0] == 0 || op_service_model(svc, b->fallback) != NULL);
+  }
+  if (!same) {
+    op_log_warn("reload: the models were added, removed or redefined (name, engine, languages, device): that needs "
+                "a restart; their other settings are not changed either");
+  } else {
+    for (unsigned i = 0; i < svc->n_policies; i++) {
+      op_model_policy_t *a = &svc->policies[i];
+      const op_model_policy_t *b = &fresh->policies[i];
+      char what[160];
+#define TUNE(field, label)                                                                                             \
+  snprintf(what, sizeof what, "model %s: %s", a->name, label);                                                         \
+  changed_num(what, (double)a->field, (double)b->field);                                                               \
+  a->field = b->field
+      TUNE(keep_alive_s, "keep_alive");
+      TUNE(preload, "preload");
+      TUNE(max_concurrent, "max_concurrent");
+      TUNE(memory_limit, "memory_limit");
+      TUNE(batch, "batch");
+      TUNE(max_tasks, "recycle.max_tasks");
+      TUNE(max_memory_growth, "recycle.max_memory_growth");
+      TUNE(idle_exit_s, "recycle.idle_exit");
+      TUNE(isolate_per_task, "recycle.isolate per_task");
+#undef TUNE
+      snprintf(what, sizeof what, "model %s: fallback", a->name);
+      changed(what, a->fallback, b->fallback);
+      snprintf(a->fallback, sizeof a->fallback, "%s", b->fallback);
+    }
+  }
+  op_log_info("reload: done (--listen, --workers, --data-dir, --tokens, log format and GPUs need a restart)");
+  free(fresh->policies);
+  free(fresh);
+}
+
 int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err) {
   double last_scan = 0;
   while (!*stop) {
@@ -1228,6 +1355,10 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
     int woken = 0;
     while (read(svc->wake[0], buf, sizeof buf) > 0)
       woken = 1;
+    if (svc->reload != NULL && *svc->reload) {
+      *svc->reload = 0;
+      reload(svc);
+    }
     double now = op_wall_time_s();
     if (woken || now - last_scan > 1.0) {
       apply_cancels(svc);
