@@ -13,6 +13,13 @@ if ! command -v promtool >/dev/null; then
 fi
 printf 'models:\n  - name: fast\n    engine: null\n    languages: fast\n' >"$TMP/ocrpool.yaml"
 start_server "$TMP/var" --workers 2 --config "$TMP/ocrpool.yaml" || { done_testing; exit 1; }
+ready=no
+for _ in $(seq 1 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ] && { ready=yes; break; }
+  sleep 0.1
+done
+check "/readyz turns ready once a worker has started" test "$ready" = yes
+check "... and the log says which" grep -q 'ready: worker 0 (pid [0-9]*) started' "$TMP/server.log"
 ids=()
 for _ in 1 2 3; do ids+=("$(submit "$DATA/linn.pdf" "model=fast&dpi=30&format=json")"); done
 head -c 4000 "$DATA/linn.png" >"$TMP/cut.png" # its header is whole, its pixels are not: the page fails

@@ -1739,7 +1739,7 @@ static void sweep(op_sched_t *s) {
     if (why == NULL && pol != NULL && pol->idle_exit_s > 0 && now - w->last_used_s >= pol->idle_exit_s)
       why = "it was idle past idle_exit";
     if (why == NULL && pol == NULL && info.jobs_done == 0 && !any_queued(s))
-      why = "it was started for a job another worker took"; /* workers start on demand only */
+      why = "it was started for work that another worker took, or that never came"; /* on demand only */
     if (why != NULL && op_supervisor_retire(s->sup, i) == 0) {
       s->recycled++;
       s->worker_ends[OP_SCHED_END_RECYCLE]++;

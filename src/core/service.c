@@ -56,6 +56,7 @@ struct op_service_s {
   char cancels[MAX_CANCELS][40];
   size_t n_cancels;
   volatile int draining;
+  volatile int ready; /* a worker has started: work can run */
   double last_retention;
   uint64_t capacity, budget;   /* the CPU device's */
   op_model_policy_t *policies; /* from the configuration's models: list */
@@ -99,6 +100,10 @@ void op_service_config_init(op_service_config_t *cfg) {
 
 const op_service_config_t *op_service_config(const op_service_t *svc) {
   return &svc->cfg;
+}
+
+int op_service_ready(const op_service_t *svc) {
+  return svc->ready;
 }
 
 int op_service_refusing(const op_service_t *svc) {
@@ -1224,6 +1229,7 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
     rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory");
     goto fail;
   }
+  op_supervisor_start_worker(svc->sup); /* ready once one runs (a fresh worker retires when idle and unused) */
   for (unsigned i = 0; i < svc->n_policies; i++)
     if (svc->policies[i].preload) /* warmed up as memory allows; a failure is logged, never fatal */
       op_sched_model_request(svc->sched, &svc->policies[i], 1);
@@ -1375,6 +1381,14 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
     }
     if (now - svc->last_memory >= 0.2) {
       memory_snapshot(svc);
+      for (unsigned i = 0; !svc->ready && i < op_supervisor_size(svc->sup); i++) {
+        op_worker_info_t info;
+        op_supervisor_worker(svc->sup, i, &info);
+        if (info.idle || info.busy || info.jobs_done > 0) {
+          svc->ready = 1;
+          op_log_info("ready: worker %u (pid %d) started", i, (int)info.pid);
+        }
+      }
       write_wanted_report(svc); /* after the snapshot: the report holds the latest figures */
       svc->last_memory = now;
     }

@@ -94,6 +94,9 @@ void op_service_cancel(op_service_t *svc, const char *id);
 /** The task as the API shows it (a new reference). */
 json_t *op_service_task_json(const op_task_row_t *task);
 
+/** Whether a worker has started since the service did: until then /readyz says not ready. */
+int op_service_ready(const op_service_t *svc);
+
 /** Whether memory is critical with nothing left to free: new tasks get 503 until it passes. */
 int op_service_refusing(const op_service_t *svc);
 

@@ -607,6 +607,8 @@ static enum MHD_Result cancel_task(op_http_t *h, struct MHD_Connection *c, req_t
 static enum MHD_Result readyz(op_http_t *h, struct MHD_Connection *c) {
   if (op_service_draining(h->svc))
     return problem(c, 503, "draining: the server is shutting down", NULL, NULL, NULL);
+  if (!op_service_ready(h->svc))
+    return problem(c, 503, "starting: no worker has started yet", NULL, "Retry-After", "1");
   if (op_service_refusing(h->svc))
     return problem(c, 503, "memory is critical and nothing is left to free", NULL, "Retry-After", "5");
   op_store_t *st;
