@@ -18,6 +18,7 @@
 #include "core/service.h"
 #include "http/http.h"
 #include "util/log.h"
+#include "util/notify.h"
 #include "util/parse.h"
 
 static volatile sig_atomic_t stop_requested, reload_requested;
@@ -204,12 +205,16 @@ int op_cli_serve(int argc, char **argv) {
       fclose(f);
     }
   }
+  char status_line[128];
+  snprintf(status_line, sizeof status_line, "READY=1\nSTATUS=listening on port %u", op_http_port(http));
+  op_notify(status_line);
   op_service_watch_reload(svc, &reload_requested);
   if (op_service_run(svc, &stop_requested, &e) < 0) {
     fprintf(stderr, "ocrpool serve: %s\n", e.message);
     status = OP_EXIT_INTERNAL;
   }
   op_log_info("stopping");
+  op_notify("STOPPING=1");
   op_http_stop(http);
   op_service_destroy(svc);
   return status;

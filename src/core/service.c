@@ -29,6 +29,7 @@
 #include "util/config.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/notify.h"
 #include "worker/supervisor.h"
 
 #define POOL_MAX 16
@@ -1244,6 +1245,18 @@ fail:
   return rc;
 }
 
+/* systemd's watchdog, pinged from the scheduler's own loop (at half its
+ * interval): a loop that stops turning gets the service restarted. */
+static void watchdog(void) {
+  static double every = -1, last;
+  if (every < 0)
+    every = (double)op_notify_watchdog_usec() / 2e6;
+  if (every > 0 && op_wall_time_s() - last >= every) {
+    op_notify("WATCHDOG=1");
+    last = op_wall_time_s();
+  }
+}
+
 void op_service_watch_reload(op_service_t *svc, volatile sig_atomic_t *flag) {
   svc->reload = flag;
 }
@@ -1357,6 +1370,7 @@ static void reload(op_service_t *svc) {
 int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err) {
   double last_scan = 0;
   while (!*stop) {
+    watchdog();
     char buf[64];
     int woken = 0;
     while (read(svc->wake[0], buf, sizeof buf) > 0)
@@ -1397,12 +1411,14 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
       return rc;
   }
   svc->draining = 1;
+  op_notify("STOPPING=1\nSTATUS=draining");
   op_sched_pause(svc->sched, 1);
   double deadline = op_wall_time_s() + svc->cfg.drain_timeout_s;
   size_t running = op_sched_running(svc->sched);
   if (running > 0)
     op_log_info("draining: waiting up to %u s for %zu running pages", svc->cfg.drain_timeout_s, running);
   while (op_sched_running(svc->sched) > 0 && op_wall_time_s() < deadline && *stop < 2) {
+    watchdog();
     int rc = op_sched_step(svc->sched, 200, err);
     if (rc < 0)
       return rc;
