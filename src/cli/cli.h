@@ -27,6 +27,9 @@ int op_cli_status(int argc, char **argv);
 /** `ocrpool serve`: the HTTP task server. */
 int op_cli_serve(int argc, char **argv);
 
+/** `ocrpool config [serve's options]`: prints the effective configuration and where each value came from. */
+int op_cli_config(int argc, char **argv);
+
 /** `ocrpool worker`: the worker process (started by a supervisor, not by hand). */
 int op_cli_worker(int argc, char **argv);
 

@@ -12,6 +12,7 @@ static void usage(FILE *out) {
         "Commands:\n"
         "  ocr FILE...    OCR files here and now, no server needed (text to stdout by default)\n"
         "  serve          run the HTTP task server (docs/api.md)\n"
+        "  config [OPT]   the effective configuration of serve with these options, and where each value came from\n"
         "  submit FILE... send documents to a server (--wait for the results)\n"
         "  status [ID]    tasks on a server\n"
         "  worker         a worker process (started by ocrpool itself)\n"
@@ -47,6 +48,8 @@ int main(int argc, char **argv) {
     return op_cli_status(argc - 1, argv + 1);
   if (strcmp(cmd, "serve") == 0)
     return op_cli_serve(argc - 1, argv + 1);
+  if (strcmp(cmd, "config") == 0)
+    return op_cli_config(argc - 1, argv + 1);
   if (strcmp(cmd, "worker") == 0)
     return op_cli_worker(argc - 1, argv + 1);
   fprintf(stderr, "ocrpool: unknown command \"%s\"\n", cmd);

@@ -61,6 +61,159 @@ static void usage(FILE *out) {
         out);
 }
 
+/* The server's settings from the file's server: section and the environment
+ * (OCRPOOL_SERVER_*), for each one no flag gave. where[] records the source. */
+typedef struct setting_s {
+  const char *key; /* in server: */
+  int flag;        /* its option's letter */
+  char kind;       /* s string, u count, d duration in s, z size, r retention days */
+} setting_t;
+
+static const setting_t settings[] = {{"listen", 'l', 's'},
+                                     {"data_dir", 'd', 's'},
+                                     {"workers", 'w', 'u'},
+                                     {"tokens", 't', 's'},
+                                     {"max_queue", 'q', 'u'},
+                                     {"queue_timeout", 'Q', 'd'},
+                                     {"page_timeout", 'P', 'd'},
+                                     {"retention_days", 'r', 'r'},
+                                     {"max_input_size", 'm', 'z'},
+                                     {"drain_timeout", 'D', 'd'},
+                                     {NULL, 0, 0}};
+
+static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_config_t *scfg, op_http_config_t *hcfg,
+                      op_error_t *err) {
+  json_t *root = op_config_root(cfg);
+  json_t *server = root ? json_object_get(root, "server") : NULL;
+  if (server == NULL || json_is_null(server))
+    return 0;
+  static const char *keys[sizeof settings / sizeof settings[0]];
+  for (size_t i = 0; settings[i].key != NULL; i++)
+    keys[i] = settings[i].key;
+  int rc = op_config_keys(cfg, server, keys, "server", err);
+  for (size_t i = 0; rc == 0 && settings[i].key != NULL; i++) {
+    const setting_t *st = &settings[i];
+    if (given[st->flag])
+      continue; /* the flag wins */
+    const char *str = NULL;
+    unsigned u = 0;
+    double d = -1;
+    uint64_t z = 0;
+    switch (st->kind) {
+    case 's':
+      rc = op_config_string(cfg, server, st->key, &str, err);
+      if (rc == 0 && str != NULL)
+        *(st->flag == 'l' ? &hcfg->listen : st->flag == 'd' ? &scfg->data_dir : &hcfg->tokens_file) = str;
+      break;
+    case 'u':
+    case 'r':
+      rc = op_config_uint(cfg, server, st->key, 1000000, &u, err);
+      if (rc == 0 && json_object_get(server, st->key) != NULL) {
+        if (u == 0 && st->kind == 'u')
+          rc = op_config_error(cfg, json_object_get(server, st->key), err, "\"%s\" must be at least 1", st->key);
+        else if (st->flag == 'w')
+          scfg->workers = u;
+        else if (st->flag == 'q')
+          scfg->max_queue = u;
+        else
+          scfg->retention_s = u * 86400u;
+      }
+      break;
+    case 'd':
+      rc = op_config_duration(cfg, server, st->key, &d, err);
+      if (rc == 0 && d >= 0)
+        *(st->flag == 'Q'   ? &scfg->queue_timeout_s
+          : st->flag == 'P' ? &scfg->page_timeout_s
+                            : &scfg->drain_timeout_s) = (unsigned)(d + 0.5);
+      break;
+    default:
+      rc = op_config_size(cfg, server, st->key, &z, err);
+      if (rc == 0 && json_object_get(server, st->key) != NULL)
+        scfg->limits.max_input_bytes = z;
+      break;
+    }
+  }
+  return rc;
+}
+
+/* ocrpool config: every setting, its value and where it came from. */
+static void print_config(op_config_t *cfg, const unsigned char *given, const op_service_config_t *scfg,
+                         const op_http_config_t *hcfg, const char *level_name, unsigned n_models) {
+  static const struct {
+    const char *key, *def;
+    int flag;
+  } rest[] = {{"log.level", "info", 'L'},        {"log.format", "logfmt", 'F'},      {"devices.cpu.budget", "80%", 'B'},
+              {"devices.cpu.warning", "80%", 0}, {"devices.cpu.critical", "95%", 0}, {"devices.cuda.budget", "80%", 0},
+              {"pressure.cooldown", "5s", 0},    {"pressure.defer_below", "5", 0},   {NULL, NULL, 0}};
+  printf("# the configuration `ocrpool serve` would run with these options: flag > env > file > default\n");
+  printf("# file: %s\n", scfg->config_file ? scfg->config_file : "(none)");
+  char value[160], key[64];
+  for (size_t i = 0; settings[i].key != NULL; i++) {
+    const setting_t *st = &settings[i];
+    switch (st->flag) {
+    case 'l':
+      snprintf(value, sizeof value, "%s", hcfg->listen);
+      break;
+    case 'd':
+      snprintf(value, sizeof value, "%s", scfg->data_dir);
+      break;
+    case 'w':
+      snprintf(value, sizeof value, "%u", scfg->workers);
+      break;
+    case 't':
+      snprintf(value, sizeof value, "%s", hcfg->tokens_file ? hcfg->tokens_file : "(none: no auth)");
+      break;
+    case 'q':
+      snprintf(value, sizeof value, "%u", scfg->max_queue);
+      break;
+    case 'Q':
+      snprintf(value, sizeof value, "%us", scfg->queue_timeout_s);
+      break;
+    case 'P':
+      snprintf(value, sizeof value, "%us", scfg->page_timeout_s);
+      break;
+    case 'r':
+      snprintf(value, sizeof value, "%u", scfg->retention_s / 86400u);
+      break;
+    case 'm':
+      snprintf(value, sizeof value, "%lluMB", (unsigned long long)(scfg->limits.max_input_bytes >> 20));
+      break;
+    default:
+      snprintf(value, sizeof value, "%us", scfg->drain_timeout_s);
+      break;
+    }
+    snprintf(key, sizeof key, "server.%s", st->key);
+    const char *source = given[st->flag] ? "flag" : op_config_source(cfg, key);
+    printf("%-24s %-26s %s\n", key, value, source ? source : "default");
+  }
+  for (size_t i = 0; rest[i].key != NULL; i++) {
+    const char *source = op_config_source(cfg, rest[i].key), *v = rest[i].def;
+    json_t *node = op_config_root(cfg);
+    char path[64];
+    snprintf(path, sizeof path, "%s", rest[i].key);
+    char *save = NULL;
+    for (char *part = strtok_r(path, ".", &save); part != NULL && node != NULL; part = strtok_r(NULL, ".", &save))
+      node = json_is_object(node) ? json_object_get(node, part) : NULL;
+    if (json_is_string(node))
+      v = json_string_value(node);
+    if (rest[i].flag == 'L' && level_name != NULL)
+      v = level_name, source = given['L'] ? "flag" : "env";
+    if (rest[i].flag == 'F' && (given['F'] || getenv("OCRPOOL_LOG_FORMAT")))
+      v = getenv("OCRPOOL_LOG_FORMAT"), source = given['F'] ? "flag" : source ? source : "env";
+    if (rest[i].flag == 'B' && scfg->memory_budget != NULL)
+      v = scfg->memory_budget, source = given['B'] ? "flag" : "env (OCRPOOL_MEMORY_BUDGET)";
+    printf("%-24s %-26s %s\n", rest[i].key, v ? v : "-", source ? source : "default");
+  }
+  printf("%-24s %-26u %s\n", "models", n_models, n_models ? "file" : "default");
+}
+
+static int print_only; /* ocrpool config */
+
+int op_cli_config(int argc, char **argv) {
+  print_only = 1;
+  return op_cli_serve(argc, argv);
+}
+
 int op_cli_serve(int argc, char **argv) {
   static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
                                            {"data-dir", required_argument, NULL, 'd'},
@@ -88,8 +241,11 @@ int op_cli_serve(int argc, char **argv) {
   const char *level_name = NULL;
   uint64_t v;
   int c;
+  unsigned char given[128] = {0};
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    if (c > 0 && c < 128)
+      given[c] = 1;
     switch (c) {
     case 'l':
       hcfg.listen = optarg;
@@ -168,10 +324,34 @@ int op_cli_serve(int argc, char **argv) {
   }
   if (scfg.memory_budget == NULL)
     scfg.memory_budget = getenv("OCRPOOL_MEMORY_BUDGET");
+  op_error_t ce;
+  op_config_t *file = NULL;
+  unsigned n_models = 0;
+  if (op_service_config_load(scfg.config_file, &file, &ce) < 0 || apply_file(file, given, &scfg, &hcfg, &ce) < 0 ||
+      (print_only && op_service_check_config(&scfg, &n_models, &ce) < 0)) {
+    fprintf(stderr, "ocrpool %s: %s\n", print_only ? "config" : "serve", ce.message);
+    op_config_free(file);
+    return OP_EXIT_USAGE;
+  }
+  const char *file_format = NULL; /* log.format: the flag and OCRPOOL_LOG_FORMAT are in force already */
+  json_t *log_section = op_config_root(file) ? json_object_get(op_config_root(file), "log") : NULL;
+  if (!given['F'] && op_config_string(file, log_section, "format", &file_format, &ce) == 0 && file_format != NULL) {
+    if (op_log_format_parse(file_format) < 0) {
+      fprintf(stderr, "ocrpool serve: log.format is logfmt or json, not \"%s\"\n", file_format);
+      op_config_free(file);
+      return OP_EXIT_USAGE;
+    }
+    op_log_set_format((op_log_format_t)op_log_format_parse(file_format));
+  }
   const char *env_level = getenv("OCRPOOL_LOG_LEVEL"); /* the flag, then this, then the file's log.level */
   if (level_name == NULL && env_level != NULL && op_log_level_parse(env_level) >= 0) {
     level_name = env_level;
     level = op_log_level_parse(env_level);
+  }
+  if (print_only) {
+    print_config(file, given, &scfg, &hcfg, level_name, n_models);
+    op_config_free(file);
+    return OP_EXIT_OK;
   }
   op_log_init((op_log_level_t)level, "serve");
   scfg.log_level = level_name;
@@ -188,13 +368,10 @@ int op_cli_serve(int argc, char **argv) {
   op_service_t *svc = NULL;
   op_http_t *http = NULL;
   int status = OP_EXIT_OK;
-  if (op_service_create(&scfg, &svc, &e) < 0) {
-    fprintf(stderr, "ocrpool serve: %s\n", e.message);
-    return e.code == OP_EUSAGE ? OP_EXIT_USAGE : OP_EXIT_INTERNAL;
-  }
-  if (op_http_start(&hcfg, svc, &http, &e) < 0) {
+  if (op_service_create(&scfg, &svc, &e) < 0 || op_http_start(&hcfg, svc, &http, &e) < 0) {
     fprintf(stderr, "ocrpool serve: %s\n", e.message);
     op_service_destroy(svc);
+    op_config_free(file);
     return e.code == OP_EUSAGE ? OP_EXIT_USAGE : OP_EXIT_INTERNAL;
   }
   op_log_info("listening on port %u, data in %s", op_http_port(http), scfg.data_dir);
@@ -217,5 +394,6 @@ int op_cli_serve(int argc, char **argv) {
   op_notify("STOPPING=1");
   op_http_stop(http);
   op_service_destroy(svc);
+  op_config_free(file); /* after: the settings pointed into it */
   return status;
 }

@@ -1050,17 +1050,48 @@ static int load_pressure(op_service_t *svc, const op_config_t *cfg, json_t *root
   return rc;
 }
 
-/* Reads the YAML file: models, pressure, and the cpu budget when the caller has none. */
+const char *const op_service_config_keys[] = {"server.listen",
+                                              "server.data_dir",
+                                              "server.workers",
+                                              "server.tokens",
+                                              "server.max_queue",
+                                              "server.queue_timeout",
+                                              "server.page_timeout",
+                                              "server.retention_days",
+                                              "server.max_input_size",
+                                              "server.drain_timeout",
+                                              "log.level",
+                                              "log.format",
+                                              "devices.cpu.budget",
+                                              "devices.cpu.warning",
+                                              "devices.cpu.critical",
+                                              "devices.cuda.budget",
+                                              "pressure.cooldown",
+                                              "pressure.defer_below",
+                                              NULL};
+
+int op_service_config_load(const char *path, op_config_t **cfg, op_error_t *err) {
+  *cfg = NULL;
+  int rc = path != NULL ? op_config_load(path, cfg, err) : 0;
+  if (rc == 0)
+    rc = op_config_env(cfg, op_service_config_keys, err);
+  if (rc < 0) {
+    op_config_free(*cfg);
+    *cfg = NULL;
+  }
+  return rc;
+}
+
+/* Reads the YAML file and the environment: models, pressure, log, and the
+ * cpu budget when the caller has none (server.* is the command's). */
 static int load_config(op_service_t *svc, const char *path, const char **budget, op_error_t *err) {
-  static const char *const sections[] = {"devices", "models", "pressure", "log", NULL};
-  static const char *const log_keys[] = {"level", NULL};
+  static const char *const sections[] = {"server", "devices", "models", "pressure", "log", NULL};
+  static const char *const log_keys[] = {"level", "format", NULL};
   static const char *const devices[] = {"cpu", "cuda", NULL};
   static const char *const cuda_keys[] = {"budget", NULL};
   static const char *const cpu_keys[] = {"budget", "warning", "critical", NULL};
-  if (path == NULL)
-    return 0;
   op_config_t *cfg = NULL;
-  int rc = op_config_load(path, &cfg, err);
+  int rc = op_service_config_load(path, &cfg, err);
   if (rc < 0)
     return rc;
   json_t *root = op_config_root(cfg);
@@ -1109,8 +1140,30 @@ static int load_config(op_service_t *svc, const char *path, const char **budget,
   if (rc == 0)
     rc = op_model_policies_load(cfg, svc->capacity, &svc->policies, &svc->n_policies, err);
   op_config_free(cfg);
-  if (rc == 0)
+  if (rc == 0 && path != NULL)
     op_log_info("configuration %s: %u models", path, svc->n_policies);
+  return rc;
+}
+
+int op_service_check_config(const op_service_config_t *cfg, unsigned *n_models, op_error_t *err) {
+  op_service_t *svc = calloc(1, sizeof *svc);
+  if (svc == NULL)
+    return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+  svc->capacity = op_mem_cpu_capacity();
+  op_sched_config_t defaults;
+  op_sched_config_init(&defaults);
+  svc->warning_share = defaults.warning_share;
+  svc->critical_share = defaults.critical_share;
+  svc->cooldown_s = defaults.cooldown_s;
+  svc->defer_below = (unsigned)defaults.defer_below;
+  const char *budget = cfg->memory_budget;
+  uint64_t bytes;
+  int rc = load_config(svc, cfg->config_file, budget ? NULL : &budget, err);
+  if (rc == 0)
+    rc = op_mem_budget_parse(budget ? budget : "80%", svc->capacity, &bytes, err);
+  *n_models = svc->n_policies;
+  free(svc->policies);
+  free(svc);
   return rc;
 }
 

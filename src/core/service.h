@@ -16,6 +16,7 @@
 
 #include "core/sched.h"
 #include "store/store.h"
+#include "util/config.h"
 #include "util/error.h"
 
 typedef struct op_service_s op_service_t;
@@ -93,6 +94,16 @@ void op_service_cancel(op_service_t *svc, const char *id);
 
 /** The task as the API shows it (a new reference). */
 json_t *op_service_task_json(const op_task_row_t *task);
+
+/** Every scalar key of the configuration, dotted ("devices.cpu.budget"); each is also OCRPOOL_<KEY> in the environment.
+ */
+extern const char *const op_service_config_keys[];
+
+/** Reads the file (NULL: none) and overlays the environment (see op_config_env). */
+int op_service_config_load(const char *path, op_config_t **cfg, op_error_t *err);
+
+/** Checks the configuration cfg names as the service would read it, without starting anything. */
+int op_service_check_config(const op_service_config_t *cfg, unsigned *n_models, op_error_t *err);
 
 /** Whether a worker has started since the service did: until then /readyz says not ready. */
 int op_service_ready(const op_service_t *svc);

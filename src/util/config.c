@@ -1,6 +1,7 @@
 /* config.c: libyaml's event stream folded into a JSON tree with line numbers. */
 #include "util/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@ struct op_config_s {
   char *path;
   json_t *root;
   json_t *lines; /* "%p" of each value -> its line (values are never freed while cfg lives) */
+  json_t *envs;  /* "%p" of each value set from the environment -> the variable's name */
 };
 
 static void note_line(op_config_t *cfg, json_t *v, size_t line) {
@@ -29,11 +31,15 @@ static int line_of(const op_config_t *cfg, json_t *v) {
 }
 
 int op_config_error(const op_config_t *cfg, json_t *v, op_error_t *err, const char *fmt, ...) {
-  char what[700];
+  char what[700], key[32];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
+  snprintf(key, sizeof key, "%p", (void *)v);
+  const char *env = cfg->envs ? json_string_value(json_object_get(cfg->envs, key)) : NULL;
+  if (env != NULL)
+    return op_error_set(err, OP_EUSAGE, "bad_config", "environment %s: %s", env, what);
   return op_error_set(err, OP_EUSAGE, "bad_config", "%s:%d: %s", cfg->path, v ? line_of(cfg, v) : 0, what);
 }
 
@@ -177,11 +183,81 @@ out:
   return 0;
 }
 
+/* The variable for a dotted key: devices.cpu.budget -> OCRPOOL_DEVICES_CPU_BUDGET. */
+static void env_name(const char *key, char *buf, size_t len) {
+  size_t n = (size_t)snprintf(buf, len, "OCRPOOL_");
+  for (; *key && n + 1 < len; key++)
+    buf[n++] = *key == '.' ? '_' : (char)toupper((unsigned char)*key);
+  buf[n] = '\0';
+}
+
+int op_config_env(op_config_t **cfgp, const char *const *keys, op_error_t *err) {
+  if (*cfgp == NULL) {
+    op_config_t *cfg = calloc(1, sizeof *cfg);
+    if (cfg == NULL || (cfg->path = strdup("(no file)")) == NULL || (cfg->lines = json_object()) == NULL) {
+      op_config_free(cfg);
+      return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+    }
+    *cfgp = cfg;
+  }
+  op_config_t *cfg = *cfgp;
+  for (size_t i = 0; keys[i] != NULL; i++) {
+    char name[96], path[96];
+    env_name(keys[i], name, sizeof name);
+    const char *value = getenv(name);
+    if (value == NULL)
+      continue;
+    if (cfg->root == NULL)
+      cfg->root = json_object();
+    if (cfg->envs == NULL)
+      cfg->envs = json_object();
+    /* Walk the dotted path, making the sections the file did not have. */
+    snprintf(path, sizeof path, "%s", keys[i]);
+    json_t *obj = cfg->root;
+    char *save = NULL, *part = strtok_r(path, ".", &save), *next;
+    for (; (next = strtok_r(NULL, ".", &save)) != NULL; part = next) {
+      json_t *sub = json_object_get(obj, part);
+      if (!json_is_object(sub)) {
+        sub = json_object();
+        json_object_set_new(obj, part, sub);
+      }
+      obj = sub;
+    }
+    json_t *v = json_string(value);
+    json_object_set_new(obj, part, v);
+    char key[32];
+    snprintf(key, sizeof key, "%p", (void *)v);
+    json_object_set_new(cfg->envs, key, json_string(name));
+  }
+  return 0;
+}
+
+const char *op_config_source(const op_config_t *cfg, const char *dotted) {
+  if (cfg == NULL || cfg->root == NULL)
+    return NULL;
+  char path[96];
+  snprintf(path, sizeof path, "%s", dotted);
+  json_t *v = cfg->root;
+  char *save = NULL;
+  for (char *part = strtok_r(path, ".", &save); part != NULL && v != NULL; part = strtok_r(NULL, ".", &save))
+    v = json_is_object(v) ? json_object_get(v, part) : NULL;
+  if (v == NULL || json_is_null(v))
+    return NULL;
+  char key[32];
+  snprintf(key, sizeof key, "%p", (void *)v);
+  return cfg->envs && json_object_get(cfg->envs, key) ? "env" : "file";
+}
+
+const char *op_config_path(const op_config_t *cfg) {
+  return cfg->path;
+}
+
 void op_config_free(op_config_t *cfg) {
   if (cfg == NULL)
     return;
   json_decref(cfg->root);
   json_decref(cfg->lines);
+  json_decref(cfg->envs);
   free(cfg->path);
   free(cfg);
 }

@@ -19,6 +19,20 @@ typedef struct op_config_s op_config_t;
 /** Reads and parses path. OP_EUSAGE with "file:line: reason" on a syntax error. */
 int op_config_load(const char *path, op_config_t **cfg, op_error_t *err);
 
+/**
+ * Overlays the environment: for each dotted key ("devices.cpu.budget"), the
+ * variable OCRPOOL_DEVICES_CPU_BUDGET, when set, replaces or adds the file's
+ * value (sections are made as needed; a bad value's error names the
+ * variable). *cfg may be NULL (no file): an empty configuration is made.
+ */
+int op_config_env(op_config_t **cfg, const char *const *keys, op_error_t *err);
+
+/** Where a dotted key's value comes from: "env", "file", or NULL when unset. */
+const char *op_config_source(const op_config_t *cfg, const char *dotted);
+
+/** The file's path, or "(no file)". */
+const char *op_config_path(const op_config_t *cfg);
+
 /** Frees cfg; NULL is fine. */
 void op_config_free(op_config_t *cfg);
 
