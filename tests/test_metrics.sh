@@ -19,7 +19,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 check "/readyz turns ready once a worker has started" test "$ready" = yes
-check "... and the log says which" grep -q 'ready: worker 0 (pid [0-9]*) started' "$TMP/server.log"
+check "... and the log says which" grep -q 'ready: a worker started' "$TMP/server.log"
 ids=()
 for _ in 1 2 3; do ids+=("$(submit "$DATA/linn.pdf" "model=fast&dpi=30&format=json")"); done
 head -c 4000 "$DATA/linn.png" >"$TMP/cut.png" # its header is whole, its pixels are not: the page fails
@@ -90,6 +90,15 @@ assert h['processing_seconds'] >= 0 and h['memory']['peak_bytes'] > 0 and h['mem
 b = json.load(open('$TMP/badhealth.json'))
 assert b['status'] == 'failed' and not b['healthy'] and b['warnings'][0]['type'] == 'page_failed', b"
 check "... 404 for an unknown task" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/v1/tasks/0123456789abcdef0123456789abcdef/health")" = 404
+curl -s "$BASE/v1/memory?history=1" -o "$TMP/history.json"
+check "GET /v1/memory?history=1: the cpu's recent samples, in order" python3 -c "
+import json
+d = json.load(open('$TMP/history.json'))['devices'][0]
+h = d['history']
+assert len(h) >= 2 and all(len(x) == 3 for x in h), h
+assert all(0 < b[0] - a[0] < 5 for a, b in zip(h, h[1:])), h  # about a second apart; load may stretch it
+assert all(0 < x[1] < d['budget_bytes'] for x in h), h
+assert 'history' not in json.load(open('$TMP/memory.json'))['devices'][0]"
 check "/healthz answers" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200
 check "/readyz says ready" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200
 # While draining (SIGTERM with a page running), /readyz is 503 and /healthz still answers.

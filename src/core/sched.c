@@ -31,7 +31,8 @@ enum { STAGE_PROBE = 0, STAGE_PAGES, STAGE_MERGE, STAGE_DONE };
 #define PROBE_ESTIMATE (16 * MB) /* a probe reads headers only */
 #define MERGE_ESTIMATE (64 * MB) /* grafting page PDFs, their images stay compressed */
 #define SAMPLE_EVERY_S 0.2
-#define HISTORY 300 /* samples: a minute at SAMPLE_EVERY_S */
+#define HISTORY 1500       /* samples: five minutes at SAMPLE_EVERY_S */
+#define REPORT_SAMPLES 300 /* a memory report holds the last minute */
 
 /* What admission knows of one worker slot. */
 typedef struct wmem_s {
@@ -112,7 +113,7 @@ struct op_sched_s {
   struct {
     double t;
     uint64_t used, reserved;
-  } ring[HISTORY]; /* the last minute of samples */
+  } ring[HISTORY]; /* the last five minutes of samples */
   unsigned ring_next, ring_n;
   struct {
     op_gpu_info_t info; /* the last reading */
@@ -1893,13 +1894,19 @@ json_t *op_sched_models_json(op_sched_t *s) {
   return list;
 }
 
-json_t *op_sched_report_json(op_sched_t *s) {
+json_t *op_sched_history_json(op_sched_t *s, unsigned every, unsigned last) {
   json_t *samples = json_array();
-  for (unsigned k = 0; k < s->ring_n; k++) {
-    unsigned i = (s->ring_next + HISTORY - s->ring_n + k) % HISTORY;
+  unsigned n = s->ring_n < last ? s->ring_n : last;
+  for (unsigned k = 0; k < n; k += every ? every : 1) {
+    unsigned i = (s->ring_next + HISTORY - n + k) % HISTORY;
     json_array_append_new(
         samples, json_pack("[f, I, I]", s->ring[i].t, (json_int_t)s->ring[i].used, (json_int_t)s->ring[i].reserved));
   }
+  return samples;
+}
+
+json_t *op_sched_report_json(op_sched_t *s) {
+  json_t *samples = op_sched_history_json(s, 1, REPORT_SAMPLES);
   /* The pages in flight, largest reservation first (a few: the likely culprits). */
   const op_page_job_t *top[10] = {0};
   unsigned n = 0;

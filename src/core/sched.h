@@ -275,6 +275,9 @@ typedef struct op_sched_mem_s {
  */
 json_t *op_sched_report_json(op_sched_t *sched);
 
+/** The CPU's last samples (up to last of them, one in every), [time, used, reserved] each (a new array). */
+json_t *op_sched_history_json(op_sched_t *sched, unsigned every, unsigned last);
+
 /**
  * Asks for a declared model to be loaded into a worker (as memory allows) or
  * unloaded from every worker (idle ones now, busy ones when their keep_alive

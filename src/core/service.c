@@ -63,8 +63,10 @@ struct op_service_s {
   op_model_policy_t *policies; /* from the configuration's models: list */
   char budget_text[64];        /* devices.cpu.budget as the file gave it */
   unsigned n_policies;
-  json_t *memory; /* the last /v1/memory snapshot, under lock */
-  json_t *models; /* the last /v1/models snapshot, under lock */
+  json_t *memory;  /* the last /v1/memory snapshot, under lock */
+  json_t *models;  /* the last /v1/models snapshot, under lock */
+  json_t *history; /* the cpu's last five minutes, a sample a second, under lock */
+  double last_history;
   struct {
     const op_model_policy_t *model;
     int load;
@@ -763,7 +765,16 @@ static void memory_snapshot(op_service_t *svc) {
   json_t *snap = json_pack("{s:o, s:o, s:o, s:i}", "devices", devices, "workers", workers, "workers_ended", ends,
                            "oom_events", (int)m.oom_events);
   json_t *models = json_pack("{s:o}", "models", op_sched_models_json(svc->sched));
+  json_t *history = NULL;
+  if (op_wall_time_s() - svc->last_history >= 1) { /* a sample a second is what a chart needs */
+    history = op_sched_history_json(svc->sched, 5, 1500);
+    svc->last_history = op_wall_time_s();
+  }
   pthread_mutex_lock(&svc->lock);
+  if (history != NULL) {
+    json_decref(svc->history);
+    svc->history = history;
+  }
   json_t *old = svc->memory, *old_models = svc->models;
   svc->memory = snap;
   svc->models = models;
@@ -1006,6 +1017,13 @@ static void apply_model_requests(op_service_t *svc) {
   }
   svc->n_model_requests = 0;
   pthread_mutex_unlock(&svc->lock);
+}
+
+json_t *op_service_memory_history(op_service_t *svc) {
+  pthread_mutex_lock(&svc->lock);
+  json_t *copy = svc->history ? json_deep_copy(svc->history) : json_array();
+  pthread_mutex_unlock(&svc->lock);
+  return copy;
 }
 
 json_t *op_service_memory_json(op_service_t *svc) {
@@ -1448,13 +1466,9 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
     }
     if (now - svc->last_memory >= 0.2) {
       memory_snapshot(svc);
-      for (unsigned i = 0; !svc->ready && i < op_supervisor_size(svc->sup); i++) {
-        op_worker_info_t info;
-        op_supervisor_worker(svc->sup, i, &info);
-        if (info.idle || info.busy || info.jobs_done > 0) {
-          svc->ready = 1;
-          op_log_info("ready: worker %u (pid %d) started", i, (int)info.pid);
-        }
+      if (!svc->ready && op_supervisor_started(svc->sup) > 0) {
+        svc->ready = 1;
+        op_log_info("ready: a worker started");
       }
       write_wanted_report(svc); /* after the snapshot: the report holds the latest figures */
       svc->last_memory = now;
@@ -1493,6 +1507,7 @@ void op_service_destroy(op_service_t *svc) {
   free(svc->active);
   json_decref(svc->memory);
   json_decref(svc->models);
+  json_decref(svc->history);
   op_nvml_close(svc->nvml);
   op_metrics_destroy(svc->metrics);
   free(svc->policies);

@@ -105,6 +105,9 @@ int op_service_config_load(const char *path, op_config_t **cfg, op_error_t *err)
 /** Checks the configuration cfg names as the service would read it, without starting anything. */
 int op_service_check_config(const op_service_config_t *cfg, unsigned *n_models, op_error_t *err);
 
+/** The cpu device's last five minutes, [unix time, used, reserved] a second (a new array). */
+json_t *op_service_memory_history(op_service_t *svc);
+
 /** Whether a worker has started since the service did: until then /readyz says not ready. */
 int op_service_ready(const op_service_t *svc);
 

@@ -857,6 +857,10 @@ route:
     if (strcmp(method, "GET") != 0)
       return problem(c, 405, "use GET", NULL, "Allow", "GET");
     json_t *m = op_service_memory_json(h->svc);
+    const char *history = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "history");
+    if (m != NULL && history != NULL && strcmp(history, "0") != 0 && strcmp(history, "false") != 0)
+      json_object_set_new(json_array_get(json_object_get(m, "devices"), 0), "history",
+                          op_service_memory_history(h->svc));
     return m ? send_json(c, 200, m, NULL, NULL) : problem(c, 503, "memory figures are not ready yet", NULL, NULL, NULL);
   }
   if (strcmp(url, "/v1/memory/report") == 0 || strcmp(url, "/v1/memory/reports") == 0 ||

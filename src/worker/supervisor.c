@@ -73,7 +73,8 @@ struct op_supervisor_s {
   unsigned n_slots;
   uint64_t next_job_id;
   unsigned restarts;
-  int wake_fd; /* readable = return from poll early; -1 = none */
+  unsigned started; /* workers that said hello */
+  int wake_fd;      /* readable = return from poll early; -1 = none */
   op_sup_event_t events[MAX_EVENTS];
   unsigned ev_head, ev_count;
 };
@@ -501,6 +502,10 @@ unsigned op_supervisor_restarts(const op_supervisor_t *sup) {
   return sup->restarts;
 }
 
+unsigned op_supervisor_started(const op_supervisor_t *sup) {
+  return sup->started;
+}
+
 /* A message from a worker. */
 static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t *msg) {
   const char *op = json_string_value(json_object_get(msg, "op"));
@@ -510,6 +515,7 @@ static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t
   } else if (strcmp(op, "hello") == 0) {
     if (s->state == SLOT_STARTING) {
       s->state = SLOT_IDLE;
+      sup->started++;
       s->said_hello = 1;
       s->fast_deaths = 0;
       s->deadline_ms = 0;

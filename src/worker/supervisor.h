@@ -126,6 +126,9 @@ int op_supervisor_kill(op_supervisor_t *sup, unsigned index);
 /** Makes op_supervisor_poll return 0 early when fd becomes readable (the caller drains it); -1 = none. */
 void op_supervisor_set_wake_fd(op_supervisor_t *sup, int fd);
 
+/** Workers that started (said hello) since creation. */
+unsigned op_supervisor_started(const op_supervisor_t *sup);
+
 /** Worker restarts since creation (crashes, timeouts, silent workers). */
 unsigned op_supervisor_restarts(const op_supervisor_t *sup);
 
