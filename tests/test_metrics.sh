@@ -12,7 +12,12 @@ if ! command -v promtool >/dev/null; then
   exit 77
 fi
 printf 'models:\n  - name: fast\n    engine: null\n    languages: fast\n' >"$TMP/ocrpool.yaml"
-start_server "$TMP/var" --workers 2 --config "$TMP/ocrpool.yaml" || { done_testing; exit 1; }
+# Workers that take 2 s to start (OCRPOOL_TEST_WORKER_START_DELAY_MS, a test
+# hook standing in for a slow model preload): /readyz is 503 until one has.
+OCRPOOL_TEST_WORKER_START_DELAY_MS=2000 start_server "$TMP/var" --workers 2 --config "$TMP/ocrpool.yaml" ||
+  { done_testing; exit 1; }
+curl -s -o "$TMP/notready.json" -w '%{http_code}' "$BASE/readyz" >"$TMP/code"
+check "/readyz is 503 before a worker has started, saying so" bash -c "[ \"\$(cat '$TMP/code')\" = 503 ] && grep -q 'no worker has started yet' '$TMP/notready.json'"
 ready=no
 for _ in $(seq 1 100); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 200 ] && { ready=yes; break; }
@@ -35,7 +40,8 @@ rc=$?
 check "promtool check metrics accepts it" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || cat "$TMP/promtool.out"
 curl -s "$BASE/v1/memory" -o "$TMP/memory.json"
-check "the figures are the server's" python3 - "$TMP/metrics.txt" "$TMP/memory.json" <<'PY'
+curl -s "$BASE/v1/tasks/$bad" -o "$TMP/bad.json"
+check "the figures are the server's" python3 - "$TMP/metrics.txt" "$TMP/memory.json" "$TMP/bad.json" <<'PY'
 import json, re, sys
 samples = {}
 for line in open(sys.argv[1]):
@@ -66,7 +72,9 @@ for k, v in want.items():
     assert k in samples, ('missing', k)
     assert v is None or samples[k] == v, (k, samples[k], v)
 assert samples['ocrpool_model_loads_total{model="fast"}'] >= 1
-assert sum(v for k, v in samples.items() if k.startswith('ocrpool_pages_failed_total{')) == 1, samples
+reason = json.load(open(sys.argv[3]))['failure_reason']
+failed = {k: v for k, v in samples.items() if k.startswith('ocrpool_pages_failed_total{')}
+assert failed == {'ocrpool_pages_failed_total{reason="%s"}' % reason: 1}, (failed, reason)
 assert 0 < samples['ocrpool_device_memory_used_bytes{device="cpu"}'] < cpu['budget_bytes']
 workers = sum(v for k, v in samples.items() if k.startswith('ocrpool_workers{device="cpu"'))
 assert workers == len(memory['workers']) >= 1, (workers, memory['workers'])

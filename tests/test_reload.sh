@@ -40,8 +40,31 @@ start_server "$TMP/var" --workers 2 --config "$TMP/ocrpool.yaml" || { done_testi
 check "the file's values are in force" test "$(model) $(budget)" = "600.0 1 1073741824"
 check "log.level info from the file: no debug lines" bash -c "! grep -q 'level=debug' '$TMP/server.log'"
 
+# Requests keep coming while the server reloads: none may be dropped.
+cat >"$TMP/steady.py" <<'PY'
+import sys, time, urllib.request
+base, out = sys.argv[1], sys.argv[2]
+codes = []
+end = time.time() + 4
+while time.time() < end:
+    for path in ("/v1/tasks?limit=5", "/v1/models", "/healthz"):
+        try:
+            with urllib.request.urlopen(base + path, timeout=10) as r:
+                codes.append(r.status)
+        except Exception as e:
+            codes.append(repr(e))
+open(out, "w").write("\n".join(map(str, codes)))
+PY
+python3 "$TMP/steady.py" "$BASE" "$TMP/codes" &
+steady=$!
+sleep 0.5
 write_config 30s 2 debug 2GB
 kill -HUP "$SERVER_PID"
+sleep 0.5
+kill -HUP "$SERVER_PID"
+wait "$steady"
+check "no request was dropped while the server reloaded ($(wc -l <"$TMP/codes") answered)" \
+  bash -c "[ \$(wc -l <'$TMP/codes') -gt 10 ] && ! grep -qv '^200$' '$TMP/codes'"
 model_is() { test "$(model)" = "$1"; }
 check "after SIGHUP the model's keep_alive and max_concurrent changed" until_ok 10 model_is "30.0 2"
 check "... and the budget" test "$(budget)" = 2147483648

@@ -31,4 +31,29 @@ ev=json.load(urllib.request.urlopen('$BASE/v1/tasks/$id/events'))['events']
 done=collections.Counter(e['details']['page'] for e in ev if e['type']=='page_done')
 assert done=={1:1, 2:1}, done"
 stop_server
+
+# ---- SIGTERM during a load of 20 tasks: exit 0 within drain_timeout and the
+# workers' grace; started again, all 20 complete and no finished page ran twice.
+export OCRPOOL_NULL_OPTS=sleep_ms=400
+start_server "$TMP/var2" --workers 2 --drain-timeout 10 || { done_testing; exit 1; }
+ids=()
+for _ in $(seq 1 20); do ids+=("$(submit "$TMP/two.pdf" "engine=null")"); done
+wait_started "${ids[1]}"
+sleep 1
+t0=$(date +%s.%N)
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID"
+rc=$?
+took=$(python3 -c "import time; print(round(time.time() - $t0, 1))")
+check "SIGTERM under load: exit 0 (in $took s)" test "$rc" -eq 0
+check "... within drain_timeout (10 s) and the workers' grace (5 s)" python3 -c "assert $took <= 15"
+before=$(sqlite3 "$TMP/var2/ocrpool.db" "select count(*) from pages where state='done'")
+check "some pages finished before the stop, not all ($before of 40)" test "$before" -gt 0 -a "$before" -lt 40
+start_server "$TMP/var2" --workers 2 || { done_testing; exit 1; }
+ok=yes
+for id in "${ids[@]}"; do [ "$(wait_task "$id" 120)" = succeeded ] || ok=no; done
+check "after the restart all 20 tasks succeed" test "$ok" = yes
+check "... and no page finished twice" test \
+  "$(sqlite3 "$TMP/var2/ocrpool.db" "select count(*) from task_events where type='page_done'")" = 40
+stop_server
 done_testing

@@ -4,8 +4,9 @@
 # each task's events agree with what happened.
 source "$(dirname "$0")/lib.sh"
 
-# Null-engine pages sleep 5 s: the flood below keeps the queue full with them.
-export OCRPOOL_NULL_OPTS=sleep_ms=5000
+# Null-engine pages sleep 20 s: the flood below keeps the queue full with them
+# however slowly a loaded machine takes the submissions (they are cancelled after).
+export OCRPOOL_NULL_OPTS=sleep_ms=20000
 start_server "$TMP/var" --workers 2 --max-queue 10 || { done_testing; exit 1; }
 "$OCRPOOL" ocr -q "$DATA/HelloGoogle.tif" >"$TMP/hello.txt" 2>/dev/null
 "$OCRPOOL" ocr -q "$DATA/crom.png" >"$TMP/crom.txt" 2>/dev/null
@@ -71,7 +72,7 @@ PY
 check "20 clients x 10 tasks: all correct, listing and events agree" python3 "$TMP/load.py" "$BASE" "$DATA" "$TMP"
 
 # A flood past --max-queue: the 13th and later submissions are refused with 429
-# and Retry-After while 2 run and 10 wait (5-second null pages keep them there).
+# and Retry-After while 2 run and 10 wait (20-second null pages keep them there).
 codes=""
 flood=()
 for i in $(seq 1 14); do

@@ -350,6 +350,11 @@ int op_worker_main(int fd, const char *device, unsigned worker_id) {
     op_log_error("out of memory starting");
     goto out;
   }
+  /* A test hook: a worker slow to start (as one preloading a large model
+   * would be), so tests can see the server before any worker is ready. */
+  const char *delay = getenv("OCRPOOL_TEST_WORKER_START_DELAY_MS");
+  if (delay != NULL && atoi(delay) > 0)
+    usleep((useconds_t)atoi(delay) * 1000u);
   json_t *hello = json_pack("{s:s, s:i, s:i, s:s, s:s, s:i}", "op", "hello", "pid", (int)getpid(), "protocol",
                             OP_PROTOCOL_VERSION, "version", OCRPOOL_VERSION, "device", device, "id", (int)worker_id);
   int rc = op_proto_send(fd, hello);
