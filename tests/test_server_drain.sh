@@ -34,12 +34,14 @@ stop_server
 
 # ---- SIGTERM during a load of 20 tasks: exit 0 within drain_timeout and the
 # workers' grace; started again, all 20 complete and no finished page ran twice.
-export OCRPOOL_NULL_OPTS=sleep_ms=400
+export OCRPOOL_NULL_OPTS=sleep_ms=1000 # 40 pages, 2 workers: 20 s of work, stopped a few pages in
 start_server "$TMP/var2" --workers 2 --drain-timeout 10 || { done_testing; exit 1; }
 ids=()
 for _ in $(seq 1 20); do ids+=("$(submit "$TMP/two.pdf" "engine=null")"); done
-wait_started "${ids[1]}"
-sleep 1
+for _ in $(seq 1 300); do
+  [ "$(sqlite3 "$TMP/var2/ocrpool.db" "select count(*) from pages where state='done'" 2>/dev/null)" -ge 2 ] && break
+  sleep 0.1
+done
 t0=$(date +%s.%N)
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"
