@@ -32,7 +32,7 @@ models:
     engine: null
     languages: gpu
     device: cuda:0
-    memory_limit: 2GB    # its VRAM share: what admission reserves on the card
+    memory_limit: 4GB    # its VRAM share: what admission reserves on the card, and its cap there
     fallback: cpu
   - name: cpu            # the CPU variant
     engine: null

@@ -350,7 +350,7 @@ static json_t *page_job(const op_sched_t *s, const op_task_t *t, const op_page_j
     json_object_set_new(j, "rotate_threshold", json_real(t->opts.rotate_threshold));
   if (j != NULL) {
     json_object_set_new(j, "batch", json_integer(p->batch ? p->batch : pol->batch));
-    if (pol->memory_limit > 0)
+    if (pol->memory_limit > 0 && strncmp(pol->device, "cuda:", 5) != 0) /* a GPU model's limit is of VRAM */
       json_object_set_new(j, "memory_limit", json_integer((json_int_t)pol->memory_limit));
   }
   return j;
@@ -663,11 +663,15 @@ static void sample(op_sched_t *s, int force) {
     w->pss = info.pid > 0 ? op_mem_pss(info.pid) : 0;
     /* The hard cap's last line: a worker past its model's memory_limit is
      * killed, and its page is retried as out of memory. */
+    /* The cap is of the model's device: PSS for a CPU model, VRAM (the last
+     * NVML reading) for a GPU one. */
     uint64_t cap = w->policy ? w->policy->memory_limit : 0;
-    if (info.busy && cap > 0 && w->pss > cap && !w->killed_for_memory && op_supervisor_kill(s->sup, i) == 0) {
+    int on_gpu = w->policy != NULL && strncmp(w->policy->device, "cuda:", 5) == 0;
+    uint64_t use = on_gpu ? w->vram : w->pss;
+    if (info.busy && cap > 0 && use > cap && !w->killed_for_memory && op_supervisor_kill(s->sup, i) == 0) {
       w->killed_for_memory = 1;
-      op_log_warn("worker %u (pid %d) uses %llu MB, past its %llu MB limit: killed", i, (int)info.pid,
-                  (unsigned long long)(w->pss >> 20), (unsigned long long)(cap >> 20));
+      op_log_warn("worker %u (pid %d) uses %llu MB%s, past its %llu MB limit: killed", i, (int)info.pid,
+                  (unsigned long long)(use >> 20), on_gpu ? " of VRAM" : "", (unsigned long long)(cap >> 20));
     }
     if (info.idle && info.jobs_done == 0 && !w->learned_base && w->pss > 0) {
       op_estimates_learn_worker(s->estimates, w->pss); /* a fresh worker: no model, no page yet */
@@ -1209,7 +1213,7 @@ static void dispatch(op_sched_t *s) {
       wmem_t *wm = wmem_of(s, (unsigned)w, info.pid);
       wm->job_reserve = budgeted ? reserve : 0;
       wm->last_used_s = op_wall_time_s();
-      wm->policy = t->policy;
+      wm->policy = p != NULL ? page_policy(s, t, p) : t->policy; /* a fallback page runs under its own model */
       if (device > 0)
         wm->gpu = device;
       if (wm->last_task_id != t->id) {

@@ -168,7 +168,7 @@ void op_service_store_put(op_service_t *svc, op_store_t *store) {
 }
 
 int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err) {
-  op_store_t *st;
+  op_store_t *st = NULL;
   int rc = op_service_store_get(svc, &st, err);
   if (rc < 0)
     return rc;
@@ -920,7 +920,7 @@ op_metrics_t *op_service_metrics(op_service_t *svc) {
 
 char *op_service_metrics_text(op_service_t *svc) {
   op_store_counts_t counts;
-  op_store_t *st;
+  op_store_t *st = NULL;
   op_error_t e;
   int have = 0;
   if (op_service_store_get(svc, &st, &e) == 0) {
@@ -941,7 +941,7 @@ char *op_service_metrics_text(op_service_t *svc) {
 
 json_t *op_service_tasks_summary(op_service_t *svc) {
   op_store_counts_t counts;
-  op_store_t *st;
+  op_store_t *st = NULL;
   op_error_t e;
   int rc = op_service_store_get(svc, &st, &e);
   if (rc == 0) {

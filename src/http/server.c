@@ -383,7 +383,7 @@ static int visible(const op_http_t *h, const req_t *q, const op_task_row_t *row)
 
 /* Reads a task with a pooled store connection. */
 static int fetch_task(op_http_t *h, const char *id, op_task_row_t *row, op_error_t *e) {
-  op_store_t *st;
+  op_store_t *st = NULL;
   int rc = op_service_store_get(h->svc, &st, e);
   if (rc == 0) {
     rc = op_store_task_get(st, id, row, e);
@@ -474,7 +474,7 @@ static enum MHD_Result get_events(op_http_t *h, struct MHD_Connection *c, req_t 
   enum MHD_Result answered;
   if (load_task(h, c, q, id, &row, &answered) < 0)
     return answered;
-  op_store_t *st;
+  op_store_t *st = NULL;
   op_error_t e;
   json_t *events = NULL;
   int rc = op_service_store_get(h->svc, &st, &e);
@@ -499,7 +499,7 @@ static enum MHD_Result task_health(op_http_t *h, struct MHD_Connection *c, req_t
   enum MHD_Result answered;
   if (load_task(h, c, q, id, &row, &answered) < 0)
     return answered;
-  op_store_t *st;
+  op_store_t *st = NULL;
   op_error_t e;
   json_t *events = NULL;
   int rc = op_service_store_get(h->svc, &st, &e);
@@ -550,7 +550,7 @@ static enum MHD_Result list_tasks(op_http_t *h, struct MHD_Connection *c, req_t 
     if (end == limit_s || *end != '\0' || limit < 1 || limit > 1000)
       return problem(c, 400, "bad limit: 1 to 1000", NULL, NULL, NULL);
   }
-  op_store_t *st;
+  op_store_t *st = NULL;
   op_error_t e;
   op_task_row_t *rows = NULL;
   size_t n = 0;
@@ -611,7 +611,7 @@ static enum MHD_Result readyz(op_http_t *h, struct MHD_Connection *c) {
     return problem(c, 503, "starting: no worker has started yet", NULL, "Retry-After", "1");
   if (op_service_refusing(h->svc))
     return problem(c, 503, "memory is critical and nothing is left to free", NULL, "Retry-After", "5");
-  op_store_t *st;
+  op_store_t *st = NULL;
   op_error_t e;
   int queued = 0, rc = op_service_store_get(h->svc, &st, &e);
   if (rc == 0) {
@@ -667,7 +667,7 @@ static enum MHD_Result start_upload(op_http_t *h, struct MHD_Connection *c, req_
              (unsigned long long)cfg->limits.max_input_bytes);
     return q->refused = 1, problem(c, 413, detail, NULL, NULL, NULL);
   }
-  op_store_t *st;
+  op_store_t *st = NULL;
   op_error_t e;
   int queued = 0;
   if (op_service_store_get(h->svc, &st, &e) == 0) {
