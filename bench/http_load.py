@@ -1,75 +1,206 @@
 #!/usr/bin/env python3
-"""bench/http_load.py: drive `ocrpool serve` over HTTP (stdlib only).
+"""bench/http_load.py: drives `ocrpool serve` over HTTP (stdlib only), with
+keep-alive connections as a real client pools them, and polls a task every
+5 ms (bench/rq_load.py polls RQ jobs the same way).
 
-  pages BASE OUTDIR FILE...   submit every file as a task, wait for all, write
-                              each txt result to OUTDIR; prints the seconds taken
-  null BASE FILE N RATE       N one-page null-engine tasks; first as fast as 8
-                              closed-loop clients go (tasks/s), then at RATE
-                              tasks/s open loop: submit-to-result p50/p99 (ms)
+  pages BASE OUTDIR QUERY FILE...
+      every file one task, all submitted at once, then waits for all and
+      writes each result to OUTDIR/NAME.txt (NAME.pdf with format=pdf);
+      prints "SECONDS LAST_FINISHED" (the epoch time the last task finished)
+  rate BASE FILE N CLIENTS QUERY
+      N tasks from CLIENTS closed-loop clients (submit, wait, fetch the result);
+      prints tasks/s
+  ocr BASE FILE N CLIENTS QUERY
+      the same through POST /v1/ocr, which answers with the result
+  latency BASE FILE N RATE QUERY
+      N tasks offered at RATE tasks/s (open loop); prints submit-to-result
+      p50 and p99 in ms
+  seq BASE FILE N QUERY
+      N tasks one after another; prints the median submit-to-result ms
+Every task must succeed with a result, else the exit status is 1.
 """
-import json, os, sys, threading, time, urllib.request, urllib.error
+import calendar
+import http.client
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import urllib.parse
 
-def call(base, method, path, body=None):
-    req = urllib.request.Request(base + path, data=body, method=method)
-    while True:
-        try:
-            with urllib.request.urlopen(req, timeout=300) as r:
-                return r.read()
-        except urllib.error.HTTPError as e:
-            if e.code != 429:
-                raise
-            time.sleep(float(e.headers.get("Retry-After", "1")))
+POLL = 0.005
+DONE = ("succeeded", "failed", "cancelled")
 
-def run_task(base, blob, query):
-    tid = json.loads(call(base, "POST", "/v1/tasks?" + query, blob))["id"]
+
+class Client:
+    """One keep-alive connection; reconnects when the server closed it."""
+
+    def __init__(self, base):
+        self.host = urllib.parse.urlsplit(base).netloc
+        self.conn = None
+
+    def call(self, method, path, body=None):
+        for attempt in range(3):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection(self.host, timeout=600)
+                headers = {"Content-Type": "application/octet-stream"} if body is not None else {}
+                self.conn.request(method, path, body=body, headers=headers)
+                r = self.conn.getresponse()
+                data = r.read()
+                if r.getheader("Connection", "").lower() == "close":
+                    self.conn.close()
+                    self.conn = None
+            except (http.client.HTTPException, OSError):
+                self.conn = None
+                if attempt == 2:
+                    raise
+                continue
+            if r.status == 429:  # queue full: as told
+                time.sleep(float(r.getheader("Retry-After", "1")))
+                continue
+            return r.status, data
+        raise SystemExit("%s %s: still refused" % (method, path))
+
+
+def submit(c, blob, query):
+    status, data = c.call("POST", "/v1/tasks?" + query, blob)
+    if status != 202:
+        raise SystemExit("submit: HTTP %d %s" % (status, data[:200]))
+    return json.loads(data)["id"]
+
+
+def wait(c, tid):
     while True:
-        t = json.loads(call(base, "GET", "/v1/tasks/" + tid))
-        if t["status"] in ("succeeded", "failed", "cancelled"):
+        status, data = c.call("GET", "/v1/tasks/" + tid)
+        t = json.loads(data)
+        if t["status"] in DONE:
             break
-        time.sleep(0.005)
+        time.sleep(POLL)
     if t["status"] != "succeeded":
-        raise SystemExit("task %s %s: %s" % (tid, t["status"], t["error"]))
-    return tid
+        raise SystemExit("task %s %s: %s" % (tid, t["status"], t.get("error")))
+    return t
 
-def pages(base, outdir, files):
+
+def result(c, tid):
+    status, data = c.call("GET", "/v1/tasks/%s/result" % tid)
+    if status != 200:
+        raise SystemExit("result %s: HTTP %d" % (tid, status))
+    return data
+
+
+def one_task(c, blob, query):
+    tid = submit(c, blob, query)
+    wait(c, tid)
+    return result(c, tid)
+
+
+def epoch(iso):
+    # "2026-11-22T23:00:00.123Z", UTC
+    main, _, frac = iso.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + float("0." + (frac or "0"))
+
+
+def pages(base, outdir, query, files):
+    c = Client(base)
+    ext = "pdf" if "format=pdf" in query else "txt"
     t0 = time.monotonic()
-    ids = [json.loads(call(base, "POST", "/v1/tasks?format=txt", open(f, "rb").read()))["id"] for f in files]
+    ids = [submit(c, open(f, "rb").read(), query) for f in files]
+    last = 0.0
     for f, tid in zip(files, ids):
-        while json.loads(call(base, "GET", "/v1/tasks/" + tid))["status"] not in ("succeeded", "failed", "cancelled"):
-            time.sleep(0.02)
-        with open(os.path.join(outdir, os.path.basename(f) + ".txt"), "wb") as out:
-            out.write(call(base, "GET", "/v1/tasks/%s/result" % tid))
-    print("%.3f" % (time.monotonic() - t0))
+        t = wait(c, tid)
+        last = max(last, epoch(t["finished_at"]))
+        name = os.path.splitext(os.path.basename(f))[0]
+        with open(os.path.join(outdir, "%s-%s.%s" % (name, tid[:8], ext)), "wb") as out:
+            out.write(result(c, tid))
+    print("%.3f %.3f" % (time.monotonic() - t0, last))
 
-def null(base, path, n, rate):
-    blob = open(path, "rb").read()
-    done = []
-    lock = threading.Lock()
-    def worker(count):
-        for _ in range(count):
-            run_task(base, blob, "engine=null")
-            with lock: done.append(1)
+
+def closed_loop(base, blob, n, clients, query, via_ocr):
+    errors = []
+
+    def client(count):
+        c = Client(base)
+        try:
+            for _ in range(count):
+                if via_ocr:
+                    status, data = c.call("POST", "/v1/ocr?" + query, blob)
+                    if status != 200:
+                        raise SystemExit("ocr: HTTP %d %s" % (status, data[:200]))
+                else:
+                    one_task(c, blob, query)
+        except BaseException as e:  # noqa: B902 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(n // clients,)) for _ in range(clients)]
     t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(n // 8,)) for _ in range(8)]
-    for t in threads: t.start()
-    for t in threads: t.join()
-    tps = len(done) / (time.monotonic() - t0)
-    lat = []
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit("%d clients failed: %s" % (len(errors), errors[0]))
+    print("%.1f" % ((n // clients) * clients / (time.monotonic() - t0)))
+
+
+def latency(base, blob, n, rate, query):
+    pool, lat, errors = queue.LifoQueue(), [], []
+
     def one():
-        s = time.monotonic()
-        run_task(base, blob, "engine=null")
-        with lock: lat.append((time.monotonic() - s) * 1000)
+        try:
+            c = pool.get_nowait()
+        except queue.Empty:
+            c = Client(base)
+        try:
+            s = time.monotonic()
+            one_task(c, blob, query)
+            lat.append((time.monotonic() - s) * 1000)
+        except BaseException as e:  # noqa: B902
+            errors.append(e)
+        pool.put(c)
+
     threads = []
-    for i in range(n // 2):
+    t0 = time.monotonic()
+    for i in range(n):
+        # on schedule, not after the previous submission: an open loop
+        time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
         threads.append(threading.Thread(target=one))
         threads[-1].start()
-        time.sleep(1.0 / rate)
-    for t in threads: t.join()
+    for t in threads:
+        t.join()
+    if errors:
+        raise SystemExit("%d tasks failed: %s" % (len(errors), errors[0]))
     lat.sort()
-    print("%.1f %.1f %.1f" % (tps, lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]))
+    print("%.1f %.1f" % (lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]))
+
+
+def seq(base, blob, n, query):
+    c = Client(base)
+    lat = []
+    for _ in range(n):
+        s = time.monotonic()
+        one_task(c, blob, query)
+        lat.append((time.monotonic() - s) * 1000)
+    lat.sort()
+    print("%.1f" % lat[len(lat) // 2])
+
+
+def main():
+    cmd, base = sys.argv[1], sys.argv[2]
+    if cmd == "pages":
+        pages(base, sys.argv[3], sys.argv[4], sys.argv[5:])
+        return
+    blob = open(sys.argv[3], "rb").read()
+    if cmd in ("rate", "ocr"):
+        closed_loop(base, blob, int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], cmd == "ocr")
+    elif cmd == "latency":
+        latency(base, blob, int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
+    elif cmd == "seq":
+        seq(base, blob, int(sys.argv[4]), sys.argv[5])
+    else:
+        raise SystemExit(__doc__)
+
 
 if __name__ == "__main__":
-    if sys.argv[1] == "pages":
-        pages(sys.argv[2], sys.argv[3], sys.argv[4:])
-    else:
-        null(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    main()
