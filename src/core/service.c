@@ -56,6 +56,8 @@ struct op_service_s {
   size_t pool_n;
   char cancels[MAX_CANCELS][40];
   size_t n_cancels;
+  pthread_cond_t finished;  /* broadcast under lock when a task's end is committed */
+  unsigned long n_finished; /* how many ends were, under lock */
   volatile int draining;
   volatile int ready; /* a worker has started: work can run */
   double last_retention;
@@ -103,6 +105,25 @@ void op_service_config_init(op_service_config_t *cfg) {
 
 const op_service_config_t *op_service_config(const op_service_t *svc) {
   return &svc->cfg;
+}
+
+unsigned long op_service_finished_count(op_service_t *svc) {
+  pthread_mutex_lock(&svc->lock);
+  unsigned long n = svc->n_finished;
+  pthread_mutex_unlock(&svc->lock);
+  return n;
+}
+
+void op_service_wait_finished(op_service_t *svc, unsigned long seen, unsigned max_ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_nsec += (long)(max_ms % 1000) * 1000000L;
+  until.tv_sec += max_ms / 1000 + until.tv_nsec / 1000000000L;
+  until.tv_nsec %= 1000000000L;
+  pthread_mutex_lock(&svc->lock);
+  while (svc->n_finished == seen && pthread_cond_timedwait(&svc->finished, &svc->lock, &until) == 0)
+    ;
+  pthread_mutex_unlock(&svc->lock);
 }
 
 int op_service_ready(const op_service_t *svc) {
@@ -491,6 +512,10 @@ static void on_task_end(void *ctx, op_task_t *t) {
   else
     event(svc, a, status, json_pack("{s:s, s:s}", "reason", a->row.failure_reason, "error", a->row.error));
   tx_close(svc);
+  pthread_mutex_lock(&svc->lock);
+  svc->n_finished++;
+  pthread_cond_broadcast(&svc->finished);
+  pthread_mutex_unlock(&svc->lock);
   /* The scheduler is done with it; forget it (its files stay for the results). */
   for (size_t i = 0; i < svc->n_active; i++) {
     if (svc->active[i] == a) {
@@ -1228,6 +1253,11 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
   }
   pthread_mutex_init(&svc->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&svc->finished, &ca);
+  pthread_condattr_destroy(&ca);
   snprintf(svc->data_dir, sizeof svc->data_dir, "%s", cfg->data_dir);
   snprintf(svc->tasks_dir, sizeof svc->tasks_dir, "%s/tasks", svc->data_dir);
   int rc;
@@ -1518,6 +1548,7 @@ void op_service_destroy(op_service_t *svc) {
     close(svc->wake[0]);
   if (svc->wake[1] >= 0)
     close(svc->wake[1]);
+  pthread_cond_destroy(&svc->finished);
   pthread_mutex_destroy(&svc->lock);
   free(svc);
 }

@@ -108,6 +108,15 @@ int op_service_check_config(const op_service_config_t *cfg, unsigned *n_models, 
 /** The cpu device's last five minutes, [unix time, used, reserved] a second (a new array). */
 json_t *op_service_memory_history(op_service_t *svc);
 
+/** How many tasks this service has finished: a mark for op_service_wait_finished. */
+unsigned long op_service_finished_count(op_service_t *svc);
+
+/**
+ * Waits until a task finishes here after the mark seen, or max_ms pass (a
+ * task another node runs ends unseen: callers look at the store again).
+ */
+void op_service_wait_finished(op_service_t *svc, unsigned long seen, unsigned max_ms);
+
 /** Whether a worker has started since the service did: until then /readyz says not ready. */
 int op_service_ready(const op_service_t *svc);
 

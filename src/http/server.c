@@ -574,16 +574,18 @@ static enum MHD_Result list_tasks(op_http_t *h, struct MHD_Connection *c, req_t 
 
 /* Waits for a task to end, up to timeout_s; returns 0 when it ended. */
 static int wait_finished(op_http_t *h, const char *id, double timeout_s, op_task_row_t *row) {
-  struct timespec t0, t1, nap = {0, 50 * 1000 * 1000};
+  struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
     op_error_t e;
+    unsigned long seen = op_service_finished_count(h->svc); /* before the read: no end falls between */
     if (fetch_task(h, id, row, &e) == 0 && finished(row))
       return 0;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9 > timeout_s)
       return -1;
-    nanosleep(&nap, NULL);
+    /* Woken by any task's end here; the 50 ms cap covers a task another node finishes. */
+    op_service_wait_finished(h->svc, seen, 50);
   }
 }
 
@@ -810,8 +812,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
       q->sync = strcmp(url, "/v1/ocr") == 0;
       return start_upload(h, c, q);
     }
-    if (*upload_data_size == 0)
-      goto route;
+    /* Answered on the next call: libmicrohttpd closes the connection after
+     * an answer queued on the first (it may have a body still to come), which
+     * would cost every request a new connection and thread. */
     return MHD_YES;
   }
   if (q->refused) {
@@ -830,7 +833,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     *upload_data_size = 0; /* bodies of other routes are ignored */
     return MHD_YES;
   }
-route:
   if (strcmp(url, "/healthz") == 0)
     return send_json(c, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
   if (strcmp(url, "/readyz") == 0)

@@ -74,6 +74,7 @@ struct op_supervisor_s {
   uint64_t next_job_id;
   unsigned restarts;
   unsigned started; /* workers that said hello */
+  int changed;      /* a worker became free or a slot empty: the caller may dispatch now */
   int wake_fd;      /* readable = return from poll early; -1 = none */
   op_sup_event_t events[MAX_EVENTS];
   unsigned ev_head, ev_count;
@@ -290,6 +291,7 @@ static void slot_reaped(op_supervisor_t *sup, slot_t *slot, unsigned index, int 
   slot->job_ctx = NULL;
   slot->state = SLOT_EMPTY;
   slot->parked = sup->cfg.lazy;
+  sup->changed = 1;
   if (slot->retiring) {
     op_log_debug("worker %u retired", index);
     slot->retiring = 0;
@@ -499,7 +501,10 @@ void op_supervisor_set_wake_fd(op_supervisor_t *sup, int fd) {
 }
 
 unsigned op_supervisor_restarts(const op_supervisor_t *sup) {
-  return sup->restarts;
+  unsigned n = sup->restarts;
+  for (unsigned i = 0; i < sup->n_slots; i++)
+    n += sup->slots[i].state == SLOT_DYING && !sup->slots[i].retiring; /* killed or lost, not reaped yet */
+  return n;
 }
 
 unsigned op_supervisor_started(const op_supervisor_t *sup) {
@@ -516,6 +521,7 @@ static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t
     if (s->state == SLOT_STARTING) {
       s->state = SLOT_IDLE;
       sup->started++;
+      sup->changed = 1;
       s->said_hello = 1;
       s->fast_deaths = 0;
       s->deadline_ms = 0;
@@ -662,6 +668,10 @@ int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev,
     }
     if (take_event(sup, ev))
       return 1;
+    if (sup->changed) {
+      sup->changed = 0;
+      return 0; /* not an event, but work may go out now rather than at the timeout */
+    }
     if (now_ms() >= until)
       return 0;
   }

@@ -78,7 +78,8 @@ int op_supervisor_dispatch(op_supervisor_t *sup, json_t *job, unsigned timeout_m
 /**
  * Waits up to timeout_ms (0 = just look) for the next event and does the
  * housekeeping meanwhile (reaping, restarts, heartbeats, timeouts). Returns 1
- * with *ev filled, 0 when nothing happened in time, <0 on a fatal error.
+ * with *ev filled, 0 when nothing happened in time or early when a worker
+ * became free or a slot empty (the caller may dispatch), <0 on a fatal error.
  */
 int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev, op_error_t *err);
 
@@ -129,7 +130,7 @@ void op_supervisor_set_wake_fd(op_supervisor_t *sup, int fd);
 /** Workers that started (said hello) since creation. */
 unsigned op_supervisor_started(const op_supervisor_t *sup);
 
-/** Worker restarts since creation (crashes, timeouts, silent workers). */
+/** Worker restarts since creation (crashes, timeouts, silent workers), those still being reaped too. */
 unsigned op_supervisor_restarts(const op_supervisor_t *sup);
 
 #endif
