@@ -157,4 +157,12 @@ goal "1b. \`ocrpool serve\` against the reference, images" "$(ratio img.http img
   "$(by_cpu img.http img.api)"
 goal "1a. ocrpool's searchable PDF against OCRmyPDF's defaults" "$(ratio pdf.ocrpool_pdf pdf.ocrmypdf down)" ">=" 1.45 \
   "$(by_cpu pdf.ocrpool_pdf pdf.ocrmypdf)"
+goal "1a. \`ocrpool ocr\` against the \`tesseract\` CLI loop (faster), PDF" "$(ratio pdf.ocrpool pdf.cli down)" ">" 1.0 \
+  "$(by_cpu pdf.ocrpool pdf.cli)"
+goal "1b. \`ocrpool ocr\` against the \`tesseract\` CLI loop (faster), images" "$(ratio img.ocrpool img.cli down)" ">" 1.0 \
+  "$(by_cpu img.ocrpool img.cli)"
+goal "1a. \`ocrpool serve\` through HTTP against \`ocrpool ocr\` (within 3 %), PDF" "$(ratio pdf.http pdf.ocrpool down)" ">=" 0.97 \
+  "$(by_cpu pdf.http pdf.ocrpool)"
+goal "1b. \`ocrpool serve\` through HTTP against \`ocrpool ocr\` (within 3 %), images" "$(ratio img.http img.ocrpool down)" ">=" 0.97 \
+  "$(by_cpu img.http img.ocrpool)"
 echo
