@@ -32,6 +32,25 @@ done=collections.Counter(e['details']['page'] for e in ev if e['type']=='page_do
 assert done=={1:1, 2:1}, done"
 stop_server
 
+# ---- Ctrl-C in a terminal: SIGINT to the whole foreground process group. The
+# server drains; its workers are in their own groups, so the running page
+# finishes instead of dying with the signal.
+rm -f "$TMP/port"
+setsid "$OCRPOOL" serve --listen 127.0.0.1:0 --port-file "$TMP/port" --data-dir "$TMP/var3" --workers 1 \
+  2>"$TMP/ctrlc.log" &
+SERVER_PID=$! # setsid did not fork (a background job is no group leader): the server leads its group
+for _ in $(seq 1 100); do [ -s "$TMP/port" ] && curl -fs "http://127.0.0.1:$(cat "$TMP/port")/healthz" >/dev/null && break; sleep 0.1; done
+BASE="http://127.0.0.1:$(cat "$TMP/port")"
+id=$(submit "$TMP/two.pdf" "engine=null")
+wait_started "$id"
+check "the server leads its own process group" test "$(ps -o pgid= -p "$SERVER_PID" | tr -d ' ')" = "$SERVER_PID"
+kill -INT -- "-$SERVER_PID"
+wait "$SERVER_PID"
+check "Ctrl-C: the server drains and exits 0" test $? -eq 0
+check "... its running page finished and was recorded" \
+  test "$(sqlite3 "$TMP/var3/ocrpool.db" "select count(*) from pages where task_id='$id' and state='done'")" = 1
+check "... no worker was killed by the signal" bash -c "! grep -q 'killed by signal' '$TMP/ctrlc.log'"
+
 # ---- SIGTERM during a load of 20 tasks: exit 0 within drain_timeout and the
 # workers' grace; started again, all 20 complete and no finished page ran twice.
 export OCRPOOL_NULL_OPTS=sleep_ms=1000 # 40 pages, 2 workers: 20 s of work, stopped a few pages in

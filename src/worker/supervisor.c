@@ -184,8 +184,16 @@ static int spawn_slot(op_supervisor_t *sup, slot_t *slot, unsigned index) {
   }
   argv[argc] = NULL;
 
+  /* Its own process group: a terminal's Ctrl-C (or a signal to our group)
+   * reaches the server, which drains, and not the workers, whose running
+   * pages are to finish. They still die with us (PR_SET_PDEATHSIG). */
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
   pid_t pid;
-  int err = posix_spawn(&pid, sup->exe, &fa, NULL, argv, env);
+  int err = posix_spawn(&pid, sup->exe, &fa, &attr, argv, env);
+  posix_spawnattr_destroy(&attr);
   if (err != 0) {
     op_log_error("cannot start worker %s: %s", sup->exe, strerror(err));
     goto out;
