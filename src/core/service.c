@@ -1188,10 +1188,9 @@ static int load_config(op_service_t *svc, const char *path, const char **budget,
   return rc;
 }
 
-int op_service_check_config(const op_service_config_t *cfg, unsigned *n_models, op_error_t *err) {
-  op_service_t *svc = calloc(1, sizeof *svc);
-  if (svc == NULL)
-    return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+/* The CPU's capacity, the pressure defaults, then the configuration file and
+ * the budget (--memory-budget over the file's devices.cpu.budget over 80 %). */
+static int read_settings(op_service_t *svc, const op_service_config_t *cfg, op_error_t *err) {
   svc->capacity = op_mem_cpu_capacity();
   op_sched_config_t defaults;
   op_sched_config_init(&defaults);
@@ -1200,10 +1199,17 @@ int op_service_check_config(const op_service_config_t *cfg, unsigned *n_models, 
   svc->cooldown_s = defaults.cooldown_s;
   svc->defer_below = (unsigned)defaults.defer_below;
   const char *budget = cfg->memory_budget;
-  uint64_t bytes;
   int rc = load_config(svc, cfg->config_file, budget ? NULL : &budget, err);
   if (rc == 0)
-    rc = op_mem_budget_parse(budget ? budget : "80%", svc->capacity, &bytes, err);
+    rc = op_mem_budget_parse(budget ? budget : "80%", svc->capacity, &svc->budget, err);
+  return rc;
+}
+
+int op_service_check_config(const op_service_config_t *cfg, unsigned *n_models, op_error_t *err) {
+  op_service_t *svc = calloc(1, sizeof *svc);
+  if (svc == NULL)
+    return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+  int rc = read_settings(svc, cfg, err);
   *n_models = svc->n_policies;
   free(svc->policies);
   free(svc);
@@ -1273,17 +1279,7 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
     goto fail;
   }
   clean_leftovers(svc);
-  svc->capacity = op_mem_cpu_capacity();
-  op_sched_config_t defaults;
-  op_sched_config_init(&defaults);
-  svc->warning_share = defaults.warning_share;
-  svc->critical_share = defaults.critical_share;
-  svc->cooldown_s = defaults.cooldown_s;
-  svc->defer_below = (unsigned)defaults.defer_below;
-  const char *budget = cfg->memory_budget;
-  if ((rc = load_config(svc, cfg->config_file, budget ? NULL : &budget, err)) < 0)
-    goto fail;
-  if ((rc = op_mem_budget_parse(budget ? budget : "80%", svc->capacity, &svc->budget, err)) < 0)
+  if ((rc = read_settings(svc, cfg, err)) < 0)
     goto fail;
   char cap[32], bud[32];
   op_mem_format(svc->capacity, cap, sizeof cap);

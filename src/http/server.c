@@ -469,20 +469,25 @@ static enum MHD_Result get_result(op_http_t *h, struct MHD_Connection *c, req_t 
   return send_result(h, c, &row, fmt);
 }
 
+/* Reads a task's events with a pooled store connection. */
+static int fetch_events(op_http_t *h, const char *id, json_t **events, op_error_t *e) {
+  op_store_t *st = NULL;
+  int rc = op_service_store_get(h->svc, &st, e);
+  if (rc == 0) {
+    rc = op_store_events(st, id, events, e);
+    op_service_store_put(h->svc, st);
+  }
+  return rc;
+}
+
 static enum MHD_Result get_events(op_http_t *h, struct MHD_Connection *c, req_t *q, const char *id) {
   op_task_row_t row;
   enum MHD_Result answered;
   if (load_task(h, c, q, id, &row, &answered) < 0)
     return answered;
-  op_store_t *st = NULL;
   op_error_t e;
   json_t *events = NULL;
-  int rc = op_service_store_get(h->svc, &st, &e);
-  if (rc == 0) {
-    rc = op_store_events(st, id, &events, &e);
-    op_service_store_put(h->svc, st);
-  }
-  if (rc < 0)
+  if (fetch_events(h, id, &events, &e) < 0)
     return problem(c, 500, e.message, NULL, NULL, NULL);
   size_t i;
   json_t *ev;
@@ -499,15 +504,9 @@ static enum MHD_Result task_health(op_http_t *h, struct MHD_Connection *c, req_t
   enum MHD_Result answered;
   if (load_task(h, c, q, id, &row, &answered) < 0)
     return answered;
-  op_store_t *st = NULL;
   op_error_t e;
   json_t *events = NULL;
-  int rc = op_service_store_get(h->svc, &st, &e);
-  if (rc == 0) {
-    rc = op_store_events(st, id, &events, &e);
-    op_service_store_put(h->svc, st);
-  }
-  if (rc < 0)
+  if (fetch_events(h, id, &events, &e) < 0)
     return problem(c, 500, e.message, NULL, NULL, NULL);
   json_t *warnings = json_array();
   size_t i;
