@@ -25,9 +25,10 @@ import json
 import os
 import queue
 import sys
-import threading
 import time
 import urllib.parse
+
+import loadgen  # bench/, the script's own directory
 
 POLL = 0.005
 DONE = ("succeeded", "failed", "cancelled")
@@ -118,34 +119,21 @@ def pages(base, outdir, query, files):
 
 
 def closed_loop(base, blob, n, clients, query, via_ocr):
-    errors = []
-
-    def client(count):
+    def run(count):
         c = Client(base)
-        try:
-            for _ in range(count):
-                if via_ocr:
-                    status, data = c.call("POST", "/v1/ocr?" + query, blob)
-                    if status != 200:
-                        raise SystemExit("ocr: HTTP %d %s" % (status, data[:200]))
-                else:
-                    one_task(c, blob, query)
-        except BaseException as e:  # noqa: B902 (reported below)
-            errors.append(e)
+        for _ in range(count):
+            if via_ocr:
+                status, data = c.call("POST", "/v1/ocr?" + query, blob)
+                if status != 200:
+                    raise SystemExit("ocr: HTTP %d %s" % (status, data[:200]))
+            else:
+                one_task(c, blob, query)
 
-    threads = [threading.Thread(target=client, args=(n // clients,)) for _ in range(clients)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit("%d clients failed: %s" % (len(errors), errors[0]))
-    print("%.1f" % ((n // clients) * clients / (time.monotonic() - t0)))
+    loadgen.closed_loop(run, n, clients)
 
 
 def latency(base, blob, n, rate, query):
-    pool, lat, errors = queue.LifoQueue(), [], []
+    pool = queue.LifoQueue()  # connections kept alive between the tasks
 
     def one():
         try:
@@ -153,26 +141,11 @@ def latency(base, blob, n, rate, query):
         except queue.Empty:
             c = Client(base)
         try:
-            s = time.monotonic()
             one_task(c, blob, query)
-            lat.append((time.monotonic() - s) * 1000)
-        except BaseException as e:  # noqa: B902
-            errors.append(e)
-        pool.put(c)
+        finally:
+            pool.put(c)
 
-    threads = []
-    t0 = time.monotonic()
-    for i in range(n):
-        # on schedule, not after the previous submission: an open loop
-        time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
-        threads.append(threading.Thread(target=one))
-        threads[-1].start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit("%d tasks failed: %s" % (len(errors), errors[0]))
-    lat.sort()
-    print("%.1f %.1f" % (lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]))
+    loadgen.open_loop(one, n, rate)
 
 
 def seq(base, blob, n, query):

@@ -12,13 +12,13 @@ Every job must finish with the right result, else the exit status is 1.
 """
 import os
 import sys
-import threading
 import time
 
 import redis
 import rq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import loadgen  # noqa: E402
 from rq_jobs import noop  # noqa: E402
 
 POLL = 0.005
@@ -36,49 +36,15 @@ def one_job(q, blob):
 
 
 def rate(q, blob, n, clients):
-    errors = []
+    def run(count):
+        for _ in range(count):
+            one_job(q, blob)
 
-    def client(count):
-        try:
-            for _ in range(count):
-                one_job(q, blob)
-        except BaseException as e:  # noqa: B902 (reported below)
-            errors.append(e)
-
-    threads = [threading.Thread(target=client, args=(n // clients,)) for _ in range(clients)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit("%d clients failed: %s" % (len(errors), errors[0]))
-    print("%.1f" % ((n // clients) * clients / (time.monotonic() - t0)))
+    loadgen.closed_loop(run, n, clients)
 
 
 def latency(q, blob, n, per_s):
-    lat, errors = [], []
-
-    def one():
-        try:
-            s = time.monotonic()
-            one_job(q, blob)
-            lat.append((time.monotonic() - s) * 1000)
-        except BaseException as e:  # noqa: B902
-            errors.append(e)
-
-    threads = []
-    t0 = time.monotonic()
-    for i in range(n):
-        time.sleep(max(0.0, t0 + i / per_s - time.monotonic()))
-        threads.append(threading.Thread(target=one))
-        threads[-1].start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit("%d jobs failed: %s" % (len(errors), errors[0]))
-    lat.sort()
-    print("%.1f %.1f" % (lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]))
+    loadgen.open_loop(lambda: one_job(q, blob), n, per_s)
 
 
 def main():
