@@ -11,37 +11,10 @@ skip_if_sanitized
 # ---- 1. a flood of 40 full-page scans under --memory-budget 300MB, 8 workers allowed
 BUDGET=$((300 * 1024 * 1024))
 start_server "$TMP/var" --workers 8 --memory-budget 300MB || { done_testing; exit 1; }
-cat >"$TMP/sampler.py" <<'PY'
-# Sums the PSS of the server and all its children every 20 ms until told to stop.
-import os, sys, time
-server, out = int(sys.argv[1]), sys.argv[2]
-def pss(pid):
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-def children(pid):
-    kids = []
-    try:
-        for tid in os.listdir("/proc/%d/task" % pid):
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-                kids += [int(k) for k in f.read().split()]
-    except OSError:
-        pass
-    return kids
-peak, samples = 0, 0
-while not os.path.exists(out + ".stop"):
-    total = pss(server) + sum(pss(k) for k in children(server))
-    peak, samples = max(peak, total), samples + 1
-    time.sleep(0.02)
-with open(out, "w") as f:
-    f.write("%d %d\n" % (peak, samples))
-PY
-python3 "$TMP/sampler.py" "$SERVER_PID" "$TMP/peak" &
+# bench/pss.py, the bench's sampler: the PSS of the server and all its
+# descendants every 20 ms, until told to stop.
+PSS_PY="$(dirname "$0")/../bench/pss.py"
+python3 "$PSS_PY" sample "$TMP/pss" "$SERVER_PID" &
 sampler=$!
 ids=()
 for i in $(seq 1 40); do
@@ -54,9 +27,10 @@ ok=0
 for id in "${ids[@]}"; do
   [ "$(wait_task "$id" 300)" = succeeded ] && ok=$((ok + 1))
 done
-touch "$TMP/peak.stop"
+touch "$TMP/pss.stop"
 wait "$sampler"
-read -r peak samples <"$TMP/peak"
+read -r peak_kb _ samples _ <<<"$(python3 "$PSS_PY" peak "$TMP/pss")"
+peak=$((peak_kb * 1024))
 check "all 40 succeeded ($ok did)" test "$ok" -eq 40
 check "the sampler ran ($samples samples)" test "$samples" -gt 100
 check "the total PSS never passed the budget (peak $((peak >> 20)) MB of $((BUDGET >> 20)) MB)" test "$peak" -le "$BUDGET"
