@@ -469,26 +469,32 @@ static enum MHD_Result get_result(op_http_t *h, struct MHD_Connection *c, req_t 
   return send_result(h, c, &row, fmt);
 }
 
-/* Reads a task's events with a pooled store connection. */
-static int fetch_events(op_http_t *h, const char *id, json_t **events, op_error_t *e) {
+/* The task (as load_task) and its events, read with a pooled store
+ * connection; -1 with *answered set when either could not be had. */
+static int load_task_events(op_http_t *h, struct MHD_Connection *c, req_t *q, const char *id, op_task_row_t *row,
+                            json_t **events, enum MHD_Result *answered) {
+  if (load_task(h, c, q, id, row, answered) < 0)
+    return -1;
   op_store_t *st = NULL;
-  int rc = op_service_store_get(h->svc, &st, e);
+  op_error_t e;
+  int rc = op_service_store_get(h->svc, &st, &e);
   if (rc == 0) {
-    rc = op_store_events(st, id, events, e);
+    rc = op_store_events(st, id, events, &e);
     op_service_store_put(h->svc, st);
   }
-  return rc;
+  if (rc < 0) {
+    *answered = problem(c, 500, e.message, NULL, NULL, NULL);
+    return -1;
+  }
+  return 0;
 }
 
 static enum MHD_Result get_events(op_http_t *h, struct MHD_Connection *c, req_t *q, const char *id) {
   op_task_row_t row;
-  enum MHD_Result answered;
-  if (load_task(h, c, q, id, &row, &answered) < 0)
-    return answered;
-  op_error_t e;
   json_t *events = NULL;
-  if (fetch_events(h, id, &events, &e) < 0)
-    return problem(c, 500, e.message, NULL, NULL, NULL);
+  enum MHD_Result answered;
+  if (load_task_events(h, c, q, id, &row, &events, &answered) < 0)
+    return answered;
   size_t i;
   json_t *ev;
   json_array_foreach(events, i, ev) {
@@ -501,13 +507,10 @@ static enum MHD_Result get_events(op_http_t *h, struct MHD_Connection *c, req_t 
  * memory, processing time, device, and the warnings its events hold. */
 static enum MHD_Result task_health(op_http_t *h, struct MHD_Connection *c, req_t *q, const char *id) {
   op_task_row_t row;
-  enum MHD_Result answered;
-  if (load_task(h, c, q, id, &row, &answered) < 0)
-    return answered;
-  op_error_t e;
   json_t *events = NULL;
-  if (fetch_events(h, id, &events, &e) < 0)
-    return problem(c, 500, e.message, NULL, NULL, NULL);
+  enum MHD_Result answered;
+  if (load_task_events(h, c, q, id, &row, &events, &answered) < 0)
+    return answered;
   json_t *warnings = json_array();
   size_t i;
   json_t *ev;
