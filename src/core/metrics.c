@@ -2,12 +2,12 @@
 #include "core/metrics.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_ROUTES 128
-#define MAX_REASONS 16
+#define MAX_ROUTES 512 /* route x method x status rows; past it, requests count under route="(other)" */
 
 static const double page_bounds[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
 static const double wait_bounds[] = {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900};
@@ -29,11 +29,7 @@ struct op_metrics_s {
   } http[MAX_ROUTES];
   unsigned n_http;
   unsigned long long pages_ok;
-  struct {
-    char reason[32];
-    unsigned long long count;
-  } failed[MAX_REASONS];
-  unsigned n_failed;
+  unsigned long long failed[OP_REASON_COUNT]; /* pages failed, by reason */
   hist_t page, wait;
 };
 
@@ -57,6 +53,14 @@ void op_metrics_http(op_metrics_t *m, const char *route, const char *method, uns
   while (i < m->n_http && (m->http[i].status != status || strcmp(m->http[i].route, route) != 0 ||
                            strcmp(m->http[i].method, method) != 0))
     i++;
+  if (i == m->n_http && i == MAX_ROUTES - 1) { /* the last row is the overflow's */
+    route = "(other)";
+    method = "";
+    status = 0;
+    i = 0;
+    while (i < m->n_http && strcmp(m->http[i].route, route) != 0)
+      i++;
+  }
   if (i == m->n_http && i < MAX_ROUTES) {
     snprintf(m->http[i].route, sizeof m->http[i].route, "%s", route);
     snprintf(m->http[i].method, sizeof m->http[i].method, "%s", method);
@@ -77,19 +81,12 @@ static void observe(hist_t *h, const double *bounds, size_t n, double v) {
   h->sum += v;
 }
 
-void op_metrics_page(op_metrics_t *m, int ok, const char *reason, double seconds) {
+void op_metrics_page(op_metrics_t *m, int ok, op_reason_t reason, double seconds) {
   pthread_mutex_lock(&m->lock);
-  if (ok) {
+  if (ok)
     m->pages_ok++;
-  } else {
-    unsigned i = 0;
-    while (i < m->n_failed && strcmp(m->failed[i].reason, reason) != 0)
-      i++;
-    if (i == m->n_failed && i < MAX_REASONS)
-      snprintf(m->failed[m->n_failed++].reason, sizeof m->failed[i].reason, "%s", reason);
-    if (i < m->n_failed)
-      m->failed[i].count++;
-  }
+  else
+    m->failed[(unsigned)reason < OP_REASON_COUNT && reason != OP_REASON_NONE ? reason : OP_REASON_INTERNAL]++;
   observe(&m->page, page_bounds, N_PAGE_BOUNDS, seconds > 0 ? seconds : 0);
   pthread_mutex_unlock(&m->lock);
 }
@@ -133,113 +130,110 @@ static void histogram(FILE *f, const char *name, const char *help, const hist_t 
   fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, h->count, name, h->sum, name, h->count);
 }
 
-static json_int_t num(json_t *obj, const char *key) {
-  return json_integer_value(json_object_get(obj, key));
+/* The devices of a snapshot: the cpu, then each GPU. */
+typedef struct device_row_s {
+  char name[16];
+  uint64_t capacity, budget, reserved, used;
+  op_mem_level_t level;
+  int gpu; /* -1 for the cpu */
+} device_row_t;
+
+static unsigned device_rows(const op_snapshot_t *snap, device_row_t *rows) {
+  const op_sched_mem_t *m = &snap->mem;
+  rows[0] = (device_row_t){"cpu", snap->capacity_bytes, m->budget_bytes, m->reserved_bytes, m->used_bytes, m->level,
+                           -1};
+  for (unsigned g = 0; g < m->n_gpus; g++) {
+    rows[g + 1] = (device_row_t){"", m->gpus[g].capacity_bytes, m->gpus[g].budget_bytes, m->gpus[g].reserved_bytes,
+                                 m->gpus[g].used_bytes, m->gpus[g].level, (int)g};
+    snprintf(rows[g + 1].name, sizeof rows[g + 1].name, "cuda:%u", g);
+  }
+  return 1 + m->n_gpus;
 }
 
-/* One gauge per device from the /v1/memory snapshot's devices. */
-static void device_gauge(FILE *f, json_t *devices, const char *name, const char *key, const char *help) {
+static void device_gauge(FILE *f, const device_row_t *rows, unsigned n, const char *name, size_t field,
+                         const char *help) {
   head(f, name, "gauge", help);
-  size_t i;
-  json_t *d;
-  json_array_foreach(devices, i, d) {
-    fputs(name, f);
-    fputs("{device=\"", f);
-    label(f, json_string_value(json_object_get(d, "name")));
-    fprintf(f, "\"} %lld\n", (long long)num(d, key));
+  for (unsigned i = 0; i < n; i++)
+    fprintf(f, "%s{device=\"%s\"} %llu\n", name, rows[i].name,
+            (unsigned long long)*(const uint64_t *)((const char *)&rows[i] + field));
+}
+
+static void worker_metrics(FILE *f, const op_snapshot_t *snap, const device_row_t *rows, unsigned n) {
+  head(f, "ocrpool_workers", "gauge", "Worker processes by device and state.");
+  for (unsigned d = 0; d < n; d++) {
+    unsigned long long idle = 0, busy = 0;
+    for (unsigned i = 0; i < snap->n_workers; i++) {
+      const op_sched_worker_mem_t *w = &snap->workers[i];
+      if (w->pid > 0 && w->gpu == rows[d].gpu) {
+        busy += w->busy != 0;
+        idle += w->busy == 0;
+      }
+    }
+    fprintf(f, "ocrpool_workers{device=\"%s\",state=\"idle\"} %llu\n", rows[d].name, idle);
+    fprintf(f, "ocrpool_workers{device=\"%s\",state=\"busy\"} %llu\n", rows[d].name, busy);
+  }
+  head(f, "ocrpool_worker_memory_bytes", "gauge", "Measured memory (PSS) of the workers, by device.");
+  for (unsigned d = 0; d < n; d++) {
+    unsigned long long bytes = 0;
+    for (unsigned i = 0; i < snap->n_workers; i++)
+      if (snap->workers[i].pid > 0 && snap->workers[i].gpu == rows[d].gpu)
+        bytes += snap->workers[i].used_bytes;
+    fprintf(f, "ocrpool_worker_memory_bytes{device=\"%s\"} %llu\n", rows[d].name, bytes);
   }
 }
 
-static void memory_metrics(FILE *f, json_t *memory) {
-  json_t *devices = json_object_get(memory, "devices");
-  device_gauge(f, devices, "ocrpool_device_memory_capacity_bytes", "capacity_bytes",
+static void memory_metrics(FILE *f, const op_snapshot_t *snap) {
+  device_row_t rows[1 + OP_SCHED_MAX_GPUS];
+  unsigned n = device_rows(snap, rows);
+  device_gauge(f, rows, n, "ocrpool_device_memory_capacity_bytes", offsetof(device_row_t, capacity),
                "Memory of the device (cgroup limit or MemTotal; a GPU's VRAM).");
-  device_gauge(f, devices, "ocrpool_device_memory_budget_bytes", "budget_bytes", "What ocrpool may use on the device.");
-  device_gauge(f, devices, "ocrpool_device_memory_reserved_bytes", "reserved_bytes",
+  device_gauge(f, rows, n, "ocrpool_device_memory_budget_bytes", offsetof(device_row_t, budget),
+               "What ocrpool may use on the device.");
+  device_gauge(f, rows, n, "ocrpool_device_memory_reserved_bytes", offsetof(device_row_t, reserved),
                "What memory admission has promised on the device.");
-  device_gauge(f, devices, "ocrpool_device_memory_used_bytes", "used_bytes",
+  device_gauge(f, rows, n, "ocrpool_device_memory_used_bytes", offsetof(device_row_t, used),
                "Measured use by the server and its workers (PSS; VRAM on a GPU).");
   head(f, "ocrpool_device_memory_pressure_level", "gauge", "Pressure on the device: 0 ok, 1 warning, 2 critical.");
-  size_t i;
-  json_t *d;
-  json_array_foreach(devices, i, d) {
-    const char *level = json_string_value(json_object_get(d, "level"));
-    fputs("ocrpool_device_memory_pressure_level{device=\"", f);
-    label(f, json_string_value(json_object_get(d, "name")));
-    fprintf(f, "\"} %d\n", level == NULL ? 0 : strcmp(level, "critical") == 0 ? 2 : strcmp(level, "warning") == 0);
-  }
-  /* Workers by device and state, then their memory by device: each family's samples together. */
-  json_t *workers = json_object_get(memory, "workers");
-  for (int pass = 0; pass < 2; pass++) {
-    if (pass == 0)
-      head(f, "ocrpool_workers", "gauge", "Worker processes by device and state.");
-    else
-      head(f, "ocrpool_worker_memory_bytes", "gauge", "Measured memory (PSS) of the workers, by device.");
-    json_array_foreach(devices, i, d) {
-      const char *dev = json_string_value(json_object_get(d, "name"));
-      unsigned long long idle = 0, busy = 0, bytes = 0;
-      size_t k;
-      json_t *w;
-      json_array_foreach(workers, k, w) {
-        const char *wdev = json_string_value(json_object_get(w, "device"));
-        if (dev == NULL || wdev == NULL || strcmp(dev, wdev) != 0)
-          continue;
-        const char *state = json_string_value(json_object_get(w, "state"));
-        busy += state != NULL && strcmp(state, "busy") == 0;
-        idle += state == NULL || strcmp(state, "busy") != 0;
-        bytes += (unsigned long long)num(w, "used_bytes");
-      }
-      if (pass == 0) {
-        fputs("ocrpool_workers{device=\"", f);
-        label(f, dev);
-        fprintf(f, "\",state=\"idle\"} %llu\nocrpool_workers{device=\"", idle);
-        label(f, dev);
-        fprintf(f, "\",state=\"busy\"} %llu\n", busy);
-      } else {
-        fputs("ocrpool_worker_memory_bytes{device=\"", f);
-        label(f, dev);
-        fprintf(f, "\"} %llu\n", bytes);
-      }
-    }
-  }
+  for (unsigned i = 0; i < n; i++)
+    fprintf(f, "ocrpool_device_memory_pressure_level{device=\"%s\"} %d\n", rows[i].name, (int)rows[i].level);
+  worker_metrics(f, snap, rows, n);
   head(f, "ocrpool_worker_restarts_total", "counter", "Workers that ended and were replaced when needed, by reason.");
-  const char *reason;
-  json_t *v;
-  json_object_foreach(json_object_get(memory, "workers_ended"), reason, v)
-      fprintf(f, "ocrpool_worker_restarts_total{reason=\"%s\"} %lld\n", reason, (long long)json_integer_value(v));
+  for (int r = 0; r < OP_SCHED_END_REASONS; r++)
+    fprintf(f, "ocrpool_worker_restarts_total{reason=\"%s\"} %u\n", op_sched_end_names[r], snap->mem.worker_ends[r]);
   head(f, "ocrpool_oom_events_total", "counter", "Pages that ran out of memory (each attempt).");
-  fprintf(f, "ocrpool_oom_events_total %lld\n", (long long)num(memory, "oom_events"));
+  fprintf(f, "ocrpool_oom_events_total %u\n", snap->mem.oom_events);
 }
 
-static void model_metrics(FILE *f, json_t *models) {
-  json_t *list = json_object_get(models, "models");
-  size_t i;
-  json_t *x;
+/* The label of a model: its declared name, else engine:languages. */
+static void model_label(FILE *f, const op_sched_model_t *v) {
+  char text[OP_MODEL_KEY_TEXT];
+  label(f, v->policy && v->policy->name[0] ? v->policy->name : op_model_key_text(&v->key, text));
+}
+
+static void model_metrics(FILE *f, const op_snapshot_t *snap) {
   head(f, "ocrpool_model_loaded", "gauge", "Whether a worker holds the model (1) or none does (0).");
-  json_array_foreach(list, i, x) {
+  for (size_t i = 0; i < snap->n_models; i++) {
     fputs("ocrpool_model_loaded{model=\"", f);
-    label(f, json_string_value(json_object_get(x, "name")));
-    fprintf(f, "\"} %d\n", json_integer_value(json_object_get(x, "workers")) > 0);
+    model_label(f, &snap->models[i]);
+    fprintf(f, "\"} %d\n", snap->models[i].workers > 0);
   }
   head(f, "ocrpool_model_loads_total", "counter", "Loads of the model into a worker.");
-  json_array_foreach(list, i, x) {
+  for (size_t i = 0; i < snap->n_models; i++) {
     fputs("ocrpool_model_loads_total{model=\"", f);
-    label(f, json_string_value(json_object_get(x, "name")));
-    fprintf(f, "\"} %lld\n", (long long)num(x, "loads"));
+    model_label(f, &snap->models[i]);
+    fprintf(f, "\"} %u\n", snap->models[i].loads);
   }
   head(f, "ocrpool_model_unloads_total", "counter", "Unloads of the model, by reason.");
-  json_array_foreach(list, i, x) {
-    const char *reason;
-    json_t *v;
-    json_object_foreach(json_object_get(x, "unloads"), reason, v) {
+  for (size_t i = 0; i < snap->n_models; i++) {
+    for (int r = 0; r < OP_SCHED_UNLOAD_REASONS; r++) {
       fputs("ocrpool_model_unloads_total{model=\"", f);
-      label(f, json_string_value(json_object_get(x, "name")));
-      fprintf(f, "\",reason=\"%s\"} %lld\n", reason, (long long)json_integer_value(v));
+      model_label(f, &snap->models[i]);
+      fprintf(f, "\",reason=\"%s\"} %u\n", op_sched_unload_names[r], snap->models[i].unloads[r]);
     }
   }
 }
 
-char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, json_t *memory, json_t *models) {
+char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, const op_snapshot_t *snap) {
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
@@ -261,11 +255,9 @@ char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, json_t
   head(f, "ocrpool_pages_processed_total", "counter", "Pages that ended with a result.");
   fprintf(f, "ocrpool_pages_processed_total %llu\n", m->pages_ok);
   head(f, "ocrpool_pages_failed_total", "counter", "Pages that failed, by reason.");
-  for (unsigned i = 0; i < m->n_failed; i++) {
-    fputs("ocrpool_pages_failed_total{reason=\"", f);
-    label(f, m->failed[i].reason);
-    fprintf(f, "\"} %llu\n", m->failed[i].count);
-  }
+  for (unsigned r = 0; r < OP_REASON_COUNT; r++)
+    if (m->failed[r] > 0)
+      fprintf(f, "ocrpool_pages_failed_total{reason=\"%s\"} %llu\n", op_reason_name((op_reason_t)r), m->failed[r]);
   histogram(f, "ocrpool_page_duration_seconds", "Time from a page's start on a worker to its end.", &m->page,
             page_bounds, N_PAGE_BOUNDS);
   histogram(f, "ocrpool_queue_wait_seconds", "Time from a task's submission to its first page's start.", &m->wait,
@@ -277,10 +269,10 @@ char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, json_t
     fprintf(f, "\",method=\"%s\",status=\"%u\"} %llu\n", m->http[i].method, m->http[i].status, m->http[i].count);
   }
   pthread_mutex_unlock(&m->lock);
-  if (memory != NULL)
-    memory_metrics(f, memory);
-  if (models != NULL)
-    model_metrics(f, models);
+  if (snap != NULL) {
+    memory_metrics(f, snap);
+    model_metrics(f, snap);
+  }
   if (fclose(f) != 0) {
     free(text);
     return NULL;

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "core/snapshot.h"
 #include "store/store.h"
 
 typedef struct op_metrics_s op_metrics_t;
@@ -23,7 +24,7 @@ void op_metrics_destroy(op_metrics_t *m);
 void op_metrics_http(op_metrics_t *m, const char *route, const char *method, unsigned status);
 
 /** One page ended: ok, else its failure reason; how long it ran. */
-void op_metrics_page(op_metrics_t *m, int ok, const char *reason, double seconds);
+void op_metrics_page(op_metrics_t *m, int ok, op_reason_t reason, double seconds);
 
 /** A task's first page started this long after the task was created. */
 void op_metrics_queue_wait(op_metrics_t *m, double seconds);
@@ -34,9 +35,8 @@ double op_metrics_average_wait(op_metrics_t *m);
 /**
  * The exposition text (a new string): the counters above, tasks by status
  * and queued by priority from counts (NULL when the store could not answer),
- * and devices, workers and models from the /v1/memory and /v1/models
- * snapshots (either may be NULL).
+ * and devices, workers and models from the service's snapshot (NULL: none yet).
  */
-char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, json_t *memory, json_t *models);
+char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, const op_snapshot_t *snap);
 
 #endif

@@ -1,135 +1,41 @@
 /*
- * sched.h: tasks, their page jobs, and the scheduler that runs them on a
- * worker pool.
+ * sched.h: the scheduler that runs tasks (task.h) on a worker pool.
  *
- * A task is one document plus options. It goes through three stages, each a
- * job on a worker: a probe (page count and sizes, limits enforced before any
- * decoding), one job per selected page, and for PDF output a merge. The
- * scheduler hands queued jobs to idle workers by task priority, then age, and
- * decides what a lost job means: a page whose worker crashed runs again on
- * another worker until its crash attempts run out; a bad page fails alone and
- * the other pages still complete. When every page has ended, the results are
- * assembled in page order into the task's scratch directory
- * (result.<ext>), and the task's done callback fires.
+ * The scheduler hands queued jobs to idle workers by task priority, then
+ * age, admitting each against the memory budget, and decides what a job's
+ * end means: a page whose worker crashed runs again on another worker until
+ * its crash attempts run out; a bad page fails alone and the other pages
+ * still complete. When every page has ended, the results are assembled in
+ * page order into the task's scratch directory (result.<ext>), and the
+ * task's done callback fires after the step in which it ended.
  */
 #ifndef OCRPOOL_CORE_SCHED_H
 #define OCRPOOL_CORE_SCHED_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/model_manager.h"
 #include "core/policy.h"
-#include "doc/doc.h"
-#include "engine/engine.h"
+#include "core/task.h"
 #include "mem/mem.h"
 #include "mem/nvml.h"
 #include "util/error.h"
 #include "worker/supervisor.h"
 
-typedef enum {
-  OP_TASK_QUEUED = 0,
-  OP_TASK_RUNNING,
-  OP_TASK_SUCCEEDED,
-  OP_TASK_FAILED,
-  OP_TASK_CANCELLED,
-} op_task_status_t;
-
-typedef enum { OP_PAGE_QUEUED = 0, OP_PAGE_RUNNING, OP_PAGE_DONE, OP_PAGE_FAILED } op_page_state_t;
-
-/** What the user asked for. */
-typedef struct op_task_opts_s {
-  op_model_spec_t model;
-  unsigned formats; /**< OP_FMT_... mask, at least one */
-  int psm;          /**< 3 by default */
-  int user_dpi;     /**< 0 = not given: PDF pages render at limits.dpi, images keep theirs */
-  int rotate_pages;
-  float rotate_threshold; /**< least orientation confidence to turn a page; 0 = engine default */
-  const char *pages;      /**< --pages value or NULL; copied */
-  op_doc_limits_t limits;
-  int priority;           /**< 0-9, higher first */
-  const char *model_name; /**< a declared model (op_model_policy_t) by name, or NULL; not copied */
-} op_task_opts_t;
-
-/** Fills opts with the defaults: tesseract eng, txt, psm 3, default limits, priority 5. */
-void op_task_opts_init(op_task_opts_t *opts);
-
-struct op_task_s;
-
-/** One page of a task. */
-typedef struct op_page_job_s {
-  struct op_task_s *task;
-  uint32_t index; /**< 0-based page number in the document */
-  uint32_t width_px, height_px;
-  op_page_state_t state;
-  unsigned attempts;       /**< runs started */
-  unsigned crash_attempts; /**< runs lost to a dying worker */
-  op_error_t error;        /**< why it failed */
-  long peak_rss_kb;        /**< the worker's peak resident memory when it finished */
-  double started_s;        /**< when its last run started (wall clock) */
-  double not_before_s;     /**< a retried page waits until then (exponential backoff) */
-  unsigned worker_id;      /**< the worker that ran it last */
-  pid_t worker_pid;        /**< ... and its process */
-  double ocr_ms;
-  int rotated_deg;
-  int depth;                /**< bits per pixel as decoded (from the probe), 0 = unknown */
-  uint64_t estimate_bytes;  /**< the working set its admission reserves */
-  int waited_memory;        /**< it has waited for memory (reported once) */
-  unsigned batch;           /**< the batch size of its next run: the policy's, halved after each OOM */
-  int on_fallback;          /**< runs on its model's fallback (after out-of-memory failures, or its GPU was full) */
-  char device[16];          /**< where its last run went: "cpu" or "cuda:N" */
-  char model[64];           /**< the model of its last run (a declared name, else the languages) */
-  const char *fallback_why; /**< why it went to its fallback (static text), NULL if it did not */
-} op_page_job_t;
-
-typedef struct op_task_s {
-  uint64_t id;
-  char *input_path;   /**< the document (read by workers only) */
-  char *title;        /**< the name shown in results */
-  op_doc_type_t type; /**< sniffed before the task is added */
-  op_task_opts_t opts;
-  char *scratch_dir; /**< fragments and results; the scheduler makes one unless the caller set it */
-  int keep_scratch;  /**< op_task_destroy leaves scratch_dir alone (the server keeps results there) */
-  op_task_status_t status;
-  op_page_job_t *pages; /**< the selected pages, in page order */
-  size_t n_pages, pages_done, pages_failed;
-  uint32_t page_count; /**< pages in the document */
-  op_error_t error;    /**< the first failure */
-  long peak_rss_kb;    /**< the largest worker peak seen by its jobs */
-  double queued_s, started_s, finished_s;
-  void *user;      /**< for the caller */
-  char log_id[40]; /**< how logs name it: the caller's id, else the scheduler's number */
-  /* internal */
-  int stage;
-  unsigned stage_attempts, stage_crashes;
-  int stage_running;
-  int resumed;                     /* added with its pages already known: a restart */
-  int deferred;                    /* it waited under memory pressure (counted once) */
-  const op_model_policy_t *policy; /* its model's policy (the scheduler's default when none matched) */
-} op_task_t;
-
-/**
- * A task for the document at path (already sniffed as type). Copies what it
- * needs. NULL when out of memory.
- */
-op_task_t *op_task_create(const char *path, const char *title, op_doc_type_t type, const op_task_opts_t *opts);
-
-/** Removes the task's scratch directory and frees it. */
-void op_task_destroy(op_task_t *task);
-
-/** The path of the assembled result for one format (valid after success); caller frees. */
-char *op_task_result_path(const op_task_t *task, op_format_t fmt);
-
-/** "queued", "running", "succeeded", "failed", "cancelled". */
-const char *op_task_status_name(op_task_status_t status);
-
 typedef struct op_sched_s op_sched_t;
 
-/** Called when a page starts or ends (done or failed), and when a task ends. */
+/** Called when a page starts or ends (done or failed). */
 typedef void (*op_page_cb)(void *ctx, op_task_t *task, op_page_job_t *page);
 /** Called when a page is queued again after a lost or failed run. */
 typedef void (*op_retry_cb)(void *ctx, op_task_t *task, op_page_job_t *page, const char *why);
-/** The last thing the scheduler does with a task; the callback may free it. */
+/**
+ * The last thing the scheduler does with a task, once the step in which it
+ * ended (or the next one, after op_sched_cancel or op_sched_fail) is over:
+ * nothing of the scheduler's refers to it then, and the callback may free it.
+ */
 typedef void (*op_task_cb)(void *ctx, op_task_t *task);
 
 #define OP_SCHED_MAX_GPUS 8
@@ -209,10 +115,10 @@ void op_sched_destroy(op_sched_t *sched);
  */
 int op_sched_add(op_sched_t *sched, op_task_t *task, op_error_t *err);
 
-/** Cancels a task: queued pages are dropped, running ones killed with their workers; on_task fires. */
+/** Cancels a task: queued pages are dropped, running ones killed with their workers; on_task fires in the next step. */
 void op_sched_cancel(op_sched_t *sched, op_task_t *task);
 
-/** Fails a task now (queue timeout and the like), stopping its running jobs; on_task fires. */
+/** Fails a task now (queue timeout and the like), stopping its running jobs; on_task fires in the next step. */
 void op_sched_fail(op_sched_t *sched, op_task_t *task, const op_error_t *error);
 
 /** Dispatches what can run and waits up to timeout_ms for one event. <0 on a fatal error. */
@@ -224,7 +130,7 @@ void op_sched_pause(op_sched_t *sched, int paused);
 /** Jobs running on workers now. */
 size_t op_sched_running(const op_sched_t *sched);
 
-/** Tasks added and not yet ended. */
+/** Tasks added whose on_task has not fired yet. */
 size_t op_sched_active(const op_sched_t *sched);
 
 /** One worker's memory, as admission sees it. */
@@ -235,7 +141,7 @@ typedef struct op_sched_worker_mem_s {
   uint64_t reserved_bytes; /**< what admission counts for it now */
   uint64_t pages_done;
   unsigned n_models;
-  char models[4][96];  /**< engine:model keys loaded in it, most recent first */
+  op_model_key_t models[4]; /**< the models loaded in it, most recent first */
   int gpu;             /**< the GPU it runs pages on, -1 for none */
   uint64_t vram_bytes; /**< its VRAM there */
 } op_sched_worker_mem_t;
@@ -275,6 +181,29 @@ typedef struct op_sched_mem_s {
  */
 json_t *op_sched_report_json(op_sched_t *sched);
 
+/** Why a model left its workers, counted per model: keep_alive, budget, recycle, crash, admin. */
+#define OP_SCHED_UNLOAD_REASONS 5
+extern const char *const op_sched_unload_names[OP_SCHED_UNLOAD_REASONS];
+
+typedef enum { OP_MODEL_UNLOADED = 0, OP_MODEL_LOADED, OP_MODEL_FAILED } op_model_state_t;
+
+/** One model as the model manager sees it. */
+typedef struct op_sched_model_s {
+  op_model_key_t key;
+  const op_model_policy_t *policy; /**< its declaration; NULL for one used without */
+  op_model_state_t state;
+  unsigned workers;      /**< workers holding it */
+  unsigned refcount;     /**< pages running on it */
+  uint64_t memory_bytes; /**< its estimated footprint in all its workers */
+  double last_used_s;    /**< 0 = never */
+  unsigned loads;
+  unsigned unloads[OP_SCHED_UNLOAD_REASONS];
+  char last_error[256]; /**< its last load failure, "" for none */
+} op_sched_model_t;
+
+/** The models, declared first, then those used without a declaration: a new array of *n (caller frees). */
+op_sched_model_t *op_sched_models(op_sched_t *sched, size_t *n);
+
 /** The CPU's last samples (up to last of them, one in every), [time, used, reserved] each (a new array). */
 json_t *op_sched_history_json(op_sched_t *sched, unsigned every, unsigned last);
 
@@ -285,14 +214,14 @@ json_t *op_sched_history_json(op_sched_t *sched, unsigned every, unsigned last);
  */
 int op_sched_model_request(op_sched_t *sched, const op_model_policy_t *model, int load);
 
-/** The models, declared and used: state, memory, refcount, loads and unloads by reason (a new array). */
-json_t *op_sched_models_json(op_sched_t *sched);
-
 /** A reload: the CPU budget and the pressure settings (see op_sched_config_t). */
 void op_sched_set_limits(op_sched_t *sched, uint64_t budget_bytes, double warning_share, double critical_share,
                          double cooldown_s, int defer_below);
 
-/** Fills *mem, and up to max workers into workers[] (returns how many slots there are). */
-unsigned op_sched_memory(op_sched_t *sched, op_sched_mem_t *mem, op_sched_worker_mem_t *workers, unsigned max);
+/** How many worker slots there are (the size op_sched_memory's workers[] needs). */
+unsigned op_sched_worker_slots(const op_sched_t *sched);
+
+/** Fills *mem, and every worker slot into workers[] (op_sched_worker_slots entries; NULL for none). */
+void op_sched_memory(op_sched_t *sched, op_sched_mem_t *mem, op_sched_worker_mem_t *workers);
 
 #endif

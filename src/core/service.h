@@ -83,14 +83,17 @@ json_t *op_service_memory_json(op_service_t *svc);
 /** The models as the model manager sees them, for GET /v1/models (a new reference; refreshed every 200 ms). */
 json_t *op_service_models_json(op_service_t *svc);
 
-/** Asks for a declared model's load (1) or unload (0); OP_ENOTFOUND for an unknown name. */
+/** Asks for a declared model's load (1) or unload (0); OP_ENOTFOUND for an unknown name, OP_ELIMIT when the mailbox is full. */
 int op_service_model_request(op_service_t *svc, const char *name, int load);
 
 /** The declared model named name, or NULL. The list does not change while the service runs. */
 const op_model_policy_t *op_service_model(const op_service_t *svc, const char *name);
 
-/** Asks the service to cancel a task; it is done within one scheduling step. */
-void op_service_cancel(op_service_t *svc, const char *id);
+/**
+ * Asks the service to cancel a task; it is done within one scheduling step.
+ * OP_ELIMIT when the service's mailbox is full (tell the client to retry).
+ */
+int op_service_cancel(op_service_t *svc, const char *id);
 
 /** The task as the API shows it (a new reference). */
 json_t *op_service_task_json(const op_task_row_t *task);
@@ -123,8 +126,8 @@ int op_service_ready(const op_service_t *svc);
 /** Whether memory is critical with nothing left to free: new tasks get 503 until it passes. */
 int op_service_refusing(const op_service_t *svc);
 
-/** Asks for a memory report (written by the service's thread within 200 ms). */
-void op_service_report_request(op_service_t *svc);
+/** Asks for a memory report (written by the service's thread within 200 ms); OP_ELIMIT when the mailbox is full. */
+int op_service_report_request(op_service_t *svc);
 
 /** {"reports": [{name, created_at, bytes}]}, newest first. */
 json_t *op_service_reports_json(const op_service_t *svc);

@@ -598,7 +598,8 @@ static enum MHD_Result cancel_task(op_http_t *h, struct MHD_Connection *c, req_t
     return answered;
   if (finished(&row))
     return problem(c, 409, "the task has already finished", json_pack("{s:s}", "task_status", row.status), NULL, NULL);
-  op_service_cancel(h->svc, id);
+  if (op_service_cancel(h->svc, id) < 0)
+    return problem(c, 503, "too many requests for the service at once; try again", NULL, "Retry-After", "1");
   if (wait_finished(h, id, 10, &row) < 0)
     return send_json(c, 202, op_service_task_json(&row), NULL, NULL);
   return send_json(c, 200, op_service_task_json(&row), NULL, NULL);
@@ -639,7 +640,8 @@ static enum MHD_Result memory_reports(op_http_t *h, struct MHD_Connection *c, re
       return problem(c, 405, "use POST", NULL, "Allow", "POST");
     if (h->auth && !q->token->admin)
       return problem(c, 403, "memory reports need an admin token", NULL, NULL, NULL);
-    op_service_report_request(h->svc);
+    if (op_service_report_request(h->svc) < 0)
+      return problem(c, 503, "too many requests for the service at once; try again", NULL, "Retry-After", "1");
     return send_json(c, 202, json_pack("{s:s}", "report", "requested"), "Location", "/v1/memory/reports");
   }
   if (strcmp(method, "GET") != 0)

@@ -178,6 +178,8 @@ struct op_store_s {
   int schema_version;
   int tx_depth;  /* transactions nest: only the outermost one commits */
   int tx_failed; /* an inner part failed: the outermost rolls back */
+  unsigned fail_every; /* a test's fault: every Nth write statement fails (0 = never) */
+  unsigned writes;     /* write statements run, for fail_every */
 };
 
 static double now_unix(void) {
@@ -230,9 +232,23 @@ static void stmt_done(sqlite3_stmt *st) {
   sqlite3_clear_bindings(st);
 }
 
+/* sqlite3_step, with the test's fault: every fail_every-th write statement
+ * (not BEGIN, COMMIT or ROLLBACK, which SQLite counts as read-only) fails as
+ * a disk error would, without running. */
+static int step(op_store_t *store, sqlite3_stmt *st) {
+  if (store->fail_every > 0 && !sqlite3_stmt_readonly(st) && ++store->writes % store->fail_every == 0)
+    return SQLITE_IOERR;
+  return sqlite3_step(st);
+}
+
+void op_store_test_fail_every(op_store_t *store, unsigned n) {
+  store->fail_every = n;
+  store->writes = 0;
+}
+
 /* Runs a statement that returns no rows (BEGIN, INSERT, ...); binds are done. */
 static int stmt_exec(op_store_t *store, sqlite3_stmt *st, const char *what, op_error_t *err) {
-  int rc = sqlite3_step(st);
+  int rc = step(store, st);
   int ret = rc == SQLITE_DONE ? 0 : db_error(store, rc, what, err);
   stmt_done(st);
   return ret;
@@ -366,7 +382,7 @@ static int collect_tasks(op_store_t *store, sqlite3_stmt *st, op_task_row_t **ro
   op_task_row_t *out = NULL;
   size_t count = 0, cap = 0;
   int ret = 0, rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = step(store, st)) == SQLITE_ROW) {
     if (count == cap) {
       size_t ncap = cap ? cap * 2 : 16;
       op_task_row_t *grown = realloc(out, ncap * sizeof *out);
@@ -398,7 +414,7 @@ static int read_user_version(op_store_t *store, int *version, op_error_t *err) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &st, NULL);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc == SQLITE_ROW) {
     *version = sqlite3_column_int(st, 0);
     rc = SQLITE_OK;
@@ -446,7 +462,7 @@ static int set_pragma(op_store_t *store, const char *sql, const char *expect, op
   int ret = 0;
   int rc = sqlite3_prepare_v2(store->db, sql, -1, &st, NULL);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
     ret = db_error(store, rc, sql, err);
     goto out;
@@ -546,7 +562,7 @@ static int event_add(op_store_t *store, const char *task_id, double time, const 
   rc = rc ? rc : bind_str(st, 3, type);
   rc = rc ? rc : bind_str(st, 4, text);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc != SQLITE_DONE)
     ret = child_error(store, rc, task_id, "adding an event", err);
 out:
@@ -565,7 +581,7 @@ int op_store_task_insert(op_store_t *store, const op_task_row_t *task, op_error_
     goto out;
   int rc = bind_task(st, task);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
     ret = op_error_set(err, OP_EINTERNAL, NULL, "task %.40s already exists", task->id);
   else if (rc != SQLITE_DONE)
@@ -585,7 +601,7 @@ int op_store_task_get(op_store_t *store, const char *id, op_task_row_t *task, op
     return ret;
   int rc = bind_str(st, 1, id);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc == SQLITE_ROW)
     read_task(st, task);
   else if (rc == SQLITE_DONE)
@@ -603,7 +619,7 @@ int op_store_task_update(op_store_t *store, const op_task_row_t *task, op_error_
     return ret;
   int rc = bind_task(st, task);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc != SQLITE_DONE)
     ret = db_error(store, rc, "updating a task", err);
   else if (sqlite3_changes(store->db) == 0)
@@ -633,7 +649,7 @@ int op_store_task_list(op_store_t *store, const char *status, const char *owner,
       return ret;
     rc = bind_str(st, 1, after);
     if (rc == SQLITE_OK)
-      rc = sqlite3_step(st);
+      rc = step(store, st);
     if (rc == SQLITE_ROW)
       after_created = sqlite3_column_double(st, 0);
     else if (rc == SQLITE_DONE)
@@ -680,7 +696,7 @@ int op_store_count_status(op_store_t *store, const char *status, int *count, op_
     return ret;
   int rc = bind_str(st, 1, status);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc == SQLITE_ROW)
     *count = sqlite3_column_int(st, 0);
   else
@@ -698,7 +714,7 @@ int op_store_count_tasks(op_store_t *store, op_store_counts_t *out, op_error_t *
   if (ret < 0)
     return ret;
   int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = step(store, st)) == SQLITE_ROW) {
     const char *status = (const char *)sqlite3_column_text(st, 0);
     int priority = sqlite3_column_int(st, 1);
     for (int i = 0; status != NULL && i < OP_STORE_STATUSES; i++)
@@ -735,7 +751,7 @@ int op_store_task_delete(op_store_t *store, const char *id, op_error_t *err) {
     return ret;
   int rc = bind_str(st, 1, id);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc != SQLITE_DONE)
     ret = db_error(store, rc, "deleting a task", err);
   else if (sqlite3_changes(store->db) == 0)
@@ -760,7 +776,7 @@ int op_store_page_put(op_store_t *store, const char *task_id, const op_page_row_
   rc = rc ? rc : sqlite3_bind_int64(st, 9, page->peak_memory_bytes);
   rc = rc ? rc : BIND_FIELD(st, 10, page->error);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc != SQLITE_DONE)
     ret = child_error(store, rc, task_id, "writing a page", err);
   stmt_done(st);
@@ -784,7 +800,7 @@ int op_store_pages(op_store_t *store, const char *task_id, op_page_row_t **rows,
   if (ret < 0)
     return ret;
   int rc = bind_str(st, 1, task_id);
-  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while (rc == SQLITE_OK && (rc = step(store, st)) == SQLITE_ROW) {
     if (count == cap) {
       size_t ncap = cap ? cap * 2 : 16;
       op_page_row_t *grown = realloc(out, ncap * sizeof *out);
@@ -838,7 +854,7 @@ int op_store_events(op_store_t *store, const char *task_id, json_t **events, op_
     goto out;
   }
   int rc = bind_str(st, 1, task_id);
-  while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while (rc == SQLITE_OK && (rc = step(store, st)) == SQLITE_ROW) {
     const char *type = (const char *)sqlite3_column_text(st, 1);
     const char *text = (const char *)sqlite3_column_text(st, 2);
     /* Details we wrote ourselves; should one not parse, null beats failing
@@ -876,7 +892,7 @@ int op_store_metric_add(op_store_t *store, const char *task_id, int64_t memory_b
   rc = rc ? rc : sqlite3_bind_text(st, 4, device ? device : "", -1, SQLITE_TRANSIENT);
   rc = rc ? rc : sqlite3_bind_text(st, 5, stage ? stage : "", -1, SQLITE_TRANSIENT);
   if (rc == SQLITE_OK)
-    rc = sqlite3_step(st);
+    rc = step(store, st);
   if (rc != SQLITE_DONE)
     ret = child_error(store, rc, task_id, "recording a memory sample", err);
   stmt_done(st);

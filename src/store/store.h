@@ -134,4 +134,11 @@ int op_store_events(op_store_t *store, const char *task_id, json_t **events, op_
 int op_store_metric_add(op_store_t *store, const char *task_id, int64_t memory_bytes, const char *device,
                         const char *stage, op_error_t *err);
 
+/**
+ * A test's fault: from now on every nth write statement on this connection
+ * fails as a disk error would (0 turns it off). For tests of what a failed
+ * write does to a transaction; nothing else calls it.
+ */
+void op_store_test_fail_every(op_store_t *store, unsigned n);
+
 #endif

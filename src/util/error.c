@@ -9,8 +9,26 @@ void op_error_clear(op_error_t *err) {
   if (err == NULL)
     return;
   err->code = 0;
+  err->why = OP_REASON_NONE;
   err->reason[0] = '\0';
   err->message[0] = '\0';
+}
+
+static const char *const reason_names[OP_REASON_COUNT] = {
+    "",           "internal",       "bad_input",   "bad_options",           "bad_config",
+    "invalid_request", "not_found", "timeout",     "worker_crashed",        "out_of_memory",
+    "memory_limit_exceeded", "model_unavailable", "device_unavailable", "no_gpu", "cancelled",
+    "queue_timeout", "store_failed"};
+
+const char *op_reason_name(op_reason_t r) {
+  return (unsigned)r < OP_REASON_COUNT ? reason_names[r] : "internal";
+}
+
+op_reason_t op_reason_parse(const char *name) {
+  for (unsigned r = 1; name != NULL && r < OP_REASON_COUNT; r++)
+    if (strcmp(reason_names[r], name) == 0)
+      return (op_reason_t)r;
+  return OP_REASON_INTERNAL;
 }
 
 const char *op_error_reason_for(int code) {
@@ -36,7 +54,8 @@ int op_error_set(op_error_t *err, int code, const char *reason, const char *fmt,
   if (err == NULL)
     return code;
   err->code = code;
-  snprintf(err->reason, sizeof err->reason, "%s", reason ? reason : op_error_reason_for(code));
+  err->why = op_reason_parse(reason ? reason : op_error_reason_for(code));
+  snprintf(err->reason, sizeof err->reason, "%s", op_reason_name(err->why));
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(err->message, sizeof err->message, fmt, ap);

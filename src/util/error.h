@@ -27,10 +27,43 @@ enum {
   OP_EPROTO = -12,      /**< a malformed protocol message */
 };
 
+/**
+ * Why a task or a page failed: the failure_reason vocabulary. The program
+ * decides on these; their names (op_reason_name) appear only at the edges:
+ * the store, JSON, logs, metrics.
+ */
+typedef enum {
+  OP_REASON_NONE = 0,
+  OP_REASON_INTERNAL,              /**< a bug in ocrpool or an unexpected system failure */
+  OP_REASON_BAD_INPUT,             /**< the document is malformed, unsupported or past a limit */
+  OP_REASON_BAD_OPTIONS,           /**< the task's options are wrong */
+  OP_REASON_BAD_CONFIG,            /**< the configuration is wrong */
+  OP_REASON_INVALID_REQUEST,       /**< an HTTP request is malformed */
+  OP_REASON_NOT_FOUND,             /**< no such task or file */
+  OP_REASON_TIMEOUT,               /**< a job ran past its timeout */
+  OP_REASON_WORKER_CRASHED,        /**< the page crashed its worker too often */
+  OP_REASON_OUT_OF_MEMORY,         /**< the page ran out of memory on every try */
+  OP_REASON_MEMORY_LIMIT_EXCEEDED, /**< the page could never fit in the budget */
+  OP_REASON_MODEL_UNAVAILABLE,     /**< its model failed to load */
+  OP_REASON_DEVICE_UNAVAILABLE,    /**< its device is not on this machine */
+  OP_REASON_NO_GPU,                /**< a GPU was asked for and NVML has none */
+  OP_REASON_CANCELLED,             /**< cancelled by a user */
+  OP_REASON_QUEUE_TIMEOUT,         /**< it waited in the queue too long */
+  OP_REASON_STORE_FAILED,          /**< its record could not be written to the store */
+  OP_REASON_COUNT
+} op_reason_t;
+
+/** The failure_reason word of r ("out_of_memory"). */
+const char *op_reason_name(op_reason_t r);
+
+/** The reason named name; OP_REASON_INTERNAL for a name not in the vocabulary. */
+op_reason_t op_reason_parse(const char *name);
+
 /** What went wrong, for the log, the CLI and the task record. */
 typedef struct op_error_s {
   int code;          /**< one of the OP_E... values, 0 when unset */
-  char reason[32];   /**< failure_reason word: bad_input, timeout, worker_crashed ... */
+  op_reason_t why;   /**< the reason, for decisions */
+  char reason[32];   /**< ... and its name, for the edges (op_reason_name(why)) */
   char message[768]; /**< a sentence for a person */
 } op_error_t;
 
