@@ -233,10 +233,10 @@ static void stmt_done(sqlite3_stmt *st) {
 }
 
 /* sqlite3_step, with the test's fault: every fail_every-th write statement
- * (not BEGIN, COMMIT or ROLLBACK, which SQLite counts as read-only) fails as
- * a disk error would, without running. */
+ * (not BEGIN, COMMIT or ROLLBACK) fails as a disk error would, without running. */
 static int step(op_store_t *store, sqlite3_stmt *st) {
-  if (store->fail_every > 0 && !sqlite3_stmt_readonly(st) && ++store->writes % store->fail_every == 0)
+  int control = st == store->stmts[ST_BEGIN] || st == store->stmts[ST_COMMIT] || st == store->stmts[ST_ROLLBACK];
+  if (store->fail_every > 0 && !control && !sqlite3_stmt_readonly(st) && ++store->writes % store->fail_every == 0)
     return SQLITE_IOERR;
   return sqlite3_step(st);
 }
