@@ -9,86 +9,20 @@
  * taking the write lock up front means the busy handler applies, where a
  * deferred transaction that upgrades later would fail at once with SQLITE_BUSY.
  *
- * The schema is a list of migrations; PRAGMA user_version counts the ones
- * applied, and each runs in its own transaction, so a new version appends a
- * step and old databases catch up when they are opened.
+ * Opening and the schema's migrations are in sqlite_open.c.
  *
  * Statements are prepared on first use and kept for the life of the
  * connection; values are only ever bound, never formatted into SQL.
  */
-#include "store/store.h"
+#include "store/sqlite_internal.h"
 
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-/* Each string brings the schema from version i to i + 1 and says so itself,
- * so that no SQL is ever built at run time. Append; never edit a shipped step. */
-static const char *const migrations[] = {
-    /* 1: the first schema. */
-    "CREATE TABLE tasks ("
-    "  id TEXT PRIMARY KEY,"
-    "  status TEXT NOT NULL,"
-    "  priority INTEGER NOT NULL DEFAULT 0,"
-    "  created_at REAL NOT NULL,"
-    "  started_at REAL NOT NULL DEFAULT 0,"
-    "  finished_at REAL NOT NULL DEFAULT 0,"
-    "  pages_total INTEGER NOT NULL DEFAULT 0,"
-    "  pages_done INTEGER NOT NULL DEFAULT 0,"
-    "  attempts INTEGER NOT NULL DEFAULT 0,"
-    "  assigned_device TEXT NOT NULL DEFAULT '',"
-    "  worker_id TEXT NOT NULL DEFAULT '',"
-    "  estimated_memory_bytes INTEGER NOT NULL DEFAULT 0,"
-    "  peak_memory_bytes INTEGER NOT NULL DEFAULT 0,"
-    "  failure_reason TEXT NOT NULL DEFAULT '',"
-    "  error TEXT NOT NULL DEFAULT '',"
-    "  owner TEXT NOT NULL DEFAULT '',"
-    "  title TEXT NOT NULL DEFAULT '',"
-    "  input_type TEXT NOT NULL DEFAULT '',"
-    "  options TEXT NOT NULL DEFAULT '{}',"
-    "  cancel_requested INTEGER NOT NULL DEFAULT 0,"
-    "  resource_cleanup_completed INTEGER NOT NULL DEFAULT 0"
-    ");"
-    /* id closes both indexes so that paging (created_at, id) is one range scan. */
-    "CREATE INDEX tasks_status_created ON tasks(status, created_at, id);"
-    "CREATE INDEX tasks_created ON tasks(created_at, id);"
-    "CREATE TABLE pages ("
-    "  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
-    "  page_index INTEGER NOT NULL,"
-    "  state TEXT NOT NULL,"
-    "  attempts INTEGER NOT NULL DEFAULT 0,"
-    "  crash_attempts INTEGER NOT NULL DEFAULT 0,"
-    "  started_at REAL NOT NULL DEFAULT 0,"
-    "  finished_at REAL NOT NULL DEFAULT 0,"
-    "  estimated_memory_bytes INTEGER NOT NULL DEFAULT 0,"
-    "  peak_memory_bytes INTEGER NOT NULL DEFAULT 0,"
-    "  error TEXT NOT NULL DEFAULT '',"
-    "  PRIMARY KEY (task_id, page_index)"
-    ");"
-    "CREATE TABLE task_events ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
-    "  time REAL NOT NULL,"
-    "  type TEXT NOT NULL,"
-    "  details TEXT"
-    ");"
-    "CREATE INDEX task_events_task ON task_events(task_id, id);"
-    "CREATE TABLE task_metrics ("
-    "  id INTEGER PRIMARY KEY,"
-    "  task_id TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
-    "  time REAL NOT NULL,"
-    "  memory_bytes INTEGER NOT NULL,"
-    "  device TEXT NOT NULL DEFAULT '',"
-    "  stage TEXT NOT NULL DEFAULT ''"
-    ");"
-    "CREATE INDEX task_metrics_task ON task_metrics(task_id);"
-    "PRAGMA user_version = 1;",
-};
-enum { SCHEMA_VERSION = (int)(sizeof migrations / sizeof migrations[0]) };
 
 /* The task columns in the order op_task_row_t lists them; bind_task and
  * read_task use the same order (?1 is always the id). */
@@ -103,30 +37,6 @@ enum { SCHEMA_VERSION = (int)(sizeof migrations / sizeof migrations[0]) };
 #define LIST_AFTER "(created_at, id) < (?3, ?4)"
 #define LIST_ORDER " ORDER BY created_at DESC, id DESC LIMIT ?5"
 
-enum stmt_id {
-  ST_BEGIN,
-  ST_COMMIT,
-  ST_ROLLBACK,
-  ST_TASK_INSERT,
-  ST_TASK_GET,
-  ST_TASK_UPDATE,
-  ST_TASK_CREATED_AT,
-  ST_LIST_ANY,
-  ST_LIST_ANY_AFTER,
-  ST_LIST_STATUS,
-  ST_LIST_STATUS_AFTER,
-  ST_UNFINISHED,
-  ST_COUNT_STATUS,
-  ST_COUNT_GROUPS,
-  ST_FINISHED_BEFORE,
-  ST_TASK_DELETE,
-  ST_PAGE_PUT,
-  ST_PAGES,
-  ST_EVENT_ADD,
-  ST_EVENTS,
-  ST_METRIC_ADD,
-  ST_COUNT_ /* not a statement */
-};
 
 static const char *const stmt_sql[ST_COUNT_] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -172,15 +82,6 @@ static const char *const stmt_sql[ST_COUNT_] = {
 
 enum { LIST_LIMIT_MAX = 1000 };
 
-struct op_store_s {
-  sqlite3 *db;
-  sqlite3_stmt *stmts[ST_COUNT_]; /* prepared on first use */
-  int schema_version;
-  int tx_depth;  /* transactions nest: only the outermost one commits */
-  int tx_failed; /* an inner part failed: the outermost rolls back */
-  unsigned fail_every; /* a test's fault: every Nth write statement fails (0 = never) */
-  unsigned writes;     /* write statements run, for fail_every */
-};
 
 static double now_unix(void) {
   struct timespec ts;
@@ -188,8 +89,7 @@ static double now_unix(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Maps an SQLite result code to ours, with the connection's message. */
-static int db_error(op_store_t *store, int rc, const char *what, op_error_t *err) {
+int op__sqlite_error(op_store_t *store, int rc, const char *what, op_error_t *err) {
   const char *msg = store->db ? sqlite3_errmsg(store->db) : sqlite3_errstr(rc);
   switch (rc & 0xff) {
   case SQLITE_BUSY:
@@ -219,7 +119,7 @@ static int stmt_get(op_store_t *store, enum stmt_id which, sqlite3_stmt **out, o
   if (store->stmts[which] == NULL) {
     int rc = sqlite3_prepare_v3(store->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &store->stmts[which], NULL);
     if (rc != SQLITE_OK)
-      return db_error(store, rc, "preparing a statement", err);
+      return op__sqlite_error(store, rc, "preparing a statement", err);
   }
   *out = store->stmts[which];
   return 0;
@@ -249,7 +149,7 @@ void op_store_test_fail_every(op_store_t *store, unsigned n) {
 /* Runs a statement that returns no rows (BEGIN, INSERT, ...); binds are done. */
 static int stmt_exec(op_store_t *store, sqlite3_stmt *st, const char *what, op_error_t *err) {
   int rc = step(store, st);
-  int ret = rc == SQLITE_DONE ? 0 : db_error(store, rc, what, err);
+  int ret = rc == SQLITE_DONE ? 0 : op__sqlite_error(store, rc, what, err);
   stmt_done(st);
   return ret;
 }
@@ -396,7 +296,7 @@ static int collect_tasks(op_store_t *store, sqlite3_stmt *st, op_task_row_t **ro
     read_task(st, &out[count++]);
   }
   if (rc != SQLITE_DONE)
-    ret = db_error(store, rc, "listing tasks", err);
+    ret = op__sqlite_error(store, rc, "listing tasks", err);
 out:
   stmt_done(st);
   if (ret < 0) {
@@ -409,137 +309,12 @@ out:
   return ret;
 }
 
-/* Reads PRAGMA user_version (its value cannot be bound, and needs none). */
-static int read_user_version(op_store_t *store, int *version, op_error_t *err) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &st, NULL);
-  if (rc == SQLITE_OK)
-    rc = step(store, st);
-  if (rc == SQLITE_ROW) {
-    *version = sqlite3_column_int(st, 0);
-    rc = SQLITE_OK;
-  }
-  sqlite3_finalize(st);
-  return rc == SQLITE_OK ? 0 : db_error(store, rc, "reading the schema version", err);
-}
-
-/* Applies the migrations the database lacks, one transaction each. The
- * version is read again inside each transaction because another connection
- * may have migrated while this one waited for the lock. */
-static int migrate(op_store_t *store, op_error_t *err) {
-  for (;;) {
-    int version = 0, ret = tx_begin(store, err);
-    if (ret < 0)
-      return ret;
-    ret = read_user_version(store, &version, err);
-    if (ret == 0 && version > SCHEMA_VERSION)
-      ret = op_error_set(err, OP_EUSAGE, "bad_options",
-                         "the database's schema version %d is newer than this ocrpool's (%d): upgrade ocrpool", version,
-                         SCHEMA_VERSION);
-    if (ret == 0 && version == SCHEMA_VERSION) {
-      store->schema_version = version;
-      return tx_end(store, 0, err);
-    }
-    if (ret == 0) {
-      int rc = sqlite3_exec(store->db, migrations[version], NULL, NULL, NULL);
-      if (rc != SQLITE_OK)
-        ret = db_error(store, rc, "migrating the database", err);
-    }
-    int after = 0;
-    if (ret == 0)
-      ret = read_user_version(store, &after, err);
-    if (ret == 0 && after != version + 1)
-      ret = op_error_set(err, OP_EINTERNAL, NULL, "migration %d left the schema at version %d", version + 1, after);
-    ret = tx_end(store, ret, err);
-    if (ret < 0)
-      return ret;
-  }
-}
-
-/* Runs a PRAGMA that sets a connection setting and checks its answer, if any. */
-static int set_pragma(op_store_t *store, const char *sql, const char *expect, op_error_t *err) {
-  sqlite3_stmt *st = NULL;
-  int ret = 0;
-  int rc = sqlite3_prepare_v2(store->db, sql, -1, &st, NULL);
-  if (rc == SQLITE_OK)
-    rc = step(store, st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-    ret = db_error(store, rc, sql, err);
-    goto out;
-  }
-  if (expect != NULL) {
-    const char *got = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
-    if (got == NULL || strcmp(got, expect) != 0)
-      ret = op_error_set(err, OP_EIO, "internal", "%s: the database answered \"%s\", not \"%s\"", sql, got ? got : "",
-                         expect);
-  }
-out:
-  sqlite3_finalize(st);
-  return ret;
-}
-
-int op_store_open(const char *data_dir, op_store_t **store_out, op_error_t *err) {
-  op_store_t *store = NULL;
-  char *path = NULL;
-  int ret = 0;
-  *store_out = NULL;
-  if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
-    ret = op_error_set(err, OP_EIO, "internal", "cannot create the data directory %s: %s", data_dir, strerror(errno));
-    goto out;
-  }
-  if (asprintf(&path, "%s/ocrpool.db", data_dir) < 0) {
-    path = NULL;
-    ret = op_error_set(err, OP_ENOMEM, NULL, "opening the store: out of memory");
-    goto out;
-  }
-  store = calloc(1, sizeof *store);
-  if (store == NULL) {
-    ret = op_error_set(err, OP_ENOMEM, NULL, "opening the store: out of memory");
-    goto out;
-  }
-  int rc = sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc != SQLITE_OK) {
-    ret = db_error(store, rc, path, err);
-    goto out;
-  }
-  sqlite3_extended_result_codes(store->db, 1);
-  /* busy_timeout first: switching to WAL takes a lock another opener may hold. */
-  sqlite3_busy_timeout(store->db, 5000);
-  ret = set_pragma(store, "PRAGMA journal_mode = WAL", "wal", err);
-  if (ret == 0)
-    ret = set_pragma(store, "PRAGMA synchronous = NORMAL", NULL, err);
-  if (ret == 0)
-    ret = set_pragma(store, "PRAGMA foreign_keys = ON", NULL, err);
-  if (ret == 0)
-    ret = migrate(store, err);
-out:
-  free(path);
-  if (ret < 0)
-    op_store_close(store);
-  else
-    *store_out = store;
-  return ret;
-}
-
-void op_store_close(op_store_t *store) {
-  if (store == NULL)
-    return;
-  for (int i = 0; i < ST_COUNT_; i++)
-    sqlite3_finalize(store->stmts[i]);
-  /* Every statement is finalized, so close cannot be refused for busy ones. */
-  sqlite3_close(store->db);
-  free(store);
-}
-
-int op_store_schema_version(op_store_t *store) {
-  return store->schema_version;
-}
 
 /* A foreign key failure on a child row means the task is not there. */
 static int child_error(op_store_t *store, int rc, const char *task_id, const char *what, op_error_t *err) {
   if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
     return not_found(task_id, err);
-  return db_error(store, rc, what, err);
+  return op__sqlite_error(store, rc, what, err);
 }
 
 /* Appends an event inside the caller's transaction, or as its own statement. */
@@ -585,7 +360,7 @@ int op_store_task_insert(op_store_t *store, const op_task_row_t *task, op_error_
   if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
     ret = op_error_set(err, OP_EINTERNAL, NULL, "task %.40s already exists", task->id);
   else if (rc != SQLITE_DONE)
-    ret = db_error(store, rc, "inserting a task", err);
+    ret = op__sqlite_error(store, rc, "inserting a task", err);
   if (ret < 0)
     goto out;
   ret = event_add(store, task->id, task->created_at > 0 ? task->created_at : now_unix(), "created", NULL, err);
@@ -607,7 +382,7 @@ int op_store_task_get(op_store_t *store, const char *id, op_task_row_t *task, op
   else if (rc == SQLITE_DONE)
     ret = not_found(id, err);
   else
-    ret = db_error(store, rc, "reading a task", err);
+    ret = op__sqlite_error(store, rc, "reading a task", err);
   stmt_done(st);
   return ret;
 }
@@ -621,7 +396,7 @@ int op_store_task_update(op_store_t *store, const op_task_row_t *task, op_error_
   if (rc == SQLITE_OK)
     rc = step(store, st);
   if (rc != SQLITE_DONE)
-    ret = db_error(store, rc, "updating a task", err);
+    ret = op__sqlite_error(store, rc, "updating a task", err);
   else if (sqlite3_changes(store->db) == 0)
     ret = op_error_set(err, OP_ENOTFOUND, "not_found", "no task %.40s", task->id);
   stmt_done(st);
@@ -655,7 +430,7 @@ int op_store_task_list(op_store_t *store, const char *status, const char *owner,
     else if (rc == SQLITE_DONE)
       ret = not_found(after, err);
     else
-      ret = db_error(store, rc, "listing tasks", err);
+      ret = op__sqlite_error(store, rc, "listing tasks", err);
     stmt_done(st);
     if (ret < 0)
       return ret;
@@ -674,7 +449,7 @@ int op_store_task_list(op_store_t *store, const char *status, const char *owner,
   }
   rc = rc ? rc : sqlite3_bind_int(st, 5, limit);
   if (rc != SQLITE_OK) {
-    ret = db_error(store, rc, "listing tasks", err);
+    ret = op__sqlite_error(store, rc, "listing tasks", err);
     stmt_done(st);
     return ret;
   }
@@ -700,7 +475,7 @@ int op_store_count_status(op_store_t *store, const char *status, int *count, op_
   if (rc == SQLITE_ROW)
     *count = sqlite3_column_int(st, 0);
   else
-    ret = db_error(store, rc, "counting tasks", err);
+    ret = op__sqlite_error(store, rc, "counting tasks", err);
   stmt_done(st);
   return ret;
 }
@@ -722,7 +497,7 @@ int op_store_count_tasks(op_store_t *store, op_store_counts_t *out, op_error_t *
         out->counts[i][priority] = sqlite3_column_int(st, 2);
   }
   if (rc != SQLITE_DONE)
-    ret = db_error(store, rc, "counting tasks", err);
+    ret = op__sqlite_error(store, rc, "counting tasks", err);
   stmt_done(st);
   return ret;
 }
@@ -737,7 +512,7 @@ int op_store_tasks_finished_before(op_store_t *store, double before, op_task_row
   int rc = sqlite3_bind_double(st, 1, before);
   if (rc != SQLITE_OK) {
     stmt_done(st);
-    return db_error(store, rc, "listing finished tasks", err);
+    return op__sqlite_error(store, rc, "listing finished tasks", err);
   }
   return collect_tasks(store, st, rows, n, err);
 }
@@ -753,7 +528,7 @@ int op_store_task_delete(op_store_t *store, const char *id, op_error_t *err) {
   if (rc == SQLITE_OK)
     rc = step(store, st);
   if (rc != SQLITE_DONE)
-    ret = db_error(store, rc, "deleting a task", err);
+    ret = op__sqlite_error(store, rc, "deleting a task", err);
   else if (sqlite3_changes(store->db) == 0)
     ret = not_found(id, err);
   stmt_done(st);
@@ -825,7 +600,7 @@ int op_store_pages(op_store_t *store, const char *task_id, op_page_row_t **rows,
     rc = SQLITE_OK;
   }
   if (rc != SQLITE_DONE)
-    ret = db_error(store, rc, "reading pages", err);
+    ret = op__sqlite_error(store, rc, "reading pages", err);
 out:
   stmt_done(st);
   if (ret < 0) {
@@ -869,7 +644,7 @@ int op_store_events(op_store_t *store, const char *task_id, json_t **events, op_
     rc = SQLITE_OK;
   }
   if (rc != SQLITE_DONE)
-    ret = db_error(store, rc, "reading events", err);
+    ret = op__sqlite_error(store, rc, "reading events", err);
 out:
   stmt_done(st);
   if (ret < 0) {

@@ -1,0 +1,50 @@
+/*
+ * sqlite_internal.h: what the SQLite store's two files share: the
+ * connection (sqlite.c runs the queries, sqlite_open.c opens and migrates).
+ */
+#ifndef OCRPOOL_STORE_SQLITE_INTERNAL_H
+#define OCRPOOL_STORE_SQLITE_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+enum stmt_id {
+  ST_BEGIN,
+  ST_COMMIT,
+  ST_ROLLBACK,
+  ST_TASK_INSERT,
+  ST_TASK_GET,
+  ST_TASK_UPDATE,
+  ST_TASK_CREATED_AT,
+  ST_LIST_ANY,
+  ST_LIST_ANY_AFTER,
+  ST_LIST_STATUS,
+  ST_LIST_STATUS_AFTER,
+  ST_UNFINISHED,
+  ST_COUNT_STATUS,
+  ST_COUNT_GROUPS,
+  ST_FINISHED_BEFORE,
+  ST_TASK_DELETE,
+  ST_PAGE_PUT,
+  ST_PAGES,
+  ST_EVENT_ADD,
+  ST_EVENTS,
+  ST_METRIC_ADD,
+  ST_COUNT_ /* not a statement */
+};
+
+struct op_store_s {
+  sqlite3 *db;
+  sqlite3_stmt *stmts[ST_COUNT_]; /* prepared on first use */
+  int schema_version;
+  int tx_depth;  /* transactions nest: only the outermost one commits */
+  int tx_failed; /* an inner part failed: the outermost rolls back */
+  unsigned fail_every; /* a test's fault: every Nth write statement fails (0 = never) */
+  unsigned writes;     /* write statements run, for fail_every */
+};
+
+/* Maps an SQLite result code to ours, with the connection's message. */
+int op__sqlite_error(op_store_t *store, int rc, const char *what, op_error_t *err);
+
+#endif
