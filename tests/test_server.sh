@@ -90,6 +90,14 @@ expect_problem "unknown format" 400 -X POST --data-binary "@$DATA/phototest.tif"
 expect_problem "unknown option" 400 -X POST --data-binary "@$DATA/phototest.tif" "$BASE/v1/tasks?colour=blue"
 expect_problem "unknown id" 404 "$BASE/v1/tasks/0123456789abcdef0123456789abcdef"
 expect_problem "unknown route" 404 "$BASE/v2/nothing"
+expect_problem "unknown sub-route of a task" 404 "$BASE/v1/tasks/0123456789abcdef0123456789abcdef/nothing"
+# A known path with another method: 405 naming the methods it has.
+expect_problem "PUT on a task" 405 -X PUT "$BASE/v1/tasks/0123456789abcdef0123456789abcdef"
+check "... with Allow: GET, HEAD, DELETE" bash -c "curl -s -o /dev/null -D - -X PUT '$BASE/v1/tasks/x' | tr -d '\r' | grep -qx 'Allow: GET, HEAD, DELETE'"
+expect_problem "DELETE on /v1/tasks" 405 -X DELETE "$BASE/v1/tasks"
+check "... with Allow: GET, HEAD, POST" bash -c "curl -s -o /dev/null -D - -X DELETE '$BASE/v1/tasks' | tr -d '\r' | grep -qx 'Allow: GET, HEAD, POST'"
+expect_problem "GET on /v1/ocr" 405 "$BASE/v1/ocr"
+check "HEAD /healthz is 200" test "$(curl -s -o /dev/null -w '%{http_code}' -I "$BASE/healthz")" = 200
 expect_problem "malformed multipart" 400 -X POST -H 'Content-Type: multipart/form-data; boundary=xyz' \
   --data-binary 'this is not multipart at all' "$BASE/v1/tasks"
 python3 - "$TMP/huge.png" <<'PY'

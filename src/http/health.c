@@ -1,0 +1,47 @@
+/*
+ * health.c: what probes and Prometheus read: /healthz (the process answers),
+ * /readyz (it takes work) and /metrics. None needs a token.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http_internal.h"
+
+enum MHD_Result op__healthz(op__req_t *q) {
+  return op__send_json(q, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
+}
+
+/* Ready: taking work. Not while draining, nor while memory is critical with
+ * nothing left to free, nor while the store does not answer. */
+enum MHD_Result op__readyz(op__req_t *q) {
+  op_service_t *svc = q->http->svc;
+  if (op_service_draining(svc))
+    return op__send_problem(q, 503, "draining: the server is shutting down", NULL, NULL, NULL);
+  if (!op_service_ready(svc))
+    return op__send_problem(q, 503, "starting: no worker has started yet", NULL, "Retry-After", "1");
+  if (op_service_refusing(svc))
+    return op__send_problem(q, 503, "memory is critical and nothing is left to free", NULL, "Retry-After", "5");
+  op_store_t *st = NULL;
+  op_error_t e;
+  int queued = 0, rc = op_service_store_get(svc, &st, &e);
+  if (rc == 0) {
+    rc = op_store_count_status(st, "queued", &queued, &e);
+    op_service_store_put(svc, st);
+  }
+  if (rc < 0) {
+    char detail[400];
+    snprintf(detail, sizeof detail, "the store does not answer: %.360s", e.message);
+    return op__send_problem(q, 503, detail, NULL, "Retry-After", "5");
+  }
+  return op__send_json(q, 200, json_pack("{s:s, s:i}", "status", "ready", "queued", queued), NULL, NULL);
+}
+
+enum MHD_Result op__metrics_get(op__req_t *q) {
+  char *text = op_service_metrics_text(q->http->svc);
+  if (text == NULL)
+    return op__send_problem(q, 500, "cannot render the metrics", NULL, NULL, NULL);
+  enum MHD_Result r = op__send_body(q, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL);
+  free(text);
+  return r;
+}
