@@ -101,7 +101,7 @@ int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err) {
   int rc = op_service_store_get(svc, &st, err);
   if (rc < 0)
     return rc;
-  snprintf(task->status, sizeof task->status, "queued");
+  task->status = OP_TASK_QUEUED;
   task->created_at = op_wall_time_s();
   rc = op_store_begin(st, err); /* the task and its first event, or neither */
   if (rc == 0) {
@@ -198,7 +198,7 @@ json_t *op_service_task_json(const op_task_row_t *t) {
   json_t *opts = json_loads(t->options, 0, &je);
   json_t *j =
       json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "id", t->id,
-                "status", t->status, "priority", t->priority, "created_at", op_time_json(t->created_at), "started_at",
+                "status", op_task_status_name(t->status), "priority", t->priority, "created_at", op_time_json(t->created_at), "started_at",
                 op_time_json(t->started_at), "finished_at", op_time_json(t->finished_at), "pages_total", t->pages_total,
                 "pages_done", t->pages_done, "attempts", t->attempts, "device", str_or_null(t->device), "worker",
                 str_or_null(t->worker), "estimated_memory_bytes", (json_int_t)t->estimated_memory_bytes,

@@ -125,8 +125,8 @@ static int write_page_start(op_service_t *svc, op__active_t *a, const writes_t *
   const op_page_job_t *p = w->page;
   int rc = a->pages_recorded ? save_page(svc, a, p, "running", e) : save_page_list(svc, a, p, e);
   a->row.pages_total = (int)a->task->n_pages;
-  if (rc == 0 && strcmp(a->row.status, "queued") == 0) {
-    snprintf(a->row.status, sizeof a->row.status, "running");
+  if (rc == 0 && a->row.status == OP_TASK_QUEUED) {
+    a->row.status = OP_TASK_RUNNING;
     a->row.started_at = op_wall_time_s();
     rc = event(svc, a, "started", NULL, e);
   }
@@ -154,7 +154,7 @@ static void on_page_start(void *ctx, op_task_t *t, op_page_job_t *p) {
   op__active_t *a = op__find_active(svc, t);
   if (a == NULL)
     return;
-  int first = strcmp(a->row.status, "queued") == 0;
+  int first = a->row.status == OP_TASK_QUEUED;
   writes_t w = {.what = "a page's start", .write = write_page_start, .page = p};
   if (record(svc, a, &w) < 0) {
     record_failed(svc, a, w.what);
@@ -284,7 +284,7 @@ static int write_task_end(op_service_t *svc, op__active_t *a, const writes_t *w,
   (void)w;
   const op_task_t *t = a->task;
   const char *status = op_task_status_name(t->status);
-  snprintf(a->row.status, sizeof a->row.status, "%s", status);
+  a->row.status = t->status;
   a->row.finished_at = op_wall_time_s();
   a->row.pages_done = (int)t->pages_done;
   a->row.pages_total = (int)t->n_pages;

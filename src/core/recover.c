@@ -107,7 +107,7 @@ static void fail_unschedulable(op_service_t *svc, const op_task_row_t *row, cons
   op_task_row_t failed = *row;
   op_error_t e;
   op_log_task(OP_LOG_ERROR, row->id, 0, "task %s cannot be scheduled: %s", row->id, why->message);
-  snprintf(failed.status, sizeof failed.status, "failed");
+  failed.status = OP_TASK_FAILED;
   failed.finished_at = op_wall_time_s();
   snprintf(failed.failure_reason, sizeof failed.failure_reason, "%s", op_reason_name(why->why));
   snprintf(failed.error, sizeof failed.error, "%s", why->message);
@@ -211,7 +211,7 @@ void op__expire_queued(op_service_t *svc) {
   double now = op_wall_time_s();
   for (size_t i = 0; i < svc->n_active; i++) {
     op__active_t *a = svc->active[i];
-    if (strcmp(a->row.status, "queued") == 0 && !a->task->ended && svc->cfg.queue_timeout_s > 0 &&
+    if (a->row.status == OP_TASK_QUEUED && !a->task->ended && svc->cfg.queue_timeout_s > 0 &&
         now - a->row.created_at > svc->cfg.queue_timeout_s) {
       op_error_t e;
       op_error_set(&e, OP_ETIMEOUT, "queue_timeout", "the task waited %u s in the queue without starting",
@@ -260,8 +260,7 @@ void op__clean_leftovers(op_service_t *svc) {
       op_log_info("removing the files of unknown task %s", de->d_name);
       op_remove_tree(dir);
     } else if (rc == 0 && !row.resource_cleanup_completed &&
-               (strcmp(row.status, "succeeded") == 0 || strcmp(row.status, "failed") == 0 ||
-                strcmp(row.status, "cancelled") == 0)) {
+               OP_TASK_STATUS_ENDED(row.status)) {
       op__remove_fragments(dir);
       row.resource_cleanup_completed = 1;
       op_store_task_update(svc->store, &row, &e);

@@ -7,8 +7,6 @@
 
 #include "util/fs.h"
 
-static const char *const status_names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
-
 void op_task_opts_init(op_task_opts_t *opts) {
   memset(opts, 0, sizeof *opts);
   op_model_spec_init(&opts->model);
@@ -19,12 +17,12 @@ void op_task_opts_init(op_task_opts_t *opts) {
 }
 
 const char *op_task_status_name(op_task_status_t status) {
-  return (unsigned)status < 5 ? status_names[status] : "unknown";
+  return (unsigned)status < OP_STORE_STATUSES ? op_store_statuses[status] : "unknown";
 }
 
 int op_task_status_parse(const char *name) {
-  for (int i = 0; name != NULL && i < 5; i++)
-    if (strcmp(status_names[i], name) == 0)
+  for (int i = 0; name != NULL && i < OP_STORE_STATUSES; i++)
+    if (strcmp(op_store_statuses[i], name) == 0)
       return i;
   return -1;
 }

@@ -16,15 +16,8 @@
 #include "core/policy.h"
 #include "doc/doc.h"
 #include "engine/engine.h"
+#include "store/store.h"
 #include "util/error.h"
-
-typedef enum {
-  OP_TASK_QUEUED = 0,
-  OP_TASK_RUNNING,
-  OP_TASK_SUCCEEDED,
-  OP_TASK_FAILED,
-  OP_TASK_CANCELLED,
-} op_task_status_t;
 
 /** "queued", "running", "succeeded", "failed", "cancelled". */
 const char *op_task_status_name(op_task_status_t status);

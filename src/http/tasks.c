@@ -46,8 +46,7 @@ static int load_task(op__req_t *q, op_task_row_t *row, enum MHD_Result *answered
 }
 
 static int finished(const op_task_row_t *row) {
-  return strcmp(row->status, "succeeded") == 0 || strcmp(row->status, "failed") == 0 ||
-         strcmp(row->status, "cancelled") == 0;
+  return OP_TASK_STATUS_ENDED(row->status);
 }
 
 static int wants_format(const op_task_row_t *row, op_format_t fmt) {
@@ -113,7 +112,7 @@ enum MHD_Result op__task_cancel(op__req_t *q) {
   if (load_task(q, &row, &answered) < 0)
     return answered;
   if (finished(&row))
-    return op__send_problem(q, 409, "the task has already finished", json_pack("{s:s}", "task_status", row.status),
+    return op__send_problem(q, 409, "the task has already finished", json_pack("{s:s}", "task_status", op_task_status_name(row.status)),
                             NULL, NULL);
   if (op_service_cancel(q->http->svc, q->capture) < 0)
     return op__send_problem(q, 503, "too many requests for the service at once; try again", NULL, "Retry-After", "1");
@@ -134,7 +133,7 @@ enum MHD_Result op__task_result(op__req_t *q) {
   if (!wants_format(&row, fmt))
     return op__send_problem(q, 404, "the task was not asked for this format", NULL, NULL, NULL);
   if (!finished(&row))
-    return op__send_problem(q, 409, "the task has not finished", json_pack("{s:s}", "task_status", row.status), NULL,
+    return op__send_problem(q, 409, "the task has not finished", json_pack("{s:s}", "task_status", op_task_status_name(row.status)), NULL,
                             NULL);
   return op__task_send_result(q, &row, fmt);
 }
@@ -194,10 +193,10 @@ enum MHD_Result op__task_health(op__req_t *q) {
   }
   json_decref(events);
   double end = row.finished_at > 0 ? row.finished_at : op_wall_time_s();
-  int healthy = strcmp(row.status, "failed") != 0 && json_array_size(warnings) == 0;
+  int healthy = row.status != OP_TASK_FAILED && json_array_size(warnings) == 0;
   return op__send_json(q, 200,
                        json_pack("{s:s, s:s, s:b, s:i, s:i, s:f, s:o, s:{s:I, s:I}, s:o}", "id", row.id, "status",
-                                 row.status, "healthy", healthy, "pages_total", row.pages_total, "pages_done",
+                                 op_task_status_name(row.status), "healthy", healthy, "pages_total", row.pages_total, "pages_done",
                                  row.pages_done, "processing_seconds", row.started_at > 0 ? end - row.started_at : 0.0,
                                  "device", row.device[0] ? json_string(row.device) : json_null(), "memory",
                                  "estimated_bytes", (json_int_t)row.estimated_memory_bytes, "peak_bytes",

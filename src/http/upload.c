@@ -232,7 +232,7 @@ static enum MHD_Result finish_upload(op__req_t *q, int sync) {
   if (op__task_wait_finished(h, row.id, timeout_s, &row) < 0)
     return op__send_problem(q, 504, "the task did not finish in time; it goes on", json_pack("{s:s}", "id", row.id),
                             NULL, NULL);
-  if (strcmp(row.status, "succeeded") != 0)
+  if (row.status != OP_TASK_SUCCEEDED)
     return op__send_problem(q, op_reason_parse(row.failure_reason) == OP_REASON_BAD_INPUT ? 422 : 500, row.error,
                             json_pack("{s:s, s:s}", "id", row.id, "failure_reason", row.failure_reason), NULL, NULL);
   return op__task_send_result(q, &row, op__task_first_format(&row));

@@ -215,7 +215,7 @@ static int bind_str(sqlite3_stmt *st, int idx, const char *s) {
 
 static int bind_task(sqlite3_stmt *st, const op_task_row_t *t) {
   int rc = BIND_FIELD(st, 1, t->id);
-  rc = rc ? rc : BIND_FIELD(st, 2, t->status);
+  rc = rc ? rc : bind_str(st, 2, (unsigned)t->status < OP_STORE_STATUSES ? op_store_statuses[t->status] : "failed");
   rc = rc ? rc : sqlite3_bind_int(st, 3, t->priority);
   rc = rc ? rc : sqlite3_bind_double(st, 4, t->created_at);
   rc = rc ? rc : sqlite3_bind_double(st, 5, t->started_at);
@@ -252,10 +252,19 @@ static void read_text(sqlite3_stmt *st, int col, char *dst, size_t size) {
 }
 #define READ_TEXT(st, col, field) read_text((st), (col), (field), sizeof(field))
 
+/* A stored status; a name that is none (a hand-edited database) reads as failed, which nothing runs again. */
+static op_task_status_t read_status(sqlite3_stmt *st, int col) {
+  const char *text = (const char *)sqlite3_column_text(st, col);
+  for (int i = 0; text != NULL && i < OP_STORE_STATUSES; i++)
+    if (strcmp(text, op_store_statuses[i]) == 0)
+      return (op_task_status_t)i;
+  return OP_TASK_FAILED;
+}
+
 static void read_task(sqlite3_stmt *st, op_task_row_t *t) {
   memset(t, 0, sizeof *t);
   READ_TEXT(st, 0, t->id);
-  READ_TEXT(st, 1, t->status);
+  t->status = read_status(st, 1);
   t->priority = sqlite3_column_int(st, 2);
   t->created_at = sqlite3_column_double(st, 3);
   t->started_at = sqlite3_column_double(st, 4);

@@ -24,10 +24,26 @@
 
 typedef struct op_store_s op_store_t;
 
+/**
+ * A task's status: queued -> running -> succeeded | failed | cancelled.
+ * Inside the program it is this enum; its name (op_store_statuses) is only
+ * stored and shown.
+ */
+typedef enum {
+  OP_TASK_QUEUED = 0,
+  OP_TASK_RUNNING,
+  OP_TASK_SUCCEEDED,
+  OP_TASK_FAILED,
+  OP_TASK_CANCELLED,
+} op_task_status_t;
+
+/** Whether a task in status s has ended (succeeded, failed or cancelled). */
+#define OP_TASK_STATUS_ENDED(s) ((s) >= OP_TASK_SUCCEEDED)
+
 /** A task as stored. Strings are fixed-size and NUL-terminated; "" when unset. */
 typedef struct op_task_row_s {
   char id[40];                                /**< made by the server: 32 hex characters */
-  char status[16];                            /**< queued, running, succeeded, failed, cancelled */
+  op_task_status_t status;
   int priority;                               /**< 0-9 */
   double created_at, started_at, finished_at; /**< unix seconds; 0 = not yet */
   int pages_total, pages_done;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "core/task.h"
 #include "store/store.h"
 
 static char data_dir[64];
@@ -18,7 +19,7 @@ static char data_dir[64];
 static void make_task(op_task_row_t *t, const char *id, const char *status, double created_at) {
   memset(t, 0, sizeof *t);
   snprintf(t->id, sizeof t->id, "%s", id);
-  snprintf(t->status, sizeof t->status, "%s", status);
+  t->status = (op_task_status_t)op_task_status_parse(status);
   t->created_at = created_at;
   snprintf(t->input_type, sizeof t->input_type, "png");
   snprintf(t->options, sizeof t->options, "{}");
@@ -26,7 +27,7 @@ static void make_task(op_task_row_t *t, const char *id, const char *status, doub
 
 /* Field by field: bytes after a string's NUL are not part of the value. */
 static int task_equal(const op_task_row_t *a, const op_task_row_t *b) {
-  return strcmp(a->id, b->id) == 0 && strcmp(a->status, b->status) == 0 && a->priority == b->priority &&
+  return strcmp(a->id, b->id) == 0 && a->status == b->status && a->priority == b->priority &&
          a->created_at == b->created_at && a->started_at == b->started_at && a->finished_at == b->finished_at &&
          a->pages_total == b->pages_total && a->pages_done == b->pages_done && a->attempts == b->attempts &&
          strcmp(a->device, b->device) == 0 && strcmp(a->worker, b->worker) == 0 &&
@@ -66,7 +67,7 @@ static void test_open_reopen(void) {
   CHECK(op_store_schema_version(s) == v);
   op_task_row_t got;
   CHECK(op_store_task_get(s, "reopen", &got, NULL) == 0);
-  CHECK_STR_EQ(got.status, "queued");
+  CHECK(got.status == OP_TASK_QUEUED);
   CHECK(op_store_task_delete(s, "reopen", NULL) == 0);
   op_store_close(s);
 }
@@ -87,7 +88,7 @@ static void test_round_trip(op_store_t *s) {
   CHECK(task_equal(&t, &got));
 
   /* Every field changed, then read back. */
-  snprintf(t.status, sizeof t.status, "failed");
+  t.status = OP_TASK_FAILED;
   t.priority = 2;
   t.created_at = 1700000001.5;
   t.started_at = 1700000002.125;
@@ -170,7 +171,7 @@ static void test_list(op_store_t *s) {
   CHECK(n == 14);
   int ok = 1;
   for (size_t i = 0; i < n; i++)
-    ok &= strcmp(rows[i].status, "queued") == 0;
+    ok &= rows[i].status == OP_TASK_QUEUED;
   CHECK(ok);
   free(rows);
 
@@ -292,7 +293,7 @@ static void test_pages_events_delete(op_store_t *s) {
   CHECK(n == 5); /* L01..L09, finished at 201..209 */
   free(rows);
   t.finished_at = 300;
-  snprintf(t.status, sizeof t.status, "cancelled");
+  t.status = OP_TASK_CANCELLED;
   CHECK(op_store_task_update(s, &t, &e) == 0);
   CHECK(op_store_tasks_finished_before(s, 301, &rows, &n, &e) == 0);
   CHECK(n == 13 && strcmp(rows[n - 1].id, "P1") == 0);
@@ -452,7 +453,7 @@ static void test_truncation_and_version(void) {
   op_store_t *s = open_store();
   op_task_row_t t, got;
   make_task(&t, "long", "queued", 7);
-  memset(t.status, 'x', sizeof t.status); /* no NUL */
+  memset(t.device, 'x', sizeof t.device); /* no NUL */
   CHECK(op_store_task_insert(s, &t, NULL) == 0);
   op_store_close(s);
 
@@ -467,7 +468,7 @@ static void test_truncation_and_version(void) {
 
   s = open_store();
   CHECK(op_store_task_get(s, "long", &got, NULL) == 0);
-  CHECK(strlen(got.status) == sizeof got.status - 1);
+  CHECK(strlen(got.device) == sizeof got.device - 1);
   CHECK(strlen(got.title) == 254);
   CHECK(op_store_task_delete(s, "long", NULL) == 0);
   op_store_close(s);
