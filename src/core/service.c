@@ -241,35 +241,7 @@ json_t *op_service_task_json(const op_task_row_t *t) {
 /* ---- options: from the stored JSON to the scheduler's ---- */
 
 static int task_opts_from_json(const char *text, op_task_opts_t *o, op_error_t *err) {
-  json_error_t je;
-  json_t *j = json_loads(text, 0, &je);
-  if (j == NULL)
-    return op_error_set(err, OP_EINTERNAL, "internal", "stored options are not JSON: %s", je.text);
-  op_task_opts_init(o);
-  int rc = 0;
-  const char *formats = json_string_value(json_object_get(j, "format"));
-  if (formats != NULL && (rc = op_format_parse(formats, &o->formats, err)) < 0)
-    goto out;
-  const char *lang = json_string_value(json_object_get(j, "lang"));
-  if (lang != NULL)
-    snprintf(o->model.lang, sizeof o->model.lang, "%s", lang);
-  const char *engine = json_string_value(json_object_get(j, "engine"));
-  if (engine != NULL)
-    snprintf(o->model.engine, sizeof o->model.engine, "%s", engine);
-  if (json_is_integer(json_object_get(j, "psm")))
-    o->psm = (int)json_integer_value(json_object_get(j, "psm"));
-  if (json_is_integer(json_object_get(j, "dpi"))) {
-    o->limits.dpi = (int)json_integer_value(json_object_get(j, "dpi"));
-    o->user_dpi = o->limits.dpi;
-  }
-  o->rotate_pages = json_is_true(json_object_get(j, "rotate_pages"));
-  if (json_is_integer(json_object_get(j, "priority")))
-    o->priority = (int)json_integer_value(json_object_get(j, "priority"));
-  const char *pages = json_string_value(json_object_get(j, "pages"));
-  o->pages = pages != NULL ? strdup(pages) : NULL; /* op_task_create copies it; freed below */
-out:
-  json_decref(j);
-  return rc;
+  return op_task_opts_from_json(text, o, err); /* o->pages is ours to free after op_task_create copied it */
 }
 
 /* ---- recording what the scheduler does ---- */
