@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/options.h"
 #include "core/sched.h"
 #include "util/fs.h"
 #include "util/log.h"
-#include "util/parse.h"
 #include "worker/supervisor.h"
 #include "worker/worker.h"
 
@@ -40,6 +40,7 @@ typedef struct file_s {
 } file_t;
 
 typedef struct ocr_s {
+  char **paths; /* the files as given */
   file_t *files;
   size_t n_files;
   size_t pages_total, pages_done;
@@ -48,7 +49,9 @@ typedef struct ocr_s {
   int outputs_to_dir;
   const char *out;
   unsigned formats;
+  const char *format_list; /* -f */
   int stats;
+  int quiet;
 } ocr_t;
 
 static double now_s(void) {
@@ -255,171 +258,135 @@ static void print_stats(const ocr_t *o, double seconds, unsigned restarts) {
           o->n_files, pages, seconds, seconds > 0 ? (double)pages / seconds : 0.0, peak, worker_peak, restarts);
 }
 
-/* ---- main ---- */
+/* ---- command line ---- */
 
-int op_cli_ocr(int argc, char **argv) {
-  enum {
-    OPT_DPI = 256,
-    OPT_PSM,
-    OPT_OEM,
-    OPT_PAGES,
-    OPT_ROTATE,
-    OPT_ENGINE,
-    OPT_MAX_INPUT,
-    OPT_MAX_PAGES,
-    OPT_MAX_PIXELS,
-    OPT_TIMEOUT,
-    OPT_STATS,
-    OPT_LOG,
-    OPT_ROTATE_THRESHOLD
-  };
-  static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
-                                           {"format", required_argument, NULL, 'f'},
-                                           {"lang", required_argument, NULL, 'l'},
-                                           {"jobs", required_argument, NULL, 'j'},
-                                           {"dpi", required_argument, NULL, OPT_DPI},
-                                           {"psm", required_argument, NULL, OPT_PSM},
-                                           {"oem", required_argument, NULL, OPT_OEM},
-                                           {"pages", required_argument, NULL, OPT_PAGES},
-                                           {"rotate-pages", no_argument, NULL, OPT_ROTATE},
-                                           {"rotate-pages-threshold", required_argument, NULL, OPT_ROTATE_THRESHOLD},
-                                           {"engine", required_argument, NULL, OPT_ENGINE},
-                                           {"max-input-size", required_argument, NULL, OPT_MAX_INPUT},
-                                           {"max-pages", required_argument, NULL, OPT_MAX_PAGES},
-                                           {"max-page-pixels", required_argument, NULL, OPT_MAX_PIXELS},
-                                           {"page-timeout", required_argument, NULL, OPT_TIMEOUT},
-                                           {"stats", no_argument, NULL, OPT_STATS},
-                                           {"quiet", no_argument, NULL, 'q'},
-                                           {"log-level", required_argument, NULL, OPT_LOG},
-                                           {"help", no_argument, NULL, 'h'},
-                                           {NULL, 0, NULL, 0}};
+enum {
+  OPT_DPI = 256,
+  OPT_PSM,
+  OPT_OEM,
+  OPT_PAGES,
+  OPT_ROTATE,
+  OPT_ENGINE,
+  OPT_MAX_INPUT,
+  OPT_MAX_PAGES,
+  OPT_MAX_PIXELS,
+  OPT_TIMEOUT,
+  OPT_STATS,
+  OPT_LOG,
+  OPT_ROTATE_THRESHOLD
+};
 
-  ocr_t o;
-  memset(&o, 0, sizeof o);
-  op_task_opts_t opts;
-  op_task_opts_init(&opts);
-  op_supervisor_config_t scfg;
-  op_supervisor_config_init(&scfg);
-  op_sched_config_t qcfg;
-  op_sched_config_init(&qcfg);
-  const char *format_list = NULL;
-  int quiet = 0;
+static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
+                                         {"format", required_argument, NULL, 'f'},
+                                         {"lang", required_argument, NULL, 'l'},
+                                         {"jobs", required_argument, NULL, 'j'},
+                                         {"dpi", required_argument, NULL, OPT_DPI},
+                                         {"psm", required_argument, NULL, OPT_PSM},
+                                         {"oem", required_argument, NULL, OPT_OEM},
+                                         {"pages", required_argument, NULL, OPT_PAGES},
+                                         {"rotate-pages", no_argument, NULL, OPT_ROTATE},
+                                         {"rotate-pages-threshold", required_argument, NULL, OPT_ROTATE_THRESHOLD},
+                                         {"engine", required_argument, NULL, OPT_ENGINE},
+                                         {"max-input-size", required_argument, NULL, OPT_MAX_INPUT},
+                                         {"max-pages", required_argument, NULL, OPT_MAX_PAGES},
+                                         {"max-page-pixels", required_argument, NULL, OPT_MAX_PIXELS},
+                                         {"page-timeout", required_argument, NULL, OPT_TIMEOUT},
+                                         {"stats", no_argument, NULL, OPT_STATS},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"log-level", required_argument, NULL, OPT_LOG},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+
+/* What parse_args and plan_outputs answer when the command goes on. */
+#define GO_ON (-1)
+
+/* The codec's key (core/options.h) for a flag that sets a task option, NULL for the command's own. */
+static const char *task_option_key(int flag) {
+  switch (flag) {
+  case 'l':
+    return "lang";
+  case OPT_DPI:
+    return "dpi";
+  case OPT_PSM:
+    return "psm";
+  case OPT_OEM:
+    return "oem";
+  case OPT_PAGES:
+    return "pages";
+  case OPT_ROTATE:
+    return "rotate_pages";
+  case OPT_ROTATE_THRESHOLD:
+    return "rotate_threshold";
+  case OPT_ENGINE:
+    return "engine";
+  case OPT_MAX_INPUT:
+    return "max_input_size";
+  case OPT_MAX_PAGES:
+    return "max_pages";
+  case OPT_MAX_PIXELS:
+    return "max_page_pixels";
+  default:
+    return NULL;
+  }
+}
+
+static const char *flag_name(int flag) {
+  for (const struct option *o = longopts; o->name != NULL; o++)
+    if (o->val == flag)
+      return o->name;
+  return "?";
+}
+
+/* Reads the command line into o, the task options and the pool's settings.
+ * GO_ON, or the exit status (after --help, or a usage error it printed). */
+static int parse_args(int argc, char **argv, ocr_t *o, op_task_opts_t *opts, op_supervisor_config_t *scfg,
+                      op_sched_config_t *qcfg) {
   int level = OP_LOG_WARN;
   const char *log_name = NULL;
   long v;
-  uint64_t size;
   op_error_t e;
-  op_error_clear(&e);
-
   const char *env_level = getenv("OCRPOOL_LOG_LEVEL");
   if (env_level != NULL && op_log_level_parse(env_level) >= 0) {
     level = op_log_level_parse(env_level);
     log_name = env_level;
   }
-
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "o:f:l:j:qh", longopts, NULL)) != -1) {
+    const char *key = task_option_key(c);
+    if (key != NULL) {
+      if (op_task_opts_set(opts, key, c == OPT_ROTATE ? "true" : optarg, &e) < 0) {
+        fprintf(stderr, "ocrpool ocr: --%s: %s\n", flag_name(c), e.message);
+        return e.code == OP_ENOMEM ? OP_EXIT_INTERNAL : OP_EXIT_USAGE;
+      }
+      continue;
+    }
     switch (c) {
     case 'o':
-      o.out = optarg;
+      o->out = optarg;
       break;
     case 'f':
-      format_list = optarg;
-      break;
-    case 'l':
-      if (strlen(optarg) >= sizeof opts.model.lang || optarg[0] == '\0') {
-        fprintf(stderr, "ocrpool ocr: bad --lang \"%s\"\n", optarg);
-        return OP_EXIT_USAGE;
-      }
-      snprintf(opts.model.lang, sizeof opts.model.lang, "%s", optarg);
+      o->format_list = optarg;
       break;
     case 'j':
       if (parse_uint(optarg, 1, 256, &v) < 0) {
         fprintf(stderr, "ocrpool ocr: --jobs wants a number from 1 to 256, not \"%s\"\n", optarg);
         return OP_EXIT_USAGE;
       }
-      scfg.workers = (unsigned)v;
-      break;
-    case OPT_DPI:
-      if (parse_uint(optarg, 10, 2400, &v) < 0) {
-        fprintf(stderr, "ocrpool ocr: --dpi wants a number from 10 to 2400, not \"%s\"\n", optarg);
-        return OP_EXIT_USAGE;
-      }
-      opts.limits.dpi = (int)v;
-      opts.user_dpi = (int)v;
-      break;
-    case OPT_PSM:
-      if (parse_uint(optarg, 0, 13, &v) < 0) {
-        fprintf(stderr, "ocrpool ocr: --psm wants a number from 0 to 13, not \"%s\"\n", optarg);
-        return OP_EXIT_USAGE;
-      }
-      opts.psm = (int)v;
-      break;
-    case OPT_OEM:
-      if (parse_uint(optarg, 0, 3, &v) < 0) {
-        fprintf(stderr, "ocrpool ocr: --oem wants a number from 0 to 3, not \"%s\"\n", optarg);
-        return OP_EXIT_USAGE;
-      }
-      opts.model.oem = (int)v;
-      break;
-    case OPT_PAGES:
-      opts.pages = optarg;
-      break;
-    case OPT_ROTATE:
-      opts.rotate_pages = 1;
-      break;
-    case OPT_ROTATE_THRESHOLD: {
-      char *end;
-      double t = strtod(optarg, &end);
-      if (end == optarg || *end != '\0' || t <= 0 || t > 1000) {
-        fprintf(stderr, "ocrpool ocr: bad --rotate-pages-threshold \"%s\" (a confidence like 7)\n", optarg);
-        return OP_EXIT_USAGE;
-      }
-      opts.rotate_threshold = (float)t;
-      opts.rotate_pages = 1;
-      break;
-    }
-    case OPT_ENGINE:
-      if (op_engine_find(optarg) == NULL) {
-        fprintf(stderr, "ocrpool ocr: unknown engine \"%s\" (known: tesseract, null)\n", optarg);
-        return OP_EXIT_USAGE;
-      }
-      snprintf(opts.model.engine, sizeof opts.model.engine, "%s", optarg);
-      break;
-    case OPT_MAX_INPUT:
-      if (op_parse_size(optarg, UINT64_C(1) << 50, &size) < 0 || size == 0) {
-        fprintf(stderr, "ocrpool ocr: bad --max-input-size \"%s\" (try 256MB)\n", optarg);
-        return OP_EXIT_USAGE;
-      }
-      opts.limits.max_input_bytes = size;
-      break;
-    case OPT_MAX_PAGES:
-      if (parse_uint(optarg, 1, 10000000, &v) < 0) {
-        fprintf(stderr, "ocrpool ocr: bad --max-pages \"%s\"\n", optarg);
-        return OP_EXIT_USAGE;
-      }
-      opts.limits.max_pages = (uint32_t)v;
-      break;
-    case OPT_MAX_PIXELS:
-      if (op_parse_size(optarg, UINT64_C(1) << 50, &size) < 0 || size == 0) {
-        fprintf(stderr, "ocrpool ocr: bad --max-page-pixels \"%s\"\n", optarg);
-        return OP_EXIT_USAGE;
-      }
-      opts.limits.max_page_pixels = size;
+      scfg->workers = (unsigned)v;
       break;
     case OPT_TIMEOUT:
       if (parse_uint(optarg, 1, 86400, &v) < 0) {
         fprintf(stderr, "ocrpool ocr: bad --page-timeout \"%s\" (seconds)\n", optarg);
         return OP_EXIT_USAGE;
       }
-      qcfg.page_timeout_ms = (unsigned)v * 1000u;
+      qcfg->page_timeout_ms = (unsigned)v * 1000u;
       break;
     case OPT_STATS:
-      o.stats = 1;
+      o->stats = 1;
       break;
     case 'q':
-      quiet = 1;
+      o->quiet = 1;
       break;
     case OPT_LOG:
       if (op_log_level_parse(optarg) < 0) {
@@ -438,96 +405,92 @@ int op_cli_ocr(int argc, char **argv) {
     }
   }
   op_log_init((op_log_level_t)level, "ocr");
-  scfg.log_level = log_name;
+  scfg->log_level = log_name;
   if (optind >= argc) {
     fputs("ocrpool ocr: no input file\n", stderr);
     usage(stderr);
     return OP_EXIT_USAGE;
   }
+  o->paths = argv + optind;
+  o->n_files = (size_t)(argc - optind);
+  return GO_ON;
+}
 
-  /* Formats: -f, else the -o extension, else txt. */
-  if (format_list != NULL) {
-    if (op_format_parse(format_list, &o.formats, &e) < 0) {
+/* The formats (-f, else the -o extension, else txt) and where results go,
+ * checked against each other and the engine. GO_ON, or a usage error printed. */
+static int plan_outputs(ocr_t *o, op_task_opts_t *opts) {
+  op_error_t e;
+  if (o->format_list != NULL) {
+    if (op_task_opts_set(opts, "format", o->format_list, &e) < 0) {
       fprintf(stderr, "ocrpool ocr: %s\n", e.message);
       return OP_EXIT_USAGE;
     }
   } else {
-    const char *dot = o.out ? strrchr(o.out, '.') : NULL;
-    o.formats = dot ? op_format_from_name(dot + 1) : 0;
-    if (o.formats == 0)
-      o.formats = OP_FMT_TXT;
+    const char *dot = o->out ? strrchr(o->out, '.') : NULL;
+    unsigned from_ext = dot ? op_format_from_name(dot + 1) : 0;
+    opts->formats = from_ext != 0 ? from_ext : OP_FMT_TXT;
   }
-  opts.formats = o.formats;
-  o.n_files = (size_t)(argc - optind);
-  int n_formats = __builtin_popcount(o.formats);
-  if (o.out == NULL && (n_formats > 1 || (o.n_files > 1 && o.formats != OP_FMT_TXT))) {
-    fputs("ocrpool ocr: several files or formats need -o DIR (only txt from several files can go to stdout)\n", stderr);
-    return OP_EXIT_USAGE;
-  }
-  if (o.out == NULL && (o.formats & OP_FMT_PDF) && isatty(STDOUT_FILENO)) {
-    fputs("ocrpool ocr: not writing a PDF to a terminal; use -o FILE.pdf\n", stderr);
-    return OP_EXIT_USAGE;
-  }
-  if (o.out != NULL && (n_formats > 1 || o.n_files > 1)) {
-    o.outputs_to_dir = 1;
-    struct stat st;
-    if (o.n_files > 1 && stat(o.out, &st) < 0 && mkdir(o.out, 0777) < 0) {
-      fprintf(stderr, "ocrpool ocr: cannot create output directory %s: %s\n", o.out, strerror(errno));
-      return OP_EXIT_USAGE;
-    }
-  }
-  if (strcmp(opts.model.engine, "null") == 0 && (o.formats & OP_FMT_PDF)) {
-    fputs("ocrpool ocr: the null engine produces no pdf\n", stderr);
-    return OP_EXIT_USAGE;
-  }
-  op_page_set_t set;
-  if (op_page_set_parse(opts.pages, &set, &e) < 0) {
+  o->formats = opts->formats;
+  if (op_task_opts_check(opts, &e) < 0) {
     fprintf(stderr, "ocrpool ocr: %s\n", e.message);
     return OP_EXIT_USAGE;
   }
-  op_page_set_dispose(&set);
+  int n_formats = __builtin_popcount(o->formats);
+  if (o->out == NULL && (n_formats > 1 || (o->n_files > 1 && o->formats != OP_FMT_TXT))) {
+    fputs("ocrpool ocr: several files or formats need -o DIR (only txt from several files can go to stdout)\n", stderr);
+    return OP_EXIT_USAGE;
+  }
+  if (o->out == NULL && (o->formats & OP_FMT_PDF) && isatty(STDOUT_FILENO)) {
+    fputs("ocrpool ocr: not writing a PDF to a terminal; use -o FILE.pdf\n", stderr);
+    return OP_EXIT_USAGE;
+  }
+  if (o->out != NULL && (n_formats > 1 || o->n_files > 1)) {
+    o->outputs_to_dir = 1;
+    struct stat st;
+    if (o->n_files > 1 && stat(o->out, &st) < 0 && mkdir(o->out, 0777) < 0) {
+      fprintf(stderr, "ocrpool ocr: cannot create output directory %s: %s\n", o->out, strerror(errno));
+      return OP_EXIT_USAGE;
+    }
+  }
+  return GO_ON;
+}
 
-  int exit_status = OP_EXIT_OK;
-  char scratch_root[] = "/tmp/ocrpool-XXXXXX";
-  char *root_template = NULL;
+/* ---- running ---- */
+
+/* A fresh scratch directory under $TMPDIR, else /tmp; NULL with a message
+ * printed. The caller removes it and frees the path. */
+static char *make_scratch_root(void) {
   const char *tmpdir = getenv("TMPDIR");
-  op_supervisor_t *sup = NULL;
-  op_sched_t *sched = NULL;
   char *root = NULL;
-  if (tmpdir != NULL && tmpdir[0] != '\0' && asprintf(&root_template, "%s/ocrpool-XXXXXX", tmpdir) >= 0)
-    root = mkdtemp(root_template);
-  else
-    root = mkdtemp(scratch_root);
-  if (root == NULL) {
-    fprintf(stderr, "ocrpool ocr: cannot create a scratch directory: %s\n", strerror(errno));
-    free(root_template);
-    return OP_EXIT_INTERNAL;
-  }
-
-  o.files = calloc(o.n_files, sizeof *o.files);
-  if (o.files == NULL) {
+  if (asprintf(&root, "%s/ocrpool-XXXXXX", tmpdir != NULL && tmpdir[0] != '\0' ? tmpdir : "/tmp") < 0) {
     fputs("ocrpool ocr: out of memory\n", stderr);
-    exit_status = OP_EXIT_INTERNAL;
-    goto out;
+    return NULL;
   }
+  if (mkdtemp(root) == NULL) {
+    fprintf(stderr, "ocrpool ocr: cannot create a scratch directory: %s\n", strerror(errno));
+    free(root);
+    return NULL;
+  }
+  return root;
+}
+
+static void catch_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+}
 
-  o.progress = !quiet && isatty(STDERR_FILENO);
-  o.t0 = now_s();
-  qcfg.scratch_root = root;
-  qcfg.on_page = on_page;
-  qcfg.on_task = on_task;
-  qcfg.cb_ctx = &o;
-
-  size_t queued = 0;
-  for (size_t i = 0; i < o.n_files; i++) {
-    file_t *f = &o.files[i];
-    f->path = argv[optind + (int)i];
+/* Sniffs each file and makes its task; a file refused here gets its status
+ * and no task. *queued counts the tasks. -1 when out of memory (printed). */
+static int make_tasks(ocr_t *o, const op_task_opts_t *opts, size_t *queued) {
+  op_error_t e;
+  *queued = 0;
+  for (size_t i = 0; i < o->n_files; i++) {
+    file_t *f = &o->files[i];
+    f->path = o->paths[i];
     op_doc_type_t type;
     uint64_t bytes;
     op_error_clear(&e);
@@ -536,75 +499,79 @@ int op_cli_ocr(int argc, char **argv) {
       f->status = OP_EXIT_BADINPUT;
       continue;
     }
-    if (bytes > opts.limits.max_input_bytes) {
+    if (bytes > opts->limits.max_input_bytes) {
       fprintf(stderr, "ocrpool: %s: the file is %llu bytes, over the limit of %llu (--max-input-size)\n", f->path,
-              (unsigned long long)bytes, (unsigned long long)opts.limits.max_input_bytes);
+              (unsigned long long)bytes, (unsigned long long)opts->limits.max_input_bytes);
       f->status = OP_EXIT_BADINPUT;
       continue;
     }
     char *copy = strdup(f->path);
-    f->task = copy ? op_task_create(f->path, basename(copy), type, &opts) : NULL;
+    f->task = copy ? op_task_create(f->path, basename(copy), type, opts) : NULL;
     free(copy);
     if (f->task == NULL) {
       fputs("ocrpool ocr: out of memory\n", stderr);
-      exit_status = OP_EXIT_INTERNAL;
-      goto out;
+      return -1;
     }
-    queued++;
+    (*queued)++;
   }
+  return 0;
+}
 
-  if (queued > 0) {
-    if (op_supervisor_create(&scfg, &sup, &e) < 0) {
+/* Starts the pool, queues the tasks and steps the scheduler until every task
+ * has ended or a signal came. Returns OP_EXIT_OK, or the exit status after a
+ * failure or an interruption (printed). *sup and *sched are the caller's to destroy. */
+static int run_tasks(ocr_t *o, const op_supervisor_config_t *scfg, const op_sched_config_t *qcfg, op_supervisor_t **sup,
+                     op_sched_t **sched) {
+  op_error_t e;
+  if (op_supervisor_create(scfg, sup, &e) < 0) {
+    fprintf(stderr, "ocrpool ocr: %s\n", e.message);
+    return OP_EXIT_INTERNAL;
+  }
+  *sched = op_sched_create(qcfg, *sup);
+  if (*sched == NULL)
+    return OP_EXIT_INTERNAL;
+  for (size_t i = 0; i < o->n_files; i++) {
+    if (o->files[i].task != NULL && op_sched_add(*sched, o->files[i].task, &e) < 0) {
+      fprintf(stderr, "ocrpool: %s: %s\n", o->files[i].path, e.message);
+      return OP_EXIT_INTERNAL;
+    }
+  }
+  /* Page totals are known once each task's probe answers; count them as they come. */
+  while (op_sched_active(*sched) > 0 && !interrupted) {
+    size_t total = 0;
+    for (size_t i = 0; i < o->n_files; i++)
+      if (o->files[i].task != NULL)
+        total += o->files[i].task->n_pages;
+    o->pages_total = total;
+    if (op_sched_step(*sched, 200, &e) < 0) {
       fprintf(stderr, "ocrpool ocr: %s\n", e.message);
-      exit_status = OP_EXIT_INTERNAL;
-      goto out;
+      return OP_EXIT_INTERNAL;
     }
-    sched = op_sched_create(&qcfg, sup);
-    if (sched == NULL) {
-      exit_status = OP_EXIT_INTERNAL;
-      goto out;
-    }
-    for (size_t i = 0; i < o.n_files; i++) {
-      if (o.files[i].task != NULL && op_sched_add(sched, o.files[i].task, &e) < 0) {
-        fprintf(stderr, "ocrpool: %s: %s\n", o.files[i].path, e.message);
-        exit_status = OP_EXIT_INTERNAL;
-        goto out;
-      }
-    }
-    /* Page totals are known once each task's probe answers; count them as they come. */
-    while (op_sched_active(sched) > 0 && !interrupted) {
-      size_t total = 0;
-      for (size_t i = 0; i < o.n_files; i++)
-        if (o.files[i].task != NULL)
-          total += o.files[i].task->n_pages;
-      o.pages_total = total;
-      if (op_sched_step(sched, 200, &e) < 0) {
-        fprintf(stderr, "ocrpool ocr: %s\n", e.message);
-        exit_status = OP_EXIT_INTERNAL;
-        goto out;
-      }
-    }
-    if (interrupted) {
-      if (o.progress)
-        fputc('\n', stderr);
-      fprintf(stderr, "ocrpool: interrupted; stopping workers\n");
-      exit_status = OP_EXIT_INTERRUPTED;
-      goto out;
-    }
-    draw_progress(&o, 1);
   }
+  if (interrupted) {
+    if (o->progress)
+      fputc('\n', stderr);
+    fprintf(stderr, "ocrpool: interrupted; stopping workers\n");
+    return OP_EXIT_INTERRUPTED;
+  }
+  draw_progress(o, 1);
+  return OP_EXIT_OK;
+}
 
+/* Reports each ended task, writes what it produced, and returns the
+ * command's exit status: internal errors first, else the worst file's. */
+static int finish_files(ocr_t *o, op_supervisor_t *sup) {
   int first_stdout = 1;
-  for (size_t i = 0; i < o.n_files; i++) {
-    file_t *f = &o.files[i];
-    if (f->task == NULL)
-      continue;
+  for (size_t i = 0; i < o->n_files; i++) {
+    file_t *f = &o->files[i];
     op_task_t *t = f->task;
+    if (t == NULL)
+      continue;
     if (t->status == OP_TASK_FAILED) {
       fprintf(stderr, "ocrpool: %s: %s\n", f->path, t->error.message);
-      if (strcmp(t->error.reason, "bad_input") == 0)
+      if (t->error.why == OP_REASON_BAD_INPUT)
         f->status = OP_EXIT_BADINPUT;
-      else if (strcmp(t->error.reason, "bad_options") == 0)
+      else if (t->error.why == OP_REASON_BAD_OPTIONS)
         f->status = OP_EXIT_USAGE;
       else
         f->status = OP_EXIT_OCRFAIL;
@@ -612,28 +579,76 @@ int op_cli_ocr(int argc, char **argv) {
         fprintf(stderr, "ocrpool: %s: %zu of %zu pages failed; the others are in the output\n", f->path,
                 t->pages_failed, t->n_pages);
     }
-    if (t->pages_done > 0 && write_results(&o, f, &first_stdout) < 0)
+    if (t->pages_done > 0 && write_results(o, f, &first_stdout) < 0)
       f->status = OP_EXIT_INTERNAL;
   }
   fflush(stdout);
-  if (o.stats)
-    print_stats(&o, now_s() - o.t0, sup ? op_supervisor_restarts(sup) : 0);
-
-  for (size_t i = 0; i < o.n_files; i++) {
-    int st = o.files[i].status;
+  if (o->stats)
+    print_stats(o, now_s() - o->t0, sup ? op_supervisor_restarts(sup) : 0);
+  int exit_status = OP_EXIT_OK;
+  for (size_t i = 0; i < o->n_files; i++) {
+    int st = o->files[i].status;
     if (st == OP_EXIT_INTERNAL)
       exit_status = OP_EXIT_INTERNAL;
     else if (exit_status != OP_EXIT_INTERNAL && st > exit_status)
       exit_status = st;
   }
+  return exit_status;
+}
+
+/* OCRs o's files with opts in a scratch directory of its own, removed after. */
+static int ocr_files(ocr_t *o, const op_task_opts_t *opts, const op_supervisor_config_t *scfg,
+                     op_sched_config_t *qcfg) {
+  int exit_status = OP_EXIT_INTERNAL;
+  op_supervisor_t *sup = NULL;
+  op_sched_t *sched = NULL;
+  char *root = make_scratch_root();
+  if (root == NULL)
+    return OP_EXIT_INTERNAL;
+  o->files = calloc(o->n_files, sizeof *o->files);
+  if (o->files == NULL) {
+    fputs("ocrpool ocr: out of memory\n", stderr);
+    goto out;
+  }
+  catch_signals();
+  o->progress = !o->quiet && isatty(STDERR_FILENO);
+  o->t0 = now_s();
+  qcfg->scratch_root = root;
+  qcfg->on_page = on_page;
+  qcfg->on_task = on_task;
+  qcfg->cb_ctx = o;
+  size_t queued;
+  if (make_tasks(o, opts, &queued) < 0)
+    goto out;
+  if (queued > 0 && (exit_status = run_tasks(o, scfg, qcfg, &sup, &sched)) != OP_EXIT_OK)
+    goto out;
+  exit_status = finish_files(o, sup);
 out:
   op_sched_destroy(sched);
   op_supervisor_destroy(sup);
-  for (size_t i = 0; o.files != NULL && i < o.n_files; i++)
-    op_task_destroy(o.files[i].task);
-  free(o.files);
+  for (size_t i = 0; o->files != NULL && i < o->n_files; i++)
+    op_task_destroy(o->files[i].task);
+  free(o->files);
   if (rmdir(root) < 0)
     op_log_warn("cannot remove scratch directory %s: %s", root, strerror(errno));
-  free(root_template);
+  free(root);
+  return exit_status;
+}
+
+int op_cli_ocr(int argc, char **argv) {
+  ocr_t o;
+  memset(&o, 0, sizeof o);
+  op_task_opts_t opts;
+  op_task_opts_init(&opts);
+  op_supervisor_config_t scfg;
+  op_supervisor_config_init(&scfg);
+  op_sched_config_t qcfg;
+  op_sched_config_init(&qcfg);
+  int exit_status = parse_args(argc, argv, &o, &opts, &scfg, &qcfg);
+  if (exit_status == GO_ON)
+    exit_status = plan_outputs(&o, &opts);
+  if (exit_status == GO_ON)
+    exit_status = ocr_files(&o, &opts, &scfg, &qcfg);
+  op_task_opts_dispose(&opts);
   return exit_status;
 }

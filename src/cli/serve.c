@@ -214,58 +214,93 @@ int op_cli_config(int argc, char **argv) {
   return op_cli_serve(argc, argv);
 }
 
-int op_cli_serve(int argc, char **argv) {
-  static const struct option longopts[] = {{"listen", required_argument, NULL, 'l'},
-                                           {"data-dir", required_argument, NULL, 'd'},
-                                           {"workers", required_argument, NULL, 'w'},
-                                           {"tokens", required_argument, NULL, 't'},
-                                           {"max-queue", required_argument, NULL, 'q'},
-                                           {"queue-timeout", required_argument, NULL, 'Q'},
-                                           {"page-timeout", required_argument, NULL, 'P'},
-                                           {"retention-days", required_argument, NULL, 'r'},
-                                           {"max-input-size", required_argument, NULL, 'm'},
-                                           {"port-file", required_argument, NULL, 'p'},
-                                           {"log-level", required_argument, NULL, 'L'},
-                                           {"help", no_argument, NULL, 'h'},
-                                           {"drain-timeout", required_argument, NULL, 'D'},
-                                           {"memory-budget", required_argument, NULL, 'B'},
-                                           {"config", required_argument, NULL, 'C'},
-                                           {"log-format", required_argument, NULL, 'F'},
-                                           {NULL, 0, NULL, 0}};
+static const struct option serve_longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                               {"data-dir", required_argument, NULL, 'd'},
+                                               {"workers", required_argument, NULL, 'w'},
+                                               {"tokens", required_argument, NULL, 't'},
+                                               {"max-queue", required_argument, NULL, 'q'},
+                                               {"queue-timeout", required_argument, NULL, 'Q'},
+                                               {"page-timeout", required_argument, NULL, 'P'},
+                                               {"retention-days", required_argument, NULL, 'r'},
+                                               {"max-input-size", required_argument, NULL, 'm'},
+                                               {"port-file", required_argument, NULL, 'p'},
+                                               {"log-level", required_argument, NULL, 'L'},
+                                               {"help", no_argument, NULL, 'h'},
+                                               {"drain-timeout", required_argument, NULL, 'D'},
+                                               {"memory-budget", required_argument, NULL, 'B'},
+                                               {"config", required_argument, NULL, 'C'},
+                                               {"log-format", required_argument, NULL, 'F'},
+                                               {NULL, 0, NULL, 0}};
+
+/* What the command line, the environment and the file settle between them. */
+typedef struct serve_args_s {
   op_service_config_t scfg;
-  op_service_config_init(&scfg);
   op_http_config_t hcfg;
-  op_http_config_init(&hcfg);
-  const char *port_file = NULL;
-  int level = OP_LOG_INFO;
-  const char *level_name = NULL;
+  const char *port_file;
+  int level;
+  const char *level_name;
+  unsigned char given[128]; /* the flags given, by letter: a flag beats the file */
+} serve_args_t;
+
+/* What parse_serve_args and settle_config answer when the command goes on. */
+#define GO_ON (-1)
+
+/* A flag that takes a count, a duration in seconds or a size. 0 or -1 (a usage error printed). */
+static int set_number(serve_args_t *a, int flag, const char *value) {
   uint64_t v;
+  if (op_parse_size(value, flag == 'm' ? UINT64_C(1) << 40 : 1000000u, &v) < 0 ||
+      (v == 0 && flag != 'r' && flag != 'D')) {
+    const char *name = "";
+    for (const struct option *o = serve_longopts; o->name != NULL; o++)
+      if (o->val == flag)
+        name = o->name;
+    fprintf(stderr, "ocrpool serve: bad value \"%s\" for --%s\n", value, name);
+    return -1;
+  }
+  if (flag == 'D')
+    a->scfg.drain_timeout_s = (unsigned)v;
+  else if (flag == 'w')
+    a->scfg.workers = (unsigned)v;
+  else if (flag == 'q')
+    a->scfg.max_queue = (unsigned)v;
+  else if (flag == 'Q')
+    a->scfg.queue_timeout_s = (unsigned)v;
+  else if (flag == 'P')
+    a->scfg.page_timeout_s = (unsigned)v;
+  else if (flag == 'r')
+    a->scfg.retention_s = (unsigned)v * 86400u;
+  else
+    a->scfg.limits.max_input_bytes = v;
+  return 0;
+}
+
+/* Reads the command line into a. GO_ON, or the exit status (after --help, or a usage error printed). */
+static int parse_serve_args(int argc, char **argv, serve_args_t *a) {
   int c;
-  unsigned char given[128] = {0};
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "h", serve_longopts, NULL)) != -1) {
     if (c > 0 && c < 128)
-      given[c] = 1;
+      a->given[c] = 1;
     switch (c) {
     case 'l':
-      hcfg.listen = optarg;
+      a->hcfg.listen = optarg;
       break;
     case 'd':
-      scfg.data_dir = optarg;
+      a->scfg.data_dir = optarg;
       break;
     case 't':
-      hcfg.tokens_file = optarg;
+      a->hcfg.tokens_file = optarg;
       break;
     case 'p':
-      port_file = optarg;
+      a->port_file = optarg;
       break;
     case 'L':
       if (op_log_level_parse(optarg) < 0) {
         fprintf(stderr, "ocrpool serve: bad --log-level \"%s\"\n", optarg);
         return OP_EXIT_USAGE;
       }
-      level = op_log_level_parse(optarg);
-      level_name = optarg;
+      a->level = op_log_level_parse(optarg);
+      a->level_name = optarg;
       break;
     case 'F':
       if (op_log_format_parse(optarg) < 0) {
@@ -278,10 +313,10 @@ int op_cli_serve(int argc, char **argv) {
       usage(stdout);
       return OP_EXIT_OK;
     case 'B':
-      scfg.memory_budget = optarg;
+      a->scfg.memory_budget = optarg;
       break;
     case 'C':
-      scfg.config_file = optarg;
+      a->scfg.config_file = optarg;
       break;
     case 'D':
     case 'w':
@@ -290,28 +325,8 @@ int op_cli_serve(int argc, char **argv) {
     case 'P':
     case 'r':
     case 'm':
-      if (op_parse_size(optarg, c == 'm' ? UINT64_C(1) << 40 : 1000000u, &v) < 0 || (v == 0 && c != 'r' && c != 'D')) {
-        const char *name = "";
-        for (const struct option *o = longopts; o->name != NULL; o++)
-          if (o->val == c)
-            name = o->name;
-        fprintf(stderr, "ocrpool serve: bad value \"%s\" for --%s\n", optarg, name);
+      if (set_number(a, c, optarg) < 0)
         return OP_EXIT_USAGE;
-      }
-      if (c == 'D')
-        scfg.drain_timeout_s = (unsigned)v;
-      else if (c == 'w')
-        scfg.workers = (unsigned)v;
-      else if (c == 'q')
-        scfg.max_queue = (unsigned)v;
-      else if (c == 'Q')
-        scfg.queue_timeout_s = (unsigned)v;
-      else if (c == 'P')
-        scfg.page_timeout_s = (unsigned)v;
-      else if (c == 'r')
-        scfg.retention_s = (unsigned)v * 86400u;
-      else
-        scfg.limits.max_input_bytes = v;
       break;
     default:
       fputs("Try `ocrpool serve --help`.\n", stderr);
@@ -322,39 +337,45 @@ int op_cli_serve(int argc, char **argv) {
     fprintf(stderr, "ocrpool serve: unexpected argument \"%s\"\n", argv[optind]);
     return OP_EXIT_USAGE;
   }
-  if (scfg.memory_budget == NULL)
-    scfg.memory_budget = getenv("OCRPOOL_MEMORY_BUDGET");
+  return GO_ON;
+}
+
+/* Loads the configuration file into *file and settles every setting the
+ * flags left open (environment, then file); for `ocrpool config`, prints
+ * them. GO_ON, or the exit status (a message printed). The caller frees *file. */
+static int settle_config(serve_args_t *a, op_config_t **file) {
   op_error_t ce;
-  op_config_t *file = NULL;
   unsigned n_models = 0;
-  if (op_service_config_load(scfg.config_file, &file, &ce) < 0 || apply_file(file, given, &scfg, &hcfg, &ce) < 0 ||
-      (print_only && op_service_check_config(&scfg, &n_models, &ce) < 0)) {
+  if (a->scfg.memory_budget == NULL)
+    a->scfg.memory_budget = getenv("OCRPOOL_MEMORY_BUDGET");
+  if (op_service_config_load(a->scfg.config_file, file, &ce) < 0 ||
+      apply_file(*file, a->given, &a->scfg, &a->hcfg, &ce) < 0 ||
+      (print_only && op_service_check_config(&a->scfg, &n_models, &ce) < 0)) {
     fprintf(stderr, "ocrpool %s: %s\n", print_only ? "config" : "serve", ce.message);
-    op_config_free(file);
     return OP_EXIT_USAGE;
   }
   const char *file_format = NULL; /* log.format: the flag and OCRPOOL_LOG_FORMAT are in force already */
-  json_t *log_section = op_config_root(file) ? json_object_get(op_config_root(file), "log") : NULL;
-  if (!given['F'] && op_config_string(file, log_section, "format", &file_format, &ce) == 0 && file_format != NULL) {
+  json_t *log_section = op_config_root(*file) ? json_object_get(op_config_root(*file), "log") : NULL;
+  if (!a->given['F'] && op_config_string(*file, log_section, "format", &file_format, &ce) == 0 && file_format != NULL) {
     if (op_log_format_parse(file_format) < 0) {
       fprintf(stderr, "ocrpool serve: log.format is logfmt or json, not \"%s\"\n", file_format);
-      op_config_free(file);
       return OP_EXIT_USAGE;
     }
     op_log_set_format((op_log_format_t)op_log_format_parse(file_format));
   }
   const char *env_level = getenv("OCRPOOL_LOG_LEVEL"); /* the flag, then this, then the file's log.level */
-  if (level_name == NULL && env_level != NULL && op_log_level_parse(env_level) >= 0) {
-    level_name = env_level;
-    level = op_log_level_parse(env_level);
+  if (a->level_name == NULL && env_level != NULL && op_log_level_parse(env_level) >= 0) {
+    a->level_name = env_level;
+    a->level = op_log_level_parse(env_level);
   }
   if (print_only) {
-    print_config(file, given, &scfg, &hcfg, level_name, n_models);
-    op_config_free(file);
+    print_config(*file, a->given, &a->scfg, &a->hcfg, a->level_name, n_models);
     return OP_EXIT_OK;
   }
-  op_log_init((op_log_level_t)level, "serve");
-  scfg.log_level = level_name;
+  return GO_ON;
+}
+
+static void catch_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_stop;
@@ -363,20 +384,25 @@ int op_cli_serve(int argc, char **argv) {
   sa.sa_handler = on_hangup;
   sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+}
 
+/* Runs the service and its HTTP server until a signal stops them. Returns the exit status. */
+static int serve(serve_args_t *a) {
+  op_log_init((op_log_level_t)a->level, "serve");
+  a->scfg.log_level = a->level_name;
+  catch_signals();
   op_error_t e;
   op_service_t *svc = NULL;
   op_http_t *http = NULL;
   int status = OP_EXIT_OK;
-  if (op_service_create(&scfg, &svc, &e) < 0 || op_http_start(&hcfg, svc, &http, &e) < 0) {
+  if (op_service_create(&a->scfg, &svc, &e) < 0 || op_http_start(&a->hcfg, svc, &http, &e) < 0) {
     fprintf(stderr, "ocrpool serve: %s\n", e.message);
     op_service_destroy(svc);
-    op_config_free(file);
     return e.code == OP_EUSAGE ? OP_EXIT_USAGE : OP_EXIT_INTERNAL;
   }
-  op_log_info("listening on port %u, data in %s", op_http_port(http), scfg.data_dir);
-  if (port_file != NULL) {
-    FILE *f = fopen(port_file, "w");
+  op_log_info("listening on port %u, data in %s", op_http_port(http), a->scfg.data_dir);
+  if (a->port_file != NULL) {
+    FILE *f = fopen(a->port_file, "w");
     if (f != NULL) {
       fprintf(f, "%u\n", op_http_port(http));
       fclose(f);
@@ -394,6 +420,21 @@ int op_cli_serve(int argc, char **argv) {
   op_notify("STOPPING=1");
   op_http_stop(http);
   op_service_destroy(svc);
-  op_config_free(file); /* after: the settings pointed into it */
+  return status;
+}
+
+int op_cli_serve(int argc, char **argv) {
+  serve_args_t a;
+  memset(&a, 0, sizeof a);
+  op_service_config_init(&a.scfg);
+  op_http_config_init(&a.hcfg);
+  a.level = OP_LOG_INFO;
+  op_config_t *file = NULL;
+  int status = parse_serve_args(argc, argv, &a);
+  if (status == GO_ON)
+    status = settle_config(&a, &file);
+  if (status == GO_ON)
+    status = serve(&a);
+  op_config_free(file); /* after the service: its settings pointed into it */
   return status;
 }

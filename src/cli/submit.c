@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/options.h"
 #include "doc/doc.h"
 #include "util/fs.h"
 
@@ -66,8 +67,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *cls) {
 /* One request. Returns the HTTP status (0 on a connection failure, with err set). */
 static long request(client_t *c, const char *method, const char *path, FILE *upload, curl_off_t upload_len,
                     const char *content_type, buf_t *out, char *err, size_t err_len) {
-  char url[2048];
-  snprintf(url, sizeof url, "%s%s", c->server, path);
+  char *url = NULL;
+  if (asprintf(&url, "%s%s", c->server, path) < 0) {
+    snprintf(err, err_len, "out of memory");
+    return 0;
+  }
   curl_easy_reset(c->curl);
   struct curl_slist *headers = NULL;
   if (c->auth[0] != '\0')
@@ -98,6 +102,7 @@ static long request(client_t *c, const char *method, const char *path, FILE *upl
   else
     snprintf(err, err_len, "cannot reach the server at %s: %s", c->server, curl_easy_strerror(rc));
   curl_slist_free_all(headers);
+  free(url);
   return status;
 }
 
@@ -121,12 +126,19 @@ static int status_exit(long status) {
   return OP_EXIT_INTERNAL;
 }
 
-static void append_param(char *q, size_t len, CURL *curl, const char *name, const char *value) {
-  if (value == NULL)
-    return;
+/* Appends name=value, URL-escaped, to the query *q (malloc'd, may be NULL at
+ * first). No fixed buffer: a long value must reach the server whole, for it
+ * to refuse or take, never cut here. -1 when out of memory. */
+static int append_param(char **q, CURL *curl, const char *name, const char *value) {
   char *escaped = curl_easy_escape(curl, value, 0);
-  snprintf(q + strlen(q), len - strlen(q), "%s%s=%s", q[0] ? "&" : "", name, escaped ? escaped : "");
+  char *longer = NULL;
+  int rc = escaped != NULL ? asprintf(&longer, "%s%s%s=%s", *q ? *q : "", *q ? "&" : "", name, escaped) : -1;
   curl_free(escaped);
+  if (rc < 0)
+    return -1;
+  free(*q);
+  *q = longer;
+  return 0;
 }
 
 static const char *content_type_of(const char *path) {
@@ -214,205 +226,277 @@ static void usage_submit(FILE *out) {
         out);
 }
 
-int op_cli_submit(int argc, char **argv) {
-  enum { O_SERVER = 256, O_TOKEN, O_PSM, O_DPI, O_PAGES, O_ROTATE, O_PRIORITY, O_WAIT };
-  static const struct option longopts[] = {{"server", required_argument, NULL, O_SERVER},
-                                           {"token", required_argument, NULL, O_TOKEN},
-                                           {"format", required_argument, NULL, 'f'},
-                                           {"lang", required_argument, NULL, 'l'},
-                                           {"psm", required_argument, NULL, O_PSM},
-                                           {"dpi", required_argument, NULL, O_DPI},
-                                           {"pages", required_argument, NULL, O_PAGES},
-                                           {"rotate-pages", no_argument, NULL, O_ROTATE},
-                                           {"priority", required_argument, NULL, O_PRIORITY},
-                                           {"wait", no_argument, NULL, O_WAIT},
-                                           {"output", required_argument, NULL, 'o'},
-                                           {"help", no_argument, NULL, 'h'},
-                                           {NULL, 0, NULL, 0}};
-  const char *server = NULL, *token = NULL, *out = NULL, *format = "txt";
-  const char *lang = NULL, *psm = NULL, *dpi = NULL, *pages = NULL, *priority = NULL;
-  int rotate = 0, wait = 0, c;
+/* ---- submit ---- */
+
+enum { O_SERVER = 256, O_TOKEN, O_PSM, O_DPI, O_PAGES, O_ROTATE, O_PRIORITY, O_WAIT };
+
+static const struct option submit_longopts[] = {{"server", required_argument, NULL, O_SERVER},
+                                                {"token", required_argument, NULL, O_TOKEN},
+                                                {"format", required_argument, NULL, 'f'},
+                                                {"lang", required_argument, NULL, 'l'},
+                                                {"psm", required_argument, NULL, O_PSM},
+                                                {"dpi", required_argument, NULL, O_DPI},
+                                                {"pages", required_argument, NULL, O_PAGES},
+                                                {"rotate-pages", no_argument, NULL, O_ROTATE},
+                                                {"priority", required_argument, NULL, O_PRIORITY},
+                                                {"wait", no_argument, NULL, O_WAIT},
+                                                {"output", required_argument, NULL, 'o'},
+                                                {"help", no_argument, NULL, 'h'},
+                                                {NULL, 0, NULL, 0}};
+
+/* The task options submit sends, by their codec key (core/options.h), in
+ * the order they go into the query, each with its flag. */
+static const struct {
+  const char *key;
+  int flag;
+} sent_options[] = {{"format", 'f'},
+                    {"lang", 'l'},
+                    {"psm", O_PSM},
+                    {"dpi", O_DPI},
+                    {"pages", O_PAGES},
+                    {"priority", O_PRIORITY},
+                    {"rotate_pages", O_ROTATE}};
+
+#define N_SENT (sizeof sent_options / sizeof sent_options[0])
+#define GO_ON (-1)
+
+typedef struct submit_s {
+  const char *server, *token, *out;
+  int wait;
+  const char *values[N_SENT]; /* as given, NULL when not */
+  unsigned formats;
+  char **files;
+  int n_files;
+  char (*ids)[64]; /* the server's id for each file, "" when it was not taken */
+} submit_t;
+
+/* Reads the command line into s and checks the task options here, with the
+ * server's own codec, so a bad one needs no round trip. GO_ON, or the exit
+ * status (after --help, or a usage error printed). */
+static int parse_submit_args(int argc, char **argv, submit_t *s) {
+  op_task_opts_t opts;
+  op_task_opts_init(&opts);
+  op_error_t e;
+  int c, rc = GO_ON;
+  s->values[0] = "txt";
   optind = 1;
-  while ((c = getopt_long(argc, argv, "f:l:o:h", longopts, NULL)) != -1) {
+  while (rc == GO_ON && (c = getopt_long(argc, argv, "f:l:o:h", submit_longopts, NULL)) != -1) {
+    size_t i = 0;
+    while (i < N_SENT && sent_options[i].flag != c)
+      i++;
+    if (i < N_SENT) {
+      s->values[i] = c == O_ROTATE ? "true" : optarg;
+      continue;
+    }
     switch (c) {
     case O_SERVER:
-      server = optarg;
+      s->server = optarg;
       break;
     case O_TOKEN:
-      token = optarg;
-      break;
-    case 'f':
-      format = optarg;
-      break;
-    case 'l':
-      lang = optarg;
-      break;
-    case O_PSM:
-      psm = optarg;
-      break;
-    case O_DPI:
-      dpi = optarg;
-      break;
-    case O_PAGES:
-      pages = optarg;
-      break;
-    case O_ROTATE:
-      rotate = 1;
-      break;
-    case O_PRIORITY:
-      priority = optarg;
+      s->token = optarg;
       break;
     case O_WAIT:
-      wait = 1;
+      s->wait = 1;
       break;
     case 'o':
-      out = optarg;
+      s->out = optarg;
       break;
     case 'h':
       usage_submit(stdout);
-      return OP_EXIT_OK;
+      rc = OP_EXIT_OK;
+      break;
     default:
       fputs("Try `ocrpool submit --help`.\n", stderr);
-      return OP_EXIT_USAGE;
+      rc = OP_EXIT_USAGE;
+      break;
     }
   }
-  unsigned formats;
-  op_error_t e;
-  if (op_format_parse(format, &formats, &e) < 0) {
-    fprintf(stderr, "ocrpool submit: %s\n", e.message);
-    return OP_EXIT_USAGE;
-  }
-  int n_files = argc - optind;
-  if (n_files <= 0 || (wait && out == NULL && (n_files > 1 || __builtin_popcount(formats) > 1))) {
-    fputs(n_files <= 0 ? "ocrpool submit: no input file\n"
-                       : "ocrpool submit: several files or formats need -o DIR with --wait\n",
-          stderr);
-    return OP_EXIT_USAGE;
-  }
-  client_t cl;
-  if (client_init(&cl, server, token) < 0)
-    return OP_EXIT_INTERNAL;
-  char query[1024] = "";
-  append_param(query, sizeof query, cl.curl, "format", format);
-  append_param(query, sizeof query, cl.curl, "lang", lang);
-  append_param(query, sizeof query, cl.curl, "psm", psm);
-  append_param(query, sizeof query, cl.curl, "dpi", dpi);
-  append_param(query, sizeof query, cl.curl, "pages", pages);
-  append_param(query, sizeof query, cl.curl, "priority", priority);
-  append_param(query, sizeof query, cl.curl, "rotate_pages", rotate ? "true" : NULL);
-
-  int exit_status = OP_EXIT_OK;
-  char(*ids)[64] = calloc((size_t)n_files, sizeof *ids);
-  char err[512];
-  for (int i = 0; ids != NULL && i < n_files; i++) {
-    const char *file = argv[optind + i];
-    FILE *f = fopen(file, "rb");
-    struct stat st;
-    if (f == NULL || fstat(fileno(f), &st) < 0) {
-      fprintf(stderr, "ocrpool: %s: %s\n", file, strerror(errno));
-      if (f)
-        fclose(f);
-      exit_status = OP_EXIT_BADINPUT;
+  for (size_t i = 0; rc == GO_ON && i < N_SENT; i++) {
+    const char *v = s->values[i];
+    if (v == NULL)
       continue;
-    }
-    char path[1200];
-    char *name = curl_easy_escape(cl.curl, strrchr(file, '/') ? strrchr(file, '/') + 1 : file, 0);
-    snprintf(path, sizeof path, "/v1/tasks?%s&name=%s", query, name ? name : "");
-    curl_free(name);
-    long status = 0;
-    buf_t b = {0};
-    for (int attempt = 0; attempt < 20; attempt++) {
-      free(b.data);
-      b = (buf_t){0};
-      rewind(f);
-      status = request(&cl, "POST", path, f, (curl_off_t)st.st_size, content_type_of(file), &b, err, sizeof err);
-      if (status != 429)
-        break;
-      sleep((unsigned)(retry_after_s > 0 && retry_after_s <= 30 ? retry_after_s : 1));
-    }
-    fclose(f);
-    json_error_t je;
-    json_t *task = status == 202 && b.data ? json_loads(b.data, 0, &je) : NULL;
-    if (task == NULL) {
-      if (status != 0)
-        problem_detail(&b, status, err, sizeof err);
-      fprintf(stderr, "ocrpool: %s: %s\n", file, err);
-      int st_exit = status == 0 ? OP_EXIT_INTERNAL : status_exit(status);
-      if (st_exit > exit_status || st_exit == OP_EXIT_INTERNAL)
-        exit_status = st_exit;
-    } else {
-      snprintf(ids[i], sizeof ids[i], "%s", json_string_value(json_object_get(task, "id")));
-      if (!wait)
-        printf("%s\t%s\n", ids[i], file);
-    }
-    json_decref(task);
-    free(b.data);
+    if (strcmp(sent_options[i].key, "pages") == 0 && strlen(v) > OP_TASK_PAGES_HTTP_MAX_LEN)
+      op_error_set(&e, OP_EUSAGE, "bad_options", "pages is %zu characters long, over the limit of %d", strlen(v),
+                   OP_TASK_PAGES_HTTP_MAX_LEN);
+    else if (op_task_opts_set(&opts, sent_options[i].key, v, &e) == 0)
+      continue;
+    const char *flag = "?";
+    for (const struct option *o = submit_longopts; o->name != NULL; o++)
+      if (o->val == sent_options[i].flag)
+        flag = o->name;
+    fprintf(stderr, "ocrpool submit: --%s: %s\n", flag, e.message);
+    rc = e.code == OP_ENOMEM ? OP_EXIT_INTERNAL : OP_EXIT_USAGE;
   }
-  if (wait && ids != NULL) {
-    int tty = isatty(STDERR_FILENO);
-    for (;;) {
-      long done = 0, total = 0, finished = 0, live = 0;
-      for (int i = 0; i < n_files; i++) {
-        if (!ids[i][0])
-          continue;
-        live++;
-        long status;
-        json_t *t = get_task(&cl, ids[i], &status, err, sizeof err);
-        const char *s = json_string_value(json_object_get(t, "status"));
-        done += json_integer_value(json_object_get(t, "pages_done"));
-        total += json_integer_value(json_object_get(t, "pages_total"));
-        finished += s == NULL || strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
-        json_decref(t);
-      }
-      if (tty && total > 0)
-        fprintf(stderr, "\r%ld/%ld pages, %ld/%ld tasks done ", done, total, finished, live);
-      if (finished == live)
-        break;
-      struct timespec nap = {0, 500 * 1000 * 1000};
-      nanosleep(&nap, NULL);
-    }
-    if (tty)
-      fputc('\n', stderr);
-    for (int i = 0; i < n_files; i++) {
-      if (!ids[i][0])
+  s->formats = opts.formats;
+  op_task_opts_dispose(&opts);
+  s->files = argv + optind;
+  s->n_files = argc - optind;
+  if (rc == GO_ON &&
+      (s->n_files <= 0 || (s->wait && s->out == NULL && (s->n_files > 1 || __builtin_popcount(s->formats) > 1)))) {
+    fputs(s->n_files <= 0 ? "ocrpool submit: no input file\n"
+                          : "ocrpool submit: several files or formats need -o DIR with --wait\n",
+          stderr);
+    rc = OP_EXIT_USAGE;
+  }
+  return rc;
+}
+
+/* Posts file i with the query, retrying while the server answers 429, and
+ * keeps its id. Returns the file's exit status (0 when taken). */
+static int submit_file(client_t *cl, submit_t *s, int i, const char *query) {
+  const char *file = s->files[i];
+  char err[512];
+  FILE *f = fopen(file, "rb");
+  struct stat st;
+  if (f == NULL || fstat(fileno(f), &st) < 0) {
+    fprintf(stderr, "ocrpool: %s: %s\n", file, strerror(errno));
+    if (f)
+      fclose(f);
+    return OP_EXIT_BADINPUT;
+  }
+  char *path = NULL;
+  char *name = curl_easy_escape(cl->curl, strrchr(file, '/') ? strrchr(file, '/') + 1 : file, 0);
+  if (name == NULL || asprintf(&path, "/v1/tasks?%s&name=%s", query, name) < 0)
+    path = NULL;
+  curl_free(name);
+  long status = 0;
+  buf_t b = {0};
+  snprintf(err, sizeof err, "out of memory");
+  for (int attempt = 0; path != NULL && attempt < 20; attempt++) {
+    free(b.data);
+    b = (buf_t){0};
+    rewind(f);
+    status = request(cl, "POST", path, f, (curl_off_t)st.st_size, content_type_of(file), &b, err, sizeof err);
+    if (status != 429)
+      break;
+    sleep((unsigned)(retry_after_s > 0 && retry_after_s <= 30 ? retry_after_s : 1));
+  }
+  fclose(f);
+  free(path);
+  json_error_t je;
+  json_t *task = status == 202 && b.data ? json_loads(b.data, 0, &je) : NULL;
+  int rc = OP_EXIT_OK;
+  if (task == NULL) {
+    if (status != 0)
+      problem_detail(&b, status, err, sizeof err);
+    fprintf(stderr, "ocrpool: %s: %s\n", file, err);
+    rc = status == 0 ? OP_EXIT_INTERNAL : status_exit(status);
+  } else {
+    snprintf(s->ids[i], sizeof s->ids[i], "%s", json_string_value(json_object_get(task, "id")));
+    if (!s->wait)
+      printf("%s\t%s\n", s->ids[i], file);
+  }
+  json_decref(task);
+  free(b.data);
+  return rc;
+}
+
+/* Polls the submitted tasks until each has ended, with a progress line on a terminal. */
+static void wait_all(client_t *cl, const submit_t *s) {
+  int tty = isatty(STDERR_FILENO);
+  char err[512];
+  for (;;) {
+    long done = 0, total = 0, finished = 0, live = 0;
+    for (int i = 0; i < s->n_files; i++) {
+      if (!s->ids[i][0])
         continue;
-      const char *file = argv[optind + i];
+      live++;
       long status;
-      json_t *t = get_task(&cl, ids[i], &status, err, sizeof err);
-      const char *s = json_string_value(json_object_get(t, "status"));
-      if (s == NULL || strcmp(s, "succeeded") != 0) {
-        const char *why = json_string_value(json_object_get(t, "error"));
-        const char *reason = json_string_value(json_object_get(t, "failure_reason"));
-        fprintf(stderr, "ocrpool: %s: %s\n", file, why ? why : err);
-        int st_exit = reason && strcmp(reason, "bad_input") == 0 ? OP_EXIT_BADINPUT : OP_EXIT_OCRFAIL;
-        if (st_exit > exit_status)
-          exit_status = st_exit;
-      }
-      for (unsigned fmt = 1; s != NULL && json_integer_value(json_object_get(t, "pages_done")) > 0 && fmt <= OP_FMT_PDF;
-           fmt <<= 1) {
-        if (!(formats & fmt))
-          continue;
-        char dest[4096];
-        const char *d = NULL;
-        if (out != NULL && (n_files > 1 || __builtin_popcount(formats) > 1)) {
-          const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
-          const char *dot = strrchr(base, '.');
-          mkdir(out, 0777);
-          snprintf(dest, sizeof dest, "%s/%.*s.%s", out, dot && dot != base ? (int)(dot - base) : (int)strlen(base),
-                   base, op_format_ext((op_format_t)fmt));
-          d = dest;
-        } else if (out != NULL) {
-          d = out;
-        }
-        if (write_result(&cl, ids[i], (op_format_t)fmt, d, err, sizeof err) < 0) {
-          fprintf(stderr, "ocrpool: %s: %s\n", file, err);
-          exit_status = OP_EXIT_INTERNAL;
-        }
-      }
+      json_t *t = get_task(cl, s->ids[i], &status, err, sizeof err);
+      const char *st = json_string_value(json_object_get(t, "status"));
+      done += json_integer_value(json_object_get(t, "pages_done"));
+      total += json_integer_value(json_object_get(t, "pages_total"));
+      finished +=
+          st == NULL || strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0;
       json_decref(t);
     }
+    if (tty && total > 0)
+      fprintf(stderr, "\r%ld/%ld pages, %ld/%ld tasks done ", done, total, finished, live);
+    if (finished == live)
+      break;
+    struct timespec nap = {0, 500 * 1000 * 1000};
+    nanosleep(&nap, NULL);
   }
-  free(ids);
+  if (tty)
+    fputc('\n', stderr);
+}
+
+/* Reports how file i's task ended and writes its results where -o says.
+ * Returns the file's exit status. */
+static int fetch_results(client_t *cl, const submit_t *s, int i) {
+  const char *file = s->files[i];
+  char err[512];
+  long status;
+  int rc = OP_EXIT_OK;
+  json_t *t = get_task(cl, s->ids[i], &status, err, sizeof err);
+  const char *st = json_string_value(json_object_get(t, "status"));
+  if (st == NULL || strcmp(st, "succeeded") != 0) {
+    const char *why = json_string_value(json_object_get(t, "error"));
+    const char *reason = json_string_value(json_object_get(t, "failure_reason"));
+    fprintf(stderr, "ocrpool: %s: %s\n", file, why ? why : err);
+    rc = reason && strcmp(reason, "bad_input") == 0 ? OP_EXIT_BADINPUT : OP_EXIT_OCRFAIL;
+  }
+  int several = s->n_files > 1 || __builtin_popcount(s->formats) > 1;
+  for (unsigned fmt = 1; st != NULL && json_integer_value(json_object_get(t, "pages_done")) > 0 && fmt <= OP_FMT_PDF;
+       fmt <<= 1) {
+    if (!(s->formats & fmt))
+      continue;
+    char dest[4096];
+    const char *d = s->out;
+    if (s->out != NULL && several) {
+      const char *base = strrchr(file, '/') ? strrchr(file, '/') + 1 : file;
+      const char *dot = strrchr(base, '.');
+      mkdir(s->out, 0777);
+      snprintf(dest, sizeof dest, "%s/%.*s.%s", s->out, dot && dot != base ? (int)(dot - base) : (int)strlen(base),
+               base, op_format_ext((op_format_t)fmt));
+      d = dest;
+    }
+    if (write_result(cl, s->ids[i], (op_format_t)fmt, d, err, sizeof err) < 0) {
+      fprintf(stderr, "ocrpool: %s: %s\n", file, err);
+      rc = OP_EXIT_INTERNAL;
+    }
+  }
+  json_decref(t);
+  return rc;
+}
+
+/* Folds one file's exit status into the command's: internal errors first, else the worst. */
+static void merge_status(int *exit_status, int file_status) {
+  if (file_status == OP_EXIT_INTERNAL || (*exit_status != OP_EXIT_INTERNAL && file_status > *exit_status))
+    *exit_status = file_status;
+}
+
+int op_cli_submit(int argc, char **argv) {
+  submit_t s;
+  memset(&s, 0, sizeof s);
+  int exit_status = parse_submit_args(argc, argv, &s);
+  if (exit_status != GO_ON)
+    return exit_status;
+  exit_status = OP_EXIT_OK;
+  client_t cl;
+  if (client_init(&cl, s.server, s.token) < 0)
+    return OP_EXIT_INTERNAL;
+  char *query = NULL;
+  for (size_t i = 0; i < N_SENT; i++)
+    if (s.values[i] != NULL && append_param(&query, cl.curl, sent_options[i].key, s.values[i]) < 0)
+      exit_status = OP_EXIT_INTERNAL;
+  s.ids = calloc((size_t)s.n_files, sizeof *s.ids);
+  if (s.ids == NULL || exit_status != OP_EXIT_OK) {
+    fputs("ocrpool submit: out of memory\n", stderr);
+    exit_status = OP_EXIT_INTERNAL;
+    goto out;
+  }
+  for (int i = 0; i < s.n_files; i++)
+    merge_status(&exit_status, submit_file(&cl, &s, i, query));
+  if (s.wait) {
+    wait_all(&cl, &s);
+    for (int i = 0; i < s.n_files; i++)
+      if (s.ids[i][0])
+        merge_status(&exit_status, fetch_results(&cl, &s, i));
+  }
+out:
+  free(query);
+  free(s.ids);
   client_dispose(&cl);
   return exit_status;
 }

@@ -24,35 +24,12 @@ static void log_store_error(const char *what, const op_error_t *e) {
 
 /* ---- options: from the stored JSON to the scheduler's ---- */
 
+/* The stored options, checked by the codec as strictly as at the edge; text
+ * that does not read at all (cut, edited by hand) is bad options too. */
 static int task_opts_from_json(const char *text, op_task_opts_t *o, op_error_t *err) {
-  json_error_t je;
-  json_t *j = json_loads(text, 0, &je);
-  if (j == NULL)
-    return op_error_set(err, OP_EUSAGE, "bad_options", "its stored options cannot be read (%s)", je.text);
-  op_task_opts_init(o);
-  int rc = 0;
-  const char *formats = json_string_value(json_object_get(j, "format"));
-  if (formats != NULL && (rc = op_format_parse(formats, &o->formats, err)) < 0)
-    goto out;
-  const char *lang = json_string_value(json_object_get(j, "lang"));
-  if (lang != NULL)
-    snprintf(o->model.lang, sizeof o->model.lang, "%s", lang);
-  const char *engine = json_string_value(json_object_get(j, "engine"));
-  if (engine != NULL)
-    snprintf(o->model.engine, sizeof o->model.engine, "%s", engine);
-  if (json_is_integer(json_object_get(j, "psm")))
-    o->psm = (int)json_integer_value(json_object_get(j, "psm"));
-  if (json_is_integer(json_object_get(j, "dpi"))) {
-    o->limits.dpi = (int)json_integer_value(json_object_get(j, "dpi"));
-    o->user_dpi = o->limits.dpi;
-  }
-  o->rotate_pages = json_is_true(json_object_get(j, "rotate_pages"));
-  if (json_is_integer(json_object_get(j, "priority")))
-    o->priority = (int)json_integer_value(json_object_get(j, "priority"));
-  const char *pages = json_string_value(json_object_get(j, "pages"));
-  o->pages = pages != NULL ? strdup(pages) : NULL; /* op_task_create copies it; freed below */
-out:
-  json_decref(j);
+  int rc = op_task_opts_from_json(text, o, err);
+  if (rc == OP_EINTERNAL)
+    rc = op_error_set(err, OP_EUSAGE, "bad_options", "its stored options cannot be read (%.500s)", err->message);
   return rc;
 }
 
@@ -139,7 +116,7 @@ static op_task_t *task_of_row(op_service_t *svc, const op_task_row_t *row, op_er
   opts.limits.max_pages = svc->cfg.limits.max_pages;
   opts.limits.max_page_pixels = svc->cfg.limits.max_page_pixels;
   t = op_task_create(input, row->title[0] ? row->title : "document", op_doc_type_from_name(row->input_type), &opts);
-  free((char *)opts.pages);
+  op_task_opts_dispose(&opts);
   if (t == NULL) {
     op_error_set(err, OP_ENOMEM, NULL, "out of memory");
     goto out;

@@ -7,15 +7,6 @@
 
 #include "util/fs.h"
 
-void op_task_opts_init(op_task_opts_t *opts) {
-  memset(opts, 0, sizeof *opts);
-  op_model_spec_init(&opts->model);
-  opts->formats = OP_FMT_TXT;
-  opts->psm = 3;
-  op_doc_limits_init(&opts->limits);
-  opts->priority = 5;
-}
-
 const char *op_task_status_name(op_task_status_t status) {
   return (unsigned)status < OP_STORE_STATUSES ? op_store_statuses[status] : "unknown";
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/options.h"
 #include "core/policy.h"
 #include "doc/doc.h"
 #include "engine/engine.h"
@@ -26,23 +27,6 @@ const char *op_task_status_name(op_task_status_t status);
 int op_task_status_parse(const char *name);
 
 typedef enum { OP_PAGE_QUEUED = 0, OP_PAGE_RUNNING, OP_PAGE_DONE, OP_PAGE_FAILED } op_page_state_t;
-
-/** What the user asked for. */
-typedef struct op_task_opts_s {
-  op_model_spec_t model;
-  unsigned formats; /**< OP_FMT_... mask, at least one */
-  int psm;          /**< 3 by default */
-  int user_dpi;     /**< 0 = not given: PDF pages render at limits.dpi, images keep theirs */
-  int rotate_pages;
-  float rotate_threshold; /**< least orientation confidence to turn a page; 0 = engine default */
-  const char *pages;      /**< --pages value or NULL; copied */
-  op_doc_limits_t limits;
-  int priority;           /**< 0-9, higher first */
-  const char *model_name; /**< a declared model (op_model_policy_t) by name, or NULL; not copied */
-} op_task_opts_t;
-
-/** Fills opts with the defaults: tesseract eng, txt, psm 3, default limits, priority 5. */
-void op_task_opts_init(op_task_opts_t *opts);
 
 struct op_task_s;
 
