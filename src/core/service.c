@@ -94,6 +94,8 @@ void op_service_config_init(op_service_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->data_dir = "./var";
   cfg->workers = op_usable_cores();
+  if (cfg->workers > OP_SUPERVISOR_MAX_WORKERS)
+    cfg->workers = OP_SUPERVISOR_MAX_WORKERS; /* a default never fails the start */
   cfg->max_queue = 100;
   cfg->queue_timeout_s = 300;
   cfg->page_timeout_s = 300;
@@ -738,10 +740,17 @@ static void clean_leftovers(op_service_t *svc) {
 
 static void memory_snapshot(op_service_t *svc) {
   op_sched_mem_t m;
-  op_sched_worker_mem_t w[POOL_MAX * 4];
-  unsigned n = op_sched_memory(svc->sched, &m, w, POOL_MAX * 4);
-  if (n > POOL_MAX * 4)
-    n = POOL_MAX * 4;
+  /* One entry per worker slot, however many there are: a fixed array here
+   * would leave the workers past it out of /v1/memory and the pool figures. */
+  unsigned max = op_supervisor_size(svc->sup);
+  op_sched_worker_mem_t *w = calloc(max, sizeof *w);
+  if (w == NULL) {
+    op_log_warn("memory: out of memory for a snapshot of %u workers; /v1/memory keeps the last one", max);
+    return;
+  }
+  unsigned n = op_sched_memory(svc->sched, &m, w, max);
+  if (n > max)
+    n = max;
   json_t *workers = json_array();
   for (unsigned i = 0; i < n; i++) {
     if (w[i].pid == 0)
@@ -806,6 +815,7 @@ static void memory_snapshot(op_service_t *svc) {
   pthread_mutex_unlock(&svc->lock);
   json_decref(old);
   json_decref(old_models);
+  free(w);
 }
 
 /* ---- memory reports ---- */
