@@ -591,6 +591,7 @@ static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t
     op_log_warn("worker %u sent a message without \"op\"; ignored", index);
   } else if (strcmp(op, "hello") == 0) {
     if (s->state == SLOT_STARTING) {
+      op_log_debug("worker %u (pid %d) is ready", index, (int)s->pid);
       s->state = SLOT_IDLE;
       sup->started++;
       sup->changed = 1;
