@@ -112,6 +112,37 @@ wait_started() {
   return 1
 }
 
+# wait_for SECONDS COMMAND...: runs COMMAND every 0.1 s until it succeeds
+# (returns 0) or SECONDS have passed (returns 1). Tests wait with it on a state
+# they can observe (an event recorded, a worker busy), never on a fixed sleep.
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
+# has_event ID TYPE: the task's events include one of TYPE.
+has_event() {
+  curl -s "${AUTH[@]}" "$BASE/v1/tasks/$1/events" |
+    python3 -c 'import json,sys; sys.exit(not any(e["type"] == sys.argv[1] for e in json.load(sys.stdin)["events"]))' "$2" \
+      2>/dev/null
+}
+
+# task_status ID: prints the task's status.
+task_status() {
+  curl -s "${AUTH[@]}" "$BASE/v1/tasks/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null
+}
+
+# busy_workers N: at least N workers are busy, as /v1/memory shows them.
+busy_workers() {
+  [ "$(curl -s "${AUTH[@]}" "$BASE/v1/memory" |
+    python3 -c 'import json,sys; print(sum(w["state"] == "busy" for w in json.load(sys.stdin)["workers"]))' 2>/dev/null)" \
+    -ge "$1" ] 2>/dev/null
+}
+
 # submit FILE QUERY: posts the file raw, prints the new task's id.
 submit() {
   curl -s "${AUTH[@]}" -X POST --data-binary "@$1" -H 'Content-Type: application/octet-stream' "$BASE/v1/tasks?$2" |

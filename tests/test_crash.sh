@@ -35,18 +35,12 @@ assert 'error' in d['pages'][1] and all('error' not in d['pages'][i] for i in (0
 "
 
 # 3. SIGKILL from outside, in the middle of a real Tesseract page.
-"$OCRPOOL" ocr "$TMP/four.pdf" -f json -j 2 -o "$TMP/c.json" --stats 2>"$TMP/c.err" &
+# The victim is a worker that has loaded the model for its first page (its
+# info log says so, with its pid) and so is in the middle of that page.
+"$OCRPOOL" ocr "$TMP/four.pdf" -f json -j 2 -o "$TMP/c.json" --stats --log-level info 2>"$TMP/c.err" &
 main=$!
-victim=""
-for _ in $(seq 1 100); do
-  sleep 0.1
-  # Wait until both workers are busy (model loaded: their RSS is past 40 MB).
-  for pid in $(pgrep -P "$main"); do
-    rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-    if [ "${rss:-0}" -gt 40000 ]; then victim=$pid; fi
-  done
-  [ -n "$victim" ] && break
-done
+wait_for 120 grep -q 'msg="loaded model' "$TMP/c.err"
+victim=$(sed -n 's/.* pid=\([0-9]*\) msg="loaded model.*/\1/p' "$TMP/c.err" | head -1)
 if [ -n "$victim" ]; then kill -KILL "$victim"; fi
 wait "$main"
 RC=$?
@@ -68,15 +62,18 @@ check "the message says it timed out" grep -q 'ran past its timeout' "$TMP/d.err
 
 # 5. An idle worker that stops answering heartbeats is killed and replaced;
 # the busy one, frozen meanwhile, finishes its page once thawed.
-OCRPOOL_NULL_OPTS=sleep_ms=3000 "$OCRPOOL" ocr "$DATA/phototest.tif" --engine null -j 2 --stats >"$TMP/e.txt" 2>"$TMP/e.err" &
+# Both are frozen once both have said hello and one runs the page (its model
+# loaded), which the debug log shows; the page's 5 s leave time to act.
+OCRPOOL_NULL_OPTS=sleep_ms=5000 "$OCRPOOL" ocr "$DATA/phototest.tif" --engine null -j 2 --stats --log-level debug \
+  >"$TMP/e.txt" 2>"$TMP/e.err" &
 main=$!
-sleep 1
+both_ready_one_busy() {
+  [ "$(grep -c 'is ready' "$TMP/e.err")" -ge 2 ] && grep -q 'loaded model' "$TMP/e.err"
+}
+check "both workers ready, one running the page" wait_for 60 both_ready_one_busy
 stopped=$(pgrep -P "$main")
 kill -STOP $stopped
-for _ in $(seq 1 100); do
-  sleep 0.2
-  grep -q 'stopped answering heartbeats' "$TMP/e.err" && break
-done
+wait_for 60 grep -q 'stopped answering heartbeats' "$TMP/e.err"
 kill -CONT $(pgrep -P "$main") 2>/dev/null
 wait "$main"
 RC=$?

@@ -4,8 +4,9 @@
 # problem+json answers, and the OpenAPI document covering every route.
 source "$(dirname "$0")/lib.sh"
 
-# The null engine's pages take 1.5 s here, so there is time to kill and cancel.
-export OCRPOOL_NULL_OPTS=sleep_ms=1500
+# The null engine's pages take 3 s here on their first attempt (a retry takes
+# none), so there is time to kill and cancel once a page is seen running.
+export OCRPOOL_NULL_OPTS=sleep_ms=3000,sleep_attempts=1
 start_server "$TMP/var" --workers 2 --max-input-size 2M || { done_testing; exit 1; }
 
 # 1. Every page and PDF: the txt result equals `ocrpool ocr` on the same file.
@@ -54,7 +55,7 @@ check "POST /v1/ocr answers the text itself" grep -q 'quick brown' "$TMP/sync.tx
 # 4. A worker killed mid-page: the task completes, with a "retried" event.
 qpdf --empty --pages "$DATA/linn.pdf" "$DATA/linn.pdf" -- "$TMP/two.pdf"
 id=$(submit "$TMP/two.pdf" "engine=null")
-sleep 0.8
+check "a page of the two starts" wait_started "$id"
 for pid in $(pgrep -P "$SERVER_PID"); do kill -KILL "$pid"; done
 check "after its workers were killed mid-page, the task succeeds" test "$(wait_task "$id")" = succeeded
 check "the retry is in the task's events" bash -c "curl -s '$BASE/v1/tasks/$id/events' | grep -q '\"retried\"'"
@@ -63,10 +64,10 @@ check "the retry is in the task's events" bash -c "curl -s '$BASE/v1/tasks/$id/e
 qpdf --empty --pages "$DATA/linn.pdf" "$DATA/linn.pdf" "$DATA/linn.pdf" "$DATA/linn.pdf" "$DATA/linn.pdf" \
   "$DATA/linn.pdf" -- "$TMP/six.pdf"
 id=$(submit "$TMP/six.pdf" "engine=null")
-sleep 1
+check "a page of the six starts" wait_started "$id"
 got=$(curl -s -X DELETE "$BASE/v1/tasks/$id")
 check "DELETE answers the task as cancelled" bash -c "echo '$got' | grep -q '\"status\":\"cancelled\"'"
-sleep 2
+check "the scheduler ends it: cleanup_completed" wait_for 30 has_event "$id" cleanup_completed
 check "it stays cancelled, with pages left undone" python3 -c "
 import json,urllib.request
 t=json.load(urllib.request.urlopen('$BASE/v1/tasks/$id'))

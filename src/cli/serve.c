@@ -20,6 +20,7 @@
 #include "util/log.h"
 #include "util/notify.h"
 #include "util/parse.h"
+#include "worker/supervisor.h"
 
 static volatile sig_atomic_t stop_requested, reload_requested;
 
@@ -43,7 +44,7 @@ static void usage(FILE *out) {
         "Options:\n"
         "      --listen ADDR:PORT    where to listen (default 127.0.0.1:8080; port 0 picks one)\n"
         "      --data-dir DIR        database, uploads and results (default ./var)\n"
-        "      --workers N           worker processes at most (default: usable cores)\n"
+        "      --workers N           worker processes at most, up to 1024 (default: usable cores)\n"
         "      --config FILE         YAML configuration: devices.cpu.budget, models (docs/configuration.md)\n"
         "      --memory-budget B     memory the server and its workers may use: a size (2GB) or a share\n"
         "                            of the machine or cgroup (80%, the default); also OCRPOOL_MEMORY_BUDGET\n"
@@ -107,7 +108,7 @@ static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_c
       break;
     case 'u':
     case 'r':
-      rc = op_config_uint(cfg, server, st->key, 1000000, &u, err);
+      rc = op_config_uint(cfg, server, st->key, st->flag == 'w' ? OP_SUPERVISOR_MAX_WORKERS : 1000000, &u, err);
       if (rc == 0 && json_object_get(server, st->key) != NULL) {
         if (u == 0 && st->kind == 'u')
           rc = op_config_error(cfg, json_object_get(server, st->key), err, "\"%s\" must be at least 1", st->key);
@@ -255,6 +256,11 @@ static int set_number(serve_args_t *a, int flag, const char *value) {
       if (o->val == flag)
         name = o->name;
     fprintf(stderr, "ocrpool serve: bad value \"%s\" for --%s\n", value, name);
+    return -1;
+  }
+  if (flag == 'w' && v > OP_SUPERVISOR_MAX_WORKERS) {
+    fprintf(stderr, "ocrpool serve: --workers %s is too many: at most %u worker processes\n", value,
+            OP_SUPERVISOR_MAX_WORKERS);
     return -1;
   }
   if (flag == 'D')

@@ -33,6 +33,8 @@ void op_service_config_init(op_service_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->data_dir = "./var";
   cfg->workers = op_usable_cores();
+  if (cfg->workers > OP_SUPERVISOR_MAX_WORKERS)
+    cfg->workers = OP_SUPERVISOR_MAX_WORKERS; /* a default never fails the start */
   cfg->max_queue = 100;
   cfg->queue_timeout_s = 300;
   cfg->page_timeout_s = 300;

@@ -5,7 +5,8 @@
  * decodes or renders the page), so ocrpool's own overhead can be measured and
  * failures tested honestly. Test-only behaviours come from the environment
  * variable OCRPOOL_NULL_OPTS, read when the model opens, comma-separated:
- *   sleep_ms=N        sleep N ms on every page
+ *   sleep_ms=N        sleep N ms on every page ...
+ *   sleep_attempts=K  ... only while the page's attempt <= K (0: every attempt)
  *   crash_page=P      SIGKILL its own worker on page P (1-based) ...
  *   crash_attempts=K  ... only while the page's attempt <= K (0: every attempt)
  *   alloc_mb=M        allocate and touch M MB during each page (whatever the batch)
@@ -28,6 +29,7 @@
 
 struct op_model_s {
   long sleep_ms;
+  long sleep_attempts;
   long crash_page;
   long crash_attempts;
   long alloc_mb;
@@ -57,6 +59,8 @@ static int parse_opts(const char *s, op_model_t *m, op_error_t *err) {
     *eq = '\0';
     if (strcmp(kv, "sleep_ms") == 0)
       m->sleep_ms = v;
+    else if (strcmp(kv, "sleep_attempts") == 0)
+      m->sleep_attempts = v;
     else if (strcmp(kv, "crash_page") == 0)
       m->crash_page = v;
     else if (strcmp(kv, "crash_attempts") == 0)
@@ -170,7 +174,7 @@ static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op
       lost[i] = 1;
     leaked[n_leaked++] = lost;
   }
-  if (m->sleep_ms > 0) {
+  if (m->sleep_ms > 0 && (m->sleep_attempts == 0 || opts->attempt <= (unsigned long)m->sleep_attempts)) {
     struct timespec ts = {m->sleep_ms / 1000, (m->sleep_ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
       ;

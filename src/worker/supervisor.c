@@ -7,6 +7,11 @@
  * deadlines, ping idle workers and restart dead slots (with a backoff when
  * workers die before saying hello, so a broken install cannot fork-bomb us).
  * Events are queued and handed out one per op_supervisor_poll call.
+ *
+ * Every array here is sized from the configured worker count when the pool is
+ * created (the slots, the poll set, the event queue), and that count is capped
+ * at OP_SUPERVISOR_MAX_WORKERS, so nothing grows and nothing is dropped at a
+ * fixed size however many workers end at once.
  */
 #include "worker/supervisor.h"
 
@@ -33,8 +38,11 @@ extern char **environ;
 
 /* The fd number a worker finds its socket on (see docs/worker-protocol.md). */
 #define WORKER_FD 3
-#define MAX_EVENTS 64
 #define REAP_GRACE_MS 2000
+/* Room in the event queue beyond the two per slot the proof in
+ * op_supervisor_create needs: not needed, kept as a margin for a mistake in
+ * that proof, which would otherwise be a fatal error. */
+#define EVENT_SLACK 16
 
 typedef enum {
   SLOT_EMPTY = 0, /* no process; restart when its backoff allows */
@@ -73,11 +81,14 @@ struct op_supervisor_s {
   unsigned n_slots;
   uint64_t next_job_id;
   unsigned restarts;
-  unsigned started; /* workers that said hello */
-  int changed;      /* a worker became free or a slot empty: the caller may dispatch now */
-  int wake_fd;      /* readable = return from poll early; -1 = none */
-  op_sup_event_t events[MAX_EVENTS];
-  unsigned ev_head, ev_count;
+  unsigned started;       /* workers that said hello */
+  int changed;            /* a worker became free or a slot empty: the caller may dispatch now */
+  int wake_fd;            /* readable = return from poll early; -1 = none */
+  op_sup_event_t *events; /* a ring of ev_cap events, ev_count of them from ev_head */
+  unsigned ev_cap, ev_head, ev_count;
+  unsigned ev_lost;   /* events that found the queue full: a fatal error poll reports */
+  struct pollfd *pfd; /* poll set: one per slot, plus the wake fd */
+  unsigned *pfd_slot; /* pfd[k] is slot pfd_slot[k]'s socket */
 };
 
 static uint64_t now_ms(void) {
@@ -100,6 +111,8 @@ unsigned op_usable_cores(void) {
 void op_supervisor_config_init(op_supervisor_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->workers = op_usable_cores();
+  if (cfg->workers > OP_SUPERVISOR_MAX_WORKERS)
+    cfg->workers = OP_SUPERVISOR_MAX_WORKERS;
   cfg->device = "cpu";
   cfg->heartbeat_interval_ms = 2000;
   cfg->heartbeat_timeout_ms = 5000;
@@ -112,10 +125,17 @@ void op_sup_event_dispose(op_sup_event_t *ev) {
   ev->reply = NULL;
 }
 
-static op_sup_event_t *push_event(op_supervisor_t *sup) {
-  if (sup->ev_count == MAX_EVENTS)
-    return NULL; /* cannot happen: at most one event per slot is pending */
-  op_sup_event_t *ev = &sup->events[(sup->ev_head + sup->ev_count) % MAX_EVENTS];
+/* A new event at the queue's tail, or NULL (logged, counted, and reported by
+ * the next op_supervisor_poll as a fatal error) when the queue is full, which
+ * the bound argued in op_supervisor_create rules out. */
+static op_sup_event_t *push_event(op_supervisor_t *sup, unsigned index) {
+  if (sup->ev_count == sup->ev_cap) {
+    sup->ev_lost++;
+    op_log_error("worker %u: the worker pool's event queue is full (%u events); a job's outcome is lost", index,
+                 sup->ev_cap);
+    return NULL;
+  }
+  op_sup_event_t *ev = &sup->events[(sup->ev_head + sup->ev_count) % sup->ev_cap];
   sup->ev_count++;
   memset(ev, 0, sizeof *ev);
   return ev;
@@ -265,7 +285,7 @@ static void slot_reaped(op_supervisor_t *sup, slot_t *slot, unsigned index, int 
   int sig;
   describe_status(status, how, sizeof how, &sig);
   if (slot->job_ctx != NULL) {
-    op_sup_event_t *ev = push_event(sup);
+    op_sup_event_t *ev = push_event(sup, index);
     if (ev != NULL) {
       ev->type = OP_SUP_EV_LOST;
       ev->job_ctx = slot->job_ctx;
@@ -311,31 +331,69 @@ static void slot_reaped(op_supervisor_t *sup, slot_t *slot, unsigned index, int 
 
 int op_supervisor_create(const op_supervisor_config_t *cfg, op_supervisor_t **out, op_error_t *err) {
   *out = NULL;
-  op_supervisor_t *sup = calloc(1, sizeof *sup);
-  if (sup == NULL)
-    return op_error_set(err, OP_ENOMEM, NULL, "out of memory creating the worker pool");
+  op_supervisor_t *sup = NULL;
+  int rc = 0;
+  unsigned workers = cfg->workers ? cfg->workers : 1;
+  const char *device = cfg->device ? cfg->device : "cpu";
+  const char *log_level = cfg->log_level ? cfg->log_level : "";
+  if (workers > OP_SUPERVISOR_MAX_WORKERS) {
+    rc = op_error_set(err, OP_EUSAGE, "bad_options", "%u workers asked for; a pool runs at most %u", workers,
+                      OP_SUPERVISOR_MAX_WORKERS);
+    goto out;
+  }
+  if ((sup = calloc(1, sizeof *sup)) == NULL) {
+    rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory creating the worker pool");
+    goto out;
+  }
   sup->cfg = *cfg;
+  sup->cfg.workers = workers;
   sup->wake_fd = -1;
-  if (sup->cfg.workers == 0)
-    sup->cfg.workers = 1;
-  snprintf(sup->device, sizeof sup->device, "%s", cfg->device ? cfg->device : "cpu");
-  snprintf(sup->log_level, sizeof sup->log_level, "%s", cfg->log_level ? cfg->log_level : "");
+  if ((size_t)snprintf(sup->device, sizeof sup->device, "%s", device) >= sizeof sup->device) {
+    rc = op_error_set(err, OP_EUSAGE, "bad_options", "device name \"%.40s...\" is longer than %zu bytes", device,
+                      sizeof sup->device - 1);
+    goto out;
+  }
+  if ((size_t)snprintf(sup->log_level, sizeof sup->log_level, "%s", log_level) >= sizeof sup->log_level) {
+    rc = op_error_set(err, OP_EUSAGE, "bad_options", "log level \"%.40s...\" is longer than %zu bytes", log_level,
+                      sizeof sup->log_level - 1);
+    goto out;
+  }
   if (cfg->exe_path != NULL) {
-    snprintf(sup->exe, sizeof sup->exe, "%s", cfg->exe_path);
+    if ((size_t)snprintf(sup->exe, sizeof sup->exe, "%s", cfg->exe_path) >= sizeof sup->exe) {
+      rc =
+          op_error_set(err, OP_EUSAGE, "bad_options", "the worker binary's path is longer than %d bytes", PATH_MAX - 1);
+      goto out;
+    }
   } else {
     ssize_t n = readlink("/proc/self/exe", sup->exe, sizeof sup->exe - 1);
     if (n <= 0) {
-      free(sup);
-      return op_error_set(err, OP_EINTERNAL, NULL, "cannot find our own binary: %s", strerror(errno));
+      rc = op_error_set(err, OP_EINTERNAL, NULL, "cannot find our own binary: %s", strerror(errno));
+      goto out;
     }
     sup->exe[n] = '\0';
   }
-  sup->n_slots = sup->cfg.workers;
-  sup->slots = calloc(sup->n_slots, sizeof *sup->slots);
-  if (sup->slots == NULL) {
-    free(sup);
-    return op_error_set(err, OP_ENOMEM, NULL, "out of memory creating the worker pool");
+  /* The event queue cannot overflow at 2 events per slot. Events are pushed
+   * in two places: a REPLY when a busy slot's socket delivers its job's
+   * answer (the slot turns idle), and a LOST when a slot whose process held a
+   * job is reaped (the slot turns empty). op_supervisor_poll reads sockets
+   * only when the queue is empty, so take the last time T it did: every
+   * pending event was pushed at T or after. At T each slot yields at most one
+   * REPLY (it holds at most one job, and is idle once that job answers).
+   * After T no socket is read, so no slot answers again and no new worker
+   * says hello; a slot can therefore be given at most one more job (only if
+   * it was idle) and lose at most one job to a reap, after which it is empty
+   * or starting and takes no job until sockets are read again. So at most one
+   * REPLY and one LOST per slot are pending: 2 x workers, plus a margin. */
+  sup->ev_cap = 2 * workers + EVENT_SLACK;
+  sup->slots = calloc(workers, sizeof *sup->slots);
+  sup->events = calloc(sup->ev_cap, sizeof *sup->events);
+  sup->pfd = calloc(workers + 1, sizeof *sup->pfd); /* + the wake fd */
+  sup->pfd_slot = calloc(workers, sizeof *sup->pfd_slot);
+  if (sup->slots == NULL || sup->events == NULL || sup->pfd == NULL || sup->pfd_slot == NULL) {
+    rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory creating a pool of %u workers", workers);
+    goto out;
   }
+  sup->n_slots = workers;
   for (unsigned i = 0; i < sup->n_slots; i++) {
     sup->slots[i].fd = -1;
     sup->slots[i].pid = -1;
@@ -343,13 +401,16 @@ int op_supervisor_create(const op_supervisor_config_t *cfg, op_supervisor_t **ou
   }
   for (unsigned i = 0; i < sup->n_slots && !sup->cfg.lazy; i++) {
     if (spawn_slot(sup, &sup->slots[i], i) < 0) {
-      op_supervisor_destroy(sup);
-      return op_error_set(err, OP_EINTERNAL, NULL, "cannot start worker processes from %s",
-                          cfg->exe_path ? cfg->exe_path : "/proc/self/exe");
+      rc = op_error_set(err, OP_EINTERNAL, NULL, "cannot start worker processes from %s",
+                        cfg->exe_path ? cfg->exe_path : "/proc/self/exe");
+      goto out;
     }
   }
   *out = sup;
-  return 0;
+  sup = NULL;
+out:
+  op_supervisor_destroy(sup);
+  return rc;
 }
 
 void op_supervisor_destroy(op_supervisor_t *sup) {
@@ -385,9 +446,12 @@ void op_supervisor_destroy(op_supervisor_t *sup) {
   }
   while (sup->ev_count > 0) {
     op_sup_event_dispose(&sup->events[sup->ev_head]);
-    sup->ev_head = (sup->ev_head + 1) % MAX_EVENTS;
+    sup->ev_head = (sup->ev_head + 1) % sup->ev_cap;
     sup->ev_count--;
   }
+  free(sup->events);
+  free(sup->pfd);
+  free(sup->pfd_slot);
   free(sup->slots);
   free(sup);
 }
@@ -527,6 +591,7 @@ static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t
     op_log_warn("worker %u sent a message without \"op\"; ignored", index);
   } else if (strcmp(op, "hello") == 0) {
     if (s->state == SLOT_STARTING) {
+      op_log_debug("worker %u (pid %d) is ready", index, (int)s->pid);
       s->state = SLOT_IDLE;
       sup->started++;
       sup->changed = 1;
@@ -539,7 +604,7 @@ static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t
   } else if (strcmp(op, "log") == 0) {
     /* reserved for external workers; built-in ones log to stderr */
   } else if (s->state == SLOT_BUSY && (uint64_t)json_integer_value(json_object_get(msg, "job")) == s->job_id) {
-    op_sup_event_t *ev = push_event(sup);
+    op_sup_event_t *ev = push_event(sup, index);
     if (ev != NULL) {
       ev->type = OP_SUP_EV_REPLY;
       ev->job_ctx = s->job_ctx;
@@ -616,24 +681,33 @@ static int take_event(op_supervisor_t *sup, op_sup_event_t *ev) {
   if (sup->ev_count == 0)
     return 0;
   *ev = sup->events[sup->ev_head];
-  sup->ev_head = (sup->ev_head + 1) % MAX_EVENTS;
+  sup->ev_head = (sup->ev_head + 1) % sup->ev_cap;
   sup->ev_count--;
   return 1;
 }
 
+/* A job's outcome that found the event queue full is gone: its caller would
+ * wait for it forever, so the pool reports it as fatal rather than go on. */
+static int lost_events(op_supervisor_t *sup, op_error_t *err) {
+  return op_error_set(err, OP_EINTERNAL, NULL,
+                      "the worker pool's event queue (%u events for %u workers) overflowed: %u job outcome(s) lost",
+                      sup->ev_cap, sup->n_slots, sup->ev_lost);
+}
+
 int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev, op_error_t *err) {
-  (void)err;
   uint64_t until = now_ms() + (timeout_ms > 0 ? (uint64_t)timeout_ms : 0);
+  struct pollfd *pfd = sup->pfd;
+  unsigned *map = sup->pfd_slot;
   for (;;) {
     housekeeping(sup);
+    if (sup->ev_lost > 0)
+      return lost_events(sup, err);
     if (take_event(sup, ev))
       return 1;
 
-    struct pollfd pfd[257];
-    unsigned map[257];
     unsigned n = 0;
     int dying = 0;
-    for (unsigned i = 0; i < sup->n_slots && n < 256; i++) {
+    for (unsigned i = 0; i < sup->n_slots; i++) {
       if (sup->slots[i].fd >= 0) {
         pfd[n].fd = sup->slots[i].fd;
         pfd[n].events = POLLIN;
@@ -674,6 +748,8 @@ int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev,
         end_slot(s, 0, 0);
       }
     }
+    if (sup->ev_lost > 0)
+      return lost_events(sup, err);
     if (take_event(sup, ev))
       return 1;
     if (sup->changed) {

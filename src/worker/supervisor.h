@@ -19,9 +19,17 @@
 
 typedef struct op_supervisor_s op_supervisor_t;
 
+/**
+ * The most worker processes one pool runs. Each costs a process, a socket,
+ * a poll entry and two event-queue entries, all sized from the configured
+ * count at create; more is refused there, and by --workers, -j and
+ * server.workers, with an error that names this maximum.
+ */
+#define OP_SUPERVISOR_MAX_WORKERS 1024u
+
 /** How the pool runs. */
 typedef struct op_supervisor_config_s {
-  unsigned workers;               /**< processes to keep running (>= 1) */
+  unsigned workers;               /**< processes to keep running, 1 .. OP_SUPERVISOR_MAX_WORKERS */
   const char *exe_path;           /**< the ocrpool binary; NULL = /proc/self/exe */
   const char *device;             /**< device the workers are bound to, "cpu" */
   unsigned heartbeat_interval_ms; /**< ping an idle worker this often (default 2000) */
@@ -32,7 +40,7 @@ typedef struct op_supervisor_config_s {
                  memory admission decides how many run (workers is then the most at once) */
 } op_supervisor_config_t;
 
-/** Fills cfg with the defaults above and one worker per usable core. */
+/** Fills cfg with the defaults above and one worker per usable core (at most OP_SUPERVISOR_MAX_WORKERS). */
 void op_supervisor_config_init(op_supervisor_config_t *cfg);
 
 /** The number of CPUs this process may run on (sched_getaffinity), at least 1. */
@@ -58,7 +66,10 @@ typedef struct op_sup_event_s {
 /** Frees what an event owns. */
 void op_sup_event_dispose(op_sup_event_t *ev);
 
-/** Starts the workers. On failure nothing is left running. */
+/**
+ * Starts the workers (none yet for a lazy pool). More than
+ * OP_SUPERVISOR_MAX_WORKERS is OP_EUSAGE. On failure nothing is left running.
+ */
 int op_supervisor_create(const op_supervisor_config_t *cfg, op_supervisor_t **sup, op_error_t *err);
 
 /** Asks every worker to exit, waits briefly, kills the rest, reaps all, frees. */
@@ -79,7 +90,9 @@ int op_supervisor_dispatch(op_supervisor_t *sup, json_t *job, unsigned timeout_m
  * Waits up to timeout_ms (0 = just look) for the next event and does the
  * housekeeping meanwhile (reaping, restarts, heartbeats, timeouts). Returns 1
  * with *ev filled, 0 when nothing happened in time or early when a worker
- * became free or a slot empty (the caller may dispatch), <0 on a fatal error.
+ * became free or a slot empty (the caller may dispatch), <0 on a fatal error:
+ * poll() failing, or a job's event lost to a full event queue (which its
+ * sizing rules out; see op_supervisor_create), so that no job waits forever.
  */
 int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev, op_error_t *err);
 
