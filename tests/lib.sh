@@ -143,6 +143,13 @@ busy_workers() {
     -ge "$1" ] 2>/dev/null
 }
 
+# http_code_is URL CODE [CURL ARGS...]: the URL answers with HTTP status CODE.
+http_code_is() {
+  local url=$1 code=$2
+  shift 2
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" "$@" "$url")" = "$code" ]
+}
+
 # submit FILE QUERY: posts the file raw, prints the new task's id.
 submit() {
   curl -s "${AUTH[@]}" -X POST --data-binary "@$1" -H 'Content-Type: application/octet-stream' "$BASE/v1/tasks?$2" |

@@ -110,12 +110,11 @@ assert m['gpu']['unloads']['budget'] == 1 and m['gpu']['device'] == 'cuda:0', m[
 nvml "process 0 $pid 7516192768" # 7 GiB: warning, but 2 GiB more would not fit the 8 GiB budget
 until_gpu 10 "d['level'] == 'warning'"
 id=$(submit "$DATA/linn.pdf" "model=gpu-only&dpi=30&format=json")
-sleep 1.5
-check "the gpu-only task waits while its 2 GiB do not fit" test "$(curl -s "$BASE/v1/tasks/$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" != succeeded
+check "the gpu-only task waits for memory while its 2 GiB do not fit" wait_for 30 has_event "$id" waiting_for_memory
+check "... and has not run" test "$(task_status "$id")" = queued
 nvml "process 0 $pid 1073741824"
 check "once the card has room it runs on cuda:0" test "$(wait_task "$id" 30)" = succeeded
 check "... recorded so" test "$(task "$id")" = cuda:0
-check "... after a waiting_for_memory event" bash -c "curl -s '$BASE/v1/tasks/$id/events' | grep -q waiting_for_memory"
 
 # ---- a GPU that is not there: the task fails with a sentence saying so
 id=$(submit "$DATA/linn.pdf" "model=elsewhere&dpi=30&format=json")

@@ -32,16 +32,13 @@ bad=$(submit "$TMP/cut.png" "model=fast&format=json")
 for id in "${ids[@]}"; do wait_task "$id" 60 >/dev/null; done
 check "the bad task fails" test "$(wait_task "$bad" 60)" = failed
 curl -s -o /dev/null "$BASE/v1/tasks/0123456789abcdef0123456789abcdef"
-sleep 0.5 # the memory and model figures are refreshed every 200 ms
 curl -s -D "$TMP/h" "$BASE/metrics" -o "$TMP/metrics.txt"
 check "/metrics is text/plain version 0.0.4" grep -qi '^content-type: text/plain; version=0.0.4' "$TMP/h"
 promtool check metrics <"$TMP/metrics.txt" >"$TMP/promtool.out" 2>&1
 rc=$?
 check "promtool check metrics accepts it" test "$rc" -eq 0
 [ "$rc" -eq 0 ] || cat "$TMP/promtool.out"
-curl -s "$BASE/v1/memory" -o "$TMP/memory.json"
-curl -s "$BASE/v1/tasks/$bad" -o "$TMP/bad.json"
-check "the figures are the server's" python3 - "$TMP/metrics.txt" "$TMP/memory.json" "$TMP/bad.json" <<'PY'
+cat >"$TMP/figures.py" <<'PY'
 import json, re, sys
 samples = {}
 for line in open(sys.argv[1]):
@@ -79,6 +76,16 @@ assert 0 < samples['ocrpool_device_memory_used_bytes{device="cpu"}'] < cpu['budg
 workers = sum(v for k, v in samples.items() if k.startswith('ocrpool_workers{device="cpu"'))
 assert workers == len(memory['workers']) >= 1, (workers, memory['workers'])
 PY
+# figures_match: /metrics agrees with /v1/memory and the tasks. The memory and
+# model figures are refreshed every 200 ms and a worker may be restarting
+# between two reads, so the test polls until they agree.
+figures_match() {
+  curl -s "$BASE/metrics" -o "$TMP/metrics.txt"
+  curl -s "$BASE/v1/memory" -o "$TMP/memory.json"
+  curl -s "$BASE/v1/tasks/$bad" -o "$TMP/bad.json"
+  python3 "$TMP/figures.py" "$TMP/metrics.txt" "$TMP/memory.json" "$TMP/bad.json" 2>"$TMP/figures.err"
+}
+check "the figures are the server's" wait_for 10 figures_match || cat "$TMP/figures.err"
 curl -s "$BASE/v1/tasks/metrics" -o "$TMP/summary.json"
 check "GET /v1/tasks/metrics: tasks, memory by device, the pool, the average wait" python3 -c "
 import json
@@ -116,8 +123,7 @@ start_server "$TMP/var2" --workers 1 --config "$TMP/ocrpool.yaml" || { done_test
 id=$(submit "$DATA/linn.pdf" "model=fast&dpi=30&format=json")
 wait_started "$id"
 kill -TERM "$SERVER_PID"
-sleep 0.3
-check "draining: /readyz is 503" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 503
+check "draining: /readyz is 503" wait_for 10 http_code_is "$BASE/readyz" 503
 check "... /healthz still 200" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200
 wait "$SERVER_PID"
 check "the server drained and exited 0" test $? -eq 0

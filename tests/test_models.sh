@@ -68,11 +68,12 @@ for a, b in zip(spans, spans[1:]):
     assert a[2] == b[2] or a[1] <= b[0], (a, b)
 runs = [m for i, (_, _, m) in enumerate(spans) if i == 0 or spans[i - 1][2] != m]
 json.dump(runs, open('$TMP/runs.json', 'w'))"
-sleep 0.5
-models
 # Pages run in the order admission found them, not always the submission's:
 # each run of one model's pages after the other's is one load and one unload.
-check "... /v1/models counts a load per switch and an unload to make room for each" python3 -c "
+# The counts are polled: the last unload may be recorded just after its page.
+counted() {
+  models
+  python3 -c "
 import json
 runs = json.load(open('$TMP/runs.json'))
 m = {x['name']: x for x in json.load(open('$TMP/models.json'))['models']}
@@ -83,7 +84,10 @@ for name in ('alpha', 'beta'):
     assert x['unloads']['crash'] == 0 and x['refcount'] == 0, x
     assert x['state'] == ('loaded' if runs[-1] == name else 'unloaded'), (name, x['state'], runs)
 assert len(runs) >= 3, runs
-print('runs', runs)"
+print('runs', runs)" 2>"$TMP/counted.err"
+}
+check "... /v1/models counts a load per switch and an unload to make room for each" wait_for 10 counted ||
+  cat "$TMP/counted.err"
 last=$(python3 -c "import json; print(json.load(open('$TMP/runs.json'))[-1])")
 last_unloads=$(python3 -c "import json; print({x['name']: x for x in json.load(open('$TMP/models.json'))['models']}['$last']['unloads']['budget'])")
 check "... each unload is logged as least recently used" grep -q "unloading model null:alpha from worker [0-9] to make room (least recently used)" "$TMP/server.log"

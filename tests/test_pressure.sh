@@ -78,9 +78,12 @@ assert any(m['name'] == 'hog' for m in r['models']['models'])"
 check "the report is a file in the data directory" test -s "$TMP/var/reports/$name"
 check "an unknown report is 404" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/v1/memory/reports/memory-nope.json")" = 404
 check "a name outside the reports is 404" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/v1/memory/reports/..%2Focrpool.db")" = 404
-for _ in $(seq 1 21); do
+# The service writes at most one report per 200 ms turn: each request waits
+# until the log says its report was written.
+requested_written() { [ "$(grep -c 'memory report (requested) written' "$TMP/server.log")" -ge "$1" ]; }
+for n in $(seq 1 21); do
   curl -s -o /dev/null -X POST "$BASE/v1/memory/report"
-  sleep 0.3 # the service writes at most one report per 200 ms turn
+  wait_for 10 requested_written "$n"
 done
 check "reports on demand: the last 20 are kept" test "$(ls "$TMP/var/reports" | wc -l)" = 20
 check "... the newest is the one requested" python3 -c "

@@ -42,26 +42,32 @@ check "log.level info from the file: no debug lines" bash -c "! grep -q 'level=d
 
 # Requests keep coming while the server reloads: none may be dropped.
 cat >"$TMP/steady.py" <<'PY'
-import sys, time, urllib.request
-base, out = sys.argv[1], sys.argv[2]
+import os, sys, urllib.request
+base, out, started, stop = sys.argv[1:5]
 codes = []
-end = time.time() + 4
-while time.time() < end:
+while not os.path.exists(stop):
     for path in ("/v1/tasks?limit=5", "/v1/models", "/healthz"):
         try:
             with urllib.request.urlopen(base + path, timeout=10) as r:
                 codes.append(r.status)
         except Exception as e:
             codes.append(repr(e))
+    if len(codes) == 3:
+        open(started, "w").close()
 open(out, "w").write("\n".join(map(str, codes)))
 PY
-python3 "$TMP/steady.py" "$BASE" "$TMP/codes" &
+python3 "$TMP/steady.py" "$BASE" "$TMP/codes" "$TMP/steady.started" "$TMP/steady.stop" &
 steady=$!
-sleep 0.5
+wait_for 30 test -e "$TMP/steady.started"
 write_config 30s 2 debug 2GB
+# reloads N: more than N reloads are done, as the log says.
+reloads() { [ "$(grep -c 'reload: done' "$TMP/server.log")" -gt "$1" ]; }
+before=$(grep -c 'reload: done' "$TMP/server.log")
 kill -HUP "$SERVER_PID"
-sleep 0.5
+check "a SIGHUP is applied while requests come" wait_for 30 reloads "$before"
 kill -HUP "$SERVER_PID"
+check "... and a second one" wait_for 30 reloads "$((before + 1))"
+touch "$TMP/steady.stop"
 wait "$steady"
 check "no request was dropped while the server reloaded ($(wc -l <"$TMP/codes") answered)" \
   bash -c "[ \$(wc -l <'$TMP/codes') -gt 10 ] && ! grep -qv '^200$' '$TMP/codes'"

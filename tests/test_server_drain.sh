@@ -10,7 +10,7 @@ start_server "$TMP/var" --workers 1 || { done_testing; exit 1; }
 id=$(submit "$TMP/two.pdf" "engine=null")
 wait_started "$id"
 kill -TERM "$SERVER_PID"
-sleep 0.3
+check "after SIGTERM /readyz turns 503" wait_for 10 http_code_is "$BASE/readyz" 503
 code=$(curl -s -D "$TMP/h" -o "$TMP/b" -w '%{http_code}' -X POST --data-binary "@$DATA/phototest.tif" "$BASE/v1/tasks")
 check "while draining, a submission gets 503" test "$code" = 503
 check "... with Retry-After" grep -qi '^Retry-After: [0-9]' "$TMP/h"

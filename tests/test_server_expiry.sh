@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 export OCRPOOL_NULL_OPTS=sleep_ms=3000
 start_server "$TMP/var" --workers 1 --queue-timeout 1 || { done_testing; exit 1; }
 first=$(submit "$DATA/phototest.tif" "engine=null")
-sleep 0.5
+wait_started "$first"
 second=$(submit "$DATA/phototest.tif" "engine=null")
 check "the running task still succeeds" test "$(wait_task "$first")" = succeeded
 check "the task stuck behind it fails" test "$(wait_task "$second")" = failed
@@ -21,7 +21,7 @@ args=()
 for _ in 1 2 3 4 5 6; do args+=("$DATA/linn.pdf"); done
 qpdf --empty --pages "${args[@]}" -- "$TMP/six.pdf"
 busy=$(submit "$TMP/six.pdf" "engine=null")
-sleep 0.3
+wait_started "$busy"
 low=$(submit "$DATA/phototest.tif" "engine=null&priority=1")
 high1=$(submit "$DATA/phototest.tif" "engine=null&priority=9")
 high2=$(submit "$DATA/phototest.tif" "engine=null&priority=9")

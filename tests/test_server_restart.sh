@@ -12,13 +12,16 @@ for _ in $(seq 1 10); do ids+=("$(submit "$TMP/four.pdf" "engine=null&format=txt
 # Ids, not empty strings: a failed submission must stop here, not hang below.
 check "10 tasks submitted" test "$(printf '%s\n' "${ids[@]}" | grep -cx '[0-9a-f]\{32\}')" -eq 10 ||
   { stop_server; done_testing; exit 1; }
-sleep 2.5
+# Kill once some pages are done and others are running.
+check "a page is done before the kill" wait_for 60 has_event "${ids[0]}" page_done
+workers=$(curl -s "$BASE/v1/memory" | python3 -c 'import json,sys; print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"] if w["pid"]))')
 kill -KILL "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null
 done_before=$(curl -s "$BASE/healthz" >/dev/null 2>&1 && echo up || echo down)
 check "the server is gone" test "$done_before" = down
 # Workers notice their supervisor's end and exit by themselves.
-sleep 1
+workers_gone() { for p in $workers; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+check "the old workers ($workers) exit by themselves" wait_for 30 workers_gone
 start_server "$TMP/var" --workers 2 || { done_testing; exit 1; }
 for id in "${ids[@]}"; do
   status=$(wait_task "$id" 120)

@@ -30,14 +30,13 @@ python3 "$TMP/listen.py" "$TMP/notify.sock" "$TMP/notes" "$TMP/stop" &
 LISTENER=$!
 for _ in $(seq 1 50); do [ -S "$TMP/notify.sock" ] && break; sleep 0.1; done
 NOTIFY_SOCKET=$TMP/notify.sock WATCHDOG_USEC=1000000 start_server "$TMP/var" --workers 1 || { done_testing; exit 1; }
-sleep 3
-check "READY=1 once listening, with a status line" grep -q 'READY=1|STATUS=listening on port' "$TMP/notes"
-check "WATCHDOG=1 about every half second" test "$(grep -c 'WATCHDOG=1' "$TMP/notes")" -ge 3
+check "READY=1 once listening, with a status line" wait_for 10 grep -q 'READY=1|STATUS=listening on port' "$TMP/notes"
+watchdogs() { [ "$(grep -c 'WATCHDOG=1' "$TMP/notes")" -ge 3 ]; }
+check "WATCHDOG=1 about every half second" wait_for 10 watchdogs
 stop_server
-sleep 0.3
+check "STOPPING=1 on SIGTERM" wait_for 10 grep -q 'STOPPING=1' "$TMP/notes"
 touch "$TMP/stop"
 wait "$LISTENER"
-check "STOPPING=1 on SIGTERM" grep -q 'STOPPING=1' "$TMP/notes"
 check "READY came before STOPPING" python3 -c "
 lines = open('$TMP/notes').read().splitlines()
 r = [i for i, l in enumerate(lines) if 'READY=1' in l][0]
