@@ -90,7 +90,7 @@ static int set_engine(op_task_opts_t *o, const char *key, const char *value, op_
 }
 
 static int set_oem(op_task_opts_t *o, const char *key, const char *value, op_error_t *err) {
-  long v;
+  long v = 0;
   int rc = whole_number(key, value, OP_TASK_OEM_MIN, OP_TASK_OEM_MAX, &v, err);
   if (rc == 0)
     o->model.oem = (int)v;
@@ -98,7 +98,7 @@ static int set_oem(op_task_opts_t *o, const char *key, const char *value, op_err
 }
 
 static int set_psm(op_task_opts_t *o, const char *key, const char *value, op_error_t *err) {
-  long v;
+  long v = 0;
   int rc = whole_number(key, value, OP_TASK_PSM_MIN, OP_TASK_PSM_MAX, &v, err);
   if (rc == 0)
     o->psm = (int)v;
@@ -106,7 +106,7 @@ static int set_psm(op_task_opts_t *o, const char *key, const char *value, op_err
 }
 
 static int set_dpi(op_task_opts_t *o, const char *key, const char *value, op_error_t *err) {
-  long v;
+  long v = 0;
   int rc = whole_number(key, value, OP_TASK_DPI_MIN, OP_TASK_DPI_MAX, &v, err);
   if (rc == 0)
     o->limits.dpi = o->user_dpi = (int)v;
@@ -114,7 +114,7 @@ static int set_dpi(op_task_opts_t *o, const char *key, const char *value, op_err
 }
 
 static int set_priority(op_task_opts_t *o, const char *key, const char *value, op_error_t *err) {
-  long v;
+  long v = 0;
   int rc = whole_number(key, value, OP_TASK_PRIORITY_MIN, OP_TASK_PRIORITY_MAX, &v, err);
   if (rc == 0)
     o->priority = (int)v;
@@ -183,7 +183,7 @@ static int set_max_page_pixels(op_task_opts_t *o, const char *key, const char *v
 }
 
 static int set_max_pages(op_task_opts_t *o, const char *key, const char *value, op_error_t *err) {
-  long v;
+  long v = 0;
   int rc = whole_number(key, value, 1, OP_TASK_MAX_PAGES_MAX, &v, err);
   if (rc == 0)
     o->limits.max_pages = (uint32_t)v;
