@@ -23,7 +23,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-
 /* The task columns in the order op_task_row_t lists them; bind_task and
  * read_task use the same order (?1 is always the id). */
 #define TASK_COLS                                                                                                      \
@@ -36,7 +35,6 @@
 #define LIST_OWNER "(?2 IS NULL OR owner = ?2)"
 #define LIST_AFTER "(created_at, id) < (?3, ?4)"
 #define LIST_ORDER " ORDER BY created_at DESC, id DESC LIMIT ?5"
-
 
 static const char *const stmt_sql[ST_COUNT_] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -82,14 +80,13 @@ static const char *const stmt_sql[ST_COUNT_] = {
 
 enum { LIST_LIMIT_MAX = 1000 };
 
-
 static double now_unix(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int op__sqlite_error(op_store_t *store, int rc, const char *what, op_error_t *err) {
+int op__sqlite_error(sq_store_t *store, int rc, const char *what, op_error_t *err) {
   const char *msg = store->db ? sqlite3_errmsg(store->db) : sqlite3_errstr(rc);
   switch (rc & 0xff) {
   case SQLITE_BUSY:
@@ -115,7 +112,7 @@ static int not_found(const char *id, op_error_t *err) {
 }
 
 /* The cached statement, prepared on first use. Reset by stmt_done. */
-static int stmt_get(op_store_t *store, enum stmt_id which, sqlite3_stmt **out, op_error_t *err) {
+static int stmt_get(sq_store_t *store, enum stmt_id which, sqlite3_stmt **out, op_error_t *err) {
   if (store->stmts[which] == NULL) {
     int rc = sqlite3_prepare_v3(store->db, stmt_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &store->stmts[which], NULL);
     if (rc != SQLITE_OK)
@@ -132,74 +129,37 @@ static void stmt_done(sqlite3_stmt *st) {
   sqlite3_clear_bindings(st);
 }
 
-/* sqlite3_step, with the test's fault: every fail_every-th write statement
- * (not BEGIN, COMMIT or ROLLBACK) fails as a disk error would, without running. */
-static int step(op_store_t *store, sqlite3_stmt *st) {
+/* sqlite3_step, with the test's fault (store.h's op_store_test_fail_every):
+ * a write statement picked by it fails as a disk error would, without running. */
+static int step(sq_store_t *store, sqlite3_stmt *st) {
   int control = st == store->stmts[ST_BEGIN] || st == store->stmts[ST_COMMIT] || st == store->stmts[ST_ROLLBACK];
-  if (store->fail_every > 0 && !control && !sqlite3_stmt_readonly(st) && ++store->writes % store->fail_every == 0)
+  if (!control && !sqlite3_stmt_readonly(st) && op__store_fault(&store->base))
     return SQLITE_IOERR;
   return sqlite3_step(st);
 }
 
-void op_store_test_fail_every(op_store_t *store, unsigned n) {
-  store->fail_every = n;
-  store->writes = 0;
-}
-
 /* Runs a statement that returns no rows (BEGIN, INSERT, ...); binds are done. */
-static int stmt_exec(op_store_t *store, sqlite3_stmt *st, const char *what, op_error_t *err) {
+static int stmt_exec(sq_store_t *store, sqlite3_stmt *st, const char *what, op_error_t *err) {
   int rc = step(store, st);
   int ret = rc == SQLITE_DONE ? 0 : op__sqlite_error(store, rc, what, err);
   stmt_done(st);
   return ret;
 }
 
-static int tx_begin(op_store_t *store, op_error_t *err) {
-  if (store->tx_depth++ > 0)
+/* The outermost transaction's statements; store.c does the nesting. */
+static int sq_tx(op_store_t *base, op_store_tx_t what, op_error_t *err) {
+  sq_store_t *store = sq(base);
+  /* A failed statement may already have ended the transaction: then there is nothing to roll back. */
+  if (what == OP_STORE_ROLLBACK && sqlite3_get_autocommit(store->db))
     return 0;
+  static const enum stmt_id ids[] = {
+      [OP_STORE_BEGIN] = ST_BEGIN, [OP_STORE_COMMIT] = ST_COMMIT, [OP_STORE_ROLLBACK] = ST_ROLLBACK};
+  static const char *const whats[] = {[OP_STORE_BEGIN] = "starting a transaction",
+                                      [OP_STORE_COMMIT] = "committing",
+                                      [OP_STORE_ROLLBACK] = "rolling back"};
   sqlite3_stmt *st = NULL;
-  int ret = stmt_get(store, ST_BEGIN, &st, err);
-  ret = ret < 0 ? ret : stmt_exec(store, st, "starting a transaction", err);
-  if (ret < 0)
-    store->tx_depth = 0;
-  return ret;
-}
-
-/* Commits when ret is 0 (and no inner part failed), else rolls back; returns
- * ret or the commit's error. Inside another transaction it only notes a failure. */
-static int tx_end(op_store_t *store, int ret, op_error_t *err) {
-  if (store->tx_depth == 0) /* its begin failed, and said so */
-    return ret;
-  if (store->tx_depth > 1) {
-    store->tx_depth--;
-    store->tx_failed |= ret < 0;
-    return ret;
-  }
-  store->tx_depth = 0;
-  if (ret == 0 && store->tx_failed)
-    ret = op_error_set(err, OP_EIO, "internal", "a part of the transaction failed; nothing of it was recorded");
-  store->tx_failed = 0;
-  sqlite3_stmt *st = NULL;
-  if (ret == 0) {
-    ret = stmt_get(store, ST_COMMIT, &st, err);
-    if (ret == 0)
-      ret = stmt_exec(store, st, "committing", err);
-    if (ret == 0)
-      return 0;
-  }
-  /* A failed statement may already have ended the transaction; then there is
-   * nothing to roll back and the first error is the one to report. */
-  if (!sqlite3_get_autocommit(store->db) && stmt_get(store, ST_ROLLBACK, &st, NULL) == 0)
-    stmt_exec(store, st, "rolling back", NULL);
-  return ret;
-}
-
-int op_store_begin(op_store_t *store, op_error_t *err) {
-  return tx_begin(store, err);
-}
-
-int op_store_end(op_store_t *store, int ret, op_error_t *err) {
-  return tx_end(store, ret, err);
+  int ret = stmt_get(store, ids[what], &st, err);
+  return ret < 0 ? ret : stmt_exec(store, st, whats[what], err);
 }
 
 /* Binds a fixed-size field: never reads past its end, even without a NUL. */
@@ -287,7 +247,7 @@ static void read_task(sqlite3_stmt *st, op_task_row_t *t) {
 }
 
 /* Steps a bound task query to the end into a malloc'd array (caller frees). */
-static int collect_tasks(op_store_t *store, sqlite3_stmt *st, op_task_row_t **rows, size_t *n, op_error_t *err) {
+static int collect_tasks(sq_store_t *store, sqlite3_stmt *st, op_task_row_t **rows, size_t *n, op_error_t *err) {
   op_task_row_t *out = NULL;
   size_t count = 0, cap = 0;
   int ret = 0, rc;
@@ -318,16 +278,15 @@ out:
   return ret;
 }
 
-
 /* A foreign key failure on a child row means the task is not there. */
-static int child_error(op_store_t *store, int rc, const char *task_id, const char *what, op_error_t *err) {
+static int child_error(sq_store_t *store, int rc, const char *task_id, const char *what, op_error_t *err) {
   if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
     return not_found(task_id, err);
   return op__sqlite_error(store, rc, what, err);
 }
 
 /* Appends an event inside the caller's transaction, or as its own statement. */
-static int event_add(op_store_t *store, const char *task_id, double time, const char *type, json_t *details,
+static int event_add(sq_store_t *store, const char *task_id, double time, const char *type, json_t *details,
                      op_error_t *err) {
   sqlite3_stmt *st = NULL;
   char *text = NULL;
@@ -355,9 +314,10 @@ out:
   return ret;
 }
 
-int op_store_task_insert(op_store_t *store, const op_task_row_t *task, op_error_t *err) {
+static int sq_task_insert(op_store_t *base, const op_task_row_t *task, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
-  int ret = tx_begin(store, err);
+  int ret = op_store_begin(base, err);
   if (ret < 0)
     return ret;
   ret = stmt_get(store, ST_TASK_INSERT, &st, err);
@@ -375,10 +335,11 @@ int op_store_task_insert(op_store_t *store, const op_task_row_t *task, op_error_
   ret = event_add(store, task->id, task->created_at > 0 ? task->created_at : now_unix(), "created", NULL, err);
 out:
   stmt_done(st);
-  return tx_end(store, ret, err);
+  return op_store_end(base, ret, err);
 }
 
-int op_store_task_get(op_store_t *store, const char *id, op_task_row_t *task, op_error_t *err) {
+static int sq_task_get(op_store_t *base, const char *id, op_task_row_t *task, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   int ret = stmt_get(store, ST_TASK_GET, &st, err);
   if (ret < 0)
@@ -396,7 +357,8 @@ int op_store_task_get(op_store_t *store, const char *id, op_task_row_t *task, op
   return ret;
 }
 
-int op_store_task_update(op_store_t *store, const op_task_row_t *task, op_error_t *err) {
+static int sq_task_update(op_store_t *base, const op_task_row_t *task, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   int ret = stmt_get(store, ST_TASK_UPDATE, &st, err);
   if (ret < 0)
@@ -412,8 +374,9 @@ int op_store_task_update(op_store_t *store, const op_task_row_t *task, op_error_
   return ret;
 }
 
-int op_store_task_list(op_store_t *store, const char *status, const char *owner, const char *after, int limit,
-                       op_task_row_t **rows, size_t *n, op_error_t *err) {
+static int sq_task_list(op_store_t *base, const char *status, const char *owner, const char *after, int limit,
+                        op_task_row_t **rows, size_t *n, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   double after_created = 0;
   int have_status = status != NULL && status[0] != '\0';
@@ -465,7 +428,8 @@ int op_store_task_list(op_store_t *store, const char *status, const char *owner,
   return collect_tasks(store, st, rows, n, err);
 }
 
-int op_store_tasks_unfinished(op_store_t *store, op_task_row_t **rows, size_t *n, op_error_t *err) {
+static int sq_tasks_unfinished(op_store_t *base, op_task_row_t **rows, size_t *n, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   *rows = NULL;
   *n = 0;
@@ -473,7 +437,8 @@ int op_store_tasks_unfinished(op_store_t *store, op_task_row_t **rows, size_t *n
   return ret < 0 ? ret : collect_tasks(store, st, rows, n, err);
 }
 
-int op_store_count_status(op_store_t *store, const char *status, int *count, op_error_t *err) {
+static int sq_count_status(op_store_t *base, const char *status, int *count, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   int ret = stmt_get(store, ST_COUNT_STATUS, &st, err);
   if (ret < 0)
@@ -489,9 +454,8 @@ int op_store_count_status(op_store_t *store, const char *status, int *count, op_
   return ret;
 }
 
-const char *const op_store_statuses[OP_STORE_STATUSES] = {"queued", "running", "succeeded", "failed", "cancelled"};
-
-int op_store_count_tasks(op_store_t *store, op_store_counts_t *out, op_error_t *err) {
+static int sq_count_tasks(op_store_t *base, op_store_counts_t *out, op_error_t *err) {
+  sq_store_t *store = sq(base);
   memset(out, 0, sizeof *out);
   sqlite3_stmt *st = NULL;
   int ret = stmt_get(store, ST_COUNT_GROUPS, &st, err);
@@ -511,7 +475,8 @@ int op_store_count_tasks(op_store_t *store, op_store_counts_t *out, op_error_t *
   return ret;
 }
 
-int op_store_tasks_finished_before(op_store_t *store, double before, op_task_row_t **rows, size_t *n, op_error_t *err) {
+static int sq_tasks_finished_before(op_store_t *base, double before, op_task_row_t **rows, size_t *n, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   *rows = NULL;
   *n = 0;
@@ -526,7 +491,8 @@ int op_store_tasks_finished_before(op_store_t *store, double before, op_task_row
   return collect_tasks(store, st, rows, n, err);
 }
 
-int op_store_task_delete(op_store_t *store, const char *id, op_error_t *err) {
+static int sq_task_delete(op_store_t *base, const char *id, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   /* One statement, so one implicit transaction: foreign_keys=ON makes the
    * pages, events and metrics go with the task, atomically. */
@@ -544,7 +510,8 @@ int op_store_task_delete(op_store_t *store, const char *id, op_error_t *err) {
   return ret;
 }
 
-int op_store_page_put(op_store_t *store, const char *task_id, const op_page_row_t *page, op_error_t *err) {
+static int sq_page_put(op_store_t *base, const char *task_id, const op_page_row_t *page, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   int ret = stmt_get(store, ST_PAGE_PUT, &st, err);
   if (ret < 0)
@@ -567,14 +534,8 @@ int op_store_page_put(op_store_t *store, const char *task_id, const op_page_row_
   return ret;
 }
 
-int op_store_pages_put(op_store_t *store, const char *task_id, const op_page_row_t *pages, size_t n, op_error_t *err) {
-  int ret = tx_begin(store, err);
-  for (size_t i = 0; i < n && ret == 0; i++)
-    ret = op_store_page_put(store, task_id, &pages[i], err);
-  return tx_end(store, ret, err);
-}
-
-int op_store_pages(op_store_t *store, const char *task_id, op_page_row_t **rows, size_t *n, op_error_t *err) {
+static int sq_pages(op_store_t *base, const char *task_id, op_page_row_t **rows, size_t *n, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   op_page_row_t *out = NULL;
   size_t count = 0, cap = 0;
@@ -621,11 +582,13 @@ out:
   return 0;
 }
 
-int op_store_event_add(op_store_t *store, const char *task_id, const char *type, json_t *details, op_error_t *err) {
+static int sq_event_add(op_store_t *base, const char *task_id, const char *type, json_t *details, op_error_t *err) {
+  sq_store_t *store = sq(base);
   return event_add(store, task_id, now_unix(), type, details, err);
 }
 
-int op_store_events(op_store_t *store, const char *task_id, json_t **events, op_error_t *err) {
+static int sq_events(op_store_t *base, const char *task_id, json_t **events, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   json_t *arr = NULL;
   *events = NULL;
@@ -664,8 +627,9 @@ out:
   return 0;
 }
 
-int op_store_metric_add(op_store_t *store, const char *task_id, int64_t memory_bytes, const char *device,
-                        const char *stage, op_error_t *err) {
+static int sq_metric_add(op_store_t *base, const char *task_id, int64_t memory_bytes, const char *device,
+                         const char *stage, op_error_t *err) {
+  sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   int ret = stmt_get(store, ST_METRIC_ADD, &st, err);
   if (ret < 0)
@@ -682,3 +646,23 @@ int op_store_metric_add(op_store_t *store, const char *task_id, int64_t memory_b
   stmt_done(st);
   return ret;
 }
+
+const op_store_ops_t op__sqlite_ops = {
+    .name = "sqlite",
+    .close = op__sqlite_close,
+    .tx = sq_tx,
+    .task_insert = sq_task_insert,
+    .task_get = sq_task_get,
+    .task_update = sq_task_update,
+    .task_list = sq_task_list,
+    .tasks_unfinished = sq_tasks_unfinished,
+    .count_status = sq_count_status,
+    .count_tasks = sq_count_tasks,
+    .tasks_finished_before = sq_tasks_finished_before,
+    .task_delete = sq_task_delete,
+    .page_put = sq_page_put,
+    .pages = sq_pages,
+    .event_add = sq_event_add,
+    .events = sq_events,
+    .metric_add = sq_metric_add,
+};

@@ -7,7 +7,7 @@
 
 #include <sqlite3.h>
 
-#include "store/store.h"
+#include "store/store_impl.h"
 
 enum stmt_id {
   ST_BEGIN,
@@ -34,17 +34,23 @@ enum stmt_id {
   ST_COUNT_ /* not a statement */
 };
 
-struct op_store_s {
+typedef struct sq_store_s {
+  op_store_t base; /* first: an op_store_t * to it is a sq_store_t * */
   sqlite3 *db;
   sqlite3_stmt *stmts[ST_COUNT_]; /* prepared on first use */
-  int schema_version;
-  int tx_depth;  /* transactions nest: only the outermost one commits */
-  int tx_failed; /* an inner part failed: the outermost rolls back */
-  unsigned fail_every; /* a test's fault: every Nth write statement fails (0 = never) */
-  unsigned writes;     /* write statements run, for fail_every */
-};
+} sq_store_t;
+
+static inline sq_store_t *sq(op_store_t *base) {
+  return (sq_store_t *)base;
+}
+
+/* The methods (sqlite.c). */
+extern const op_store_ops_t op__sqlite_ops;
+
+/* Closes the connection and frees the store (sqlite_open.c). */
+void op__sqlite_close(op_store_t *base);
 
 /* Maps an SQLite result code to ours, with the connection's message. */
-int op__sqlite_error(op_store_t *store, int rc, const char *what, op_error_t *err);
+int op__sqlite_error(sq_store_t *store, int rc, const char *what, op_error_t *err);
 
 #endif

@@ -79,7 +79,7 @@ static const char *const migrations[] = {
 enum { SCHEMA_VERSION = (int)(sizeof migrations / sizeof migrations[0]) };
 
 /* Reads PRAGMA user_version (its value cannot be bound, and needs none). */
-static int read_user_version(op_store_t *store, int *version, op_error_t *err) {
+static int read_user_version(sq_store_t *store, int *version, op_error_t *err) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &st, NULL);
   if (rc == SQLITE_OK)
@@ -95,9 +95,9 @@ static int read_user_version(op_store_t *store, int *version, op_error_t *err) {
 /* Applies the migrations the database lacks, one transaction each. The
  * version is read again inside each transaction because another connection
  * may have migrated while this one waited for the lock. */
-static int migrate(op_store_t *store, op_error_t *err) {
+static int migrate(sq_store_t *store, op_error_t *err) {
   for (;;) {
-    int version = 0, ret = op_store_begin(store, err);
+    int version = 0, ret = op_store_begin(&store->base, err);
     if (ret < 0)
       return ret;
     ret = read_user_version(store, &version, err);
@@ -106,8 +106,8 @@ static int migrate(op_store_t *store, op_error_t *err) {
                          "the database's schema version %d is newer than this ocrpool's (%d): upgrade ocrpool", version,
                          SCHEMA_VERSION);
     if (ret == 0 && version == SCHEMA_VERSION) {
-      store->schema_version = version;
-      return op_store_end(store, 0, err);
+      store->base.schema_version = version;
+      return op_store_end(&store->base, 0, err);
     }
     if (ret == 0) {
       int rc = sqlite3_exec(store->db, migrations[version], NULL, NULL, NULL);
@@ -119,14 +119,14 @@ static int migrate(op_store_t *store, op_error_t *err) {
       ret = read_user_version(store, &after, err);
     if (ret == 0 && after != version + 1)
       ret = op_error_set(err, OP_EINTERNAL, NULL, "migration %d left the schema at version %d", version + 1, after);
-    ret = op_store_end(store, ret, err);
+    ret = op_store_end(&store->base, ret, err);
     if (ret < 0)
       return ret;
   }
 }
 
 /* Runs a PRAGMA that sets a connection setting and checks its answer, if any. */
-static int set_pragma(op_store_t *store, const char *sql, const char *expect, op_error_t *err) {
+static int set_pragma(sq_store_t *store, const char *sql, const char *expect, op_error_t *err) {
   sqlite3_stmt *st = NULL;
   int ret = 0;
   int rc = sqlite3_prepare_v2(store->db, sql, -1, &st, NULL);
@@ -147,25 +147,13 @@ out:
   return ret;
 }
 
-int op_store_open(const char *data_dir, op_store_t **store_out, op_error_t *err) {
-  op_store_t *store = NULL;
-  char *path = NULL;
-  int ret = 0;
+int op__sqlite_open(const char *path, op_store_t **store_out, op_error_t *err) {
   *store_out = NULL;
-  if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
-    ret = op_error_set(err, OP_EIO, "internal", "cannot create the data directory %s: %s", data_dir, strerror(errno));
-    goto out;
-  }
-  if (asprintf(&path, "%s/ocrpool.db", data_dir) < 0) {
-    path = NULL;
-    ret = op_error_set(err, OP_ENOMEM, NULL, "opening the store: out of memory");
-    goto out;
-  }
-  store = calloc(1, sizeof *store);
-  if (store == NULL) {
-    ret = op_error_set(err, OP_ENOMEM, NULL, "opening the store: out of memory");
-    goto out;
-  }
+  sq_store_t *store = calloc(1, sizeof *store);
+  if (store == NULL)
+    return op_error_set(err, OP_ENOMEM, NULL, "opening the store: out of memory");
+  store->base.ops = &op__sqlite_ops;
+  int ret = 0;
   int rc = sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     ret = op__sqlite_error(store, rc, path, err);
@@ -182,24 +170,18 @@ int op_store_open(const char *data_dir, op_store_t **store_out, op_error_t *err)
   if (ret == 0)
     ret = migrate(store, err);
 out:
-  free(path);
   if (ret < 0)
-    op_store_close(store);
+    op__sqlite_close(&store->base);
   else
-    *store_out = store;
+    *store_out = &store->base;
   return ret;
 }
 
-void op_store_close(op_store_t *store) {
-  if (store == NULL)
-    return;
+void op__sqlite_close(op_store_t *base) {
+  sq_store_t *store = sq(base);
   for (int i = 0; i < ST_COUNT_; i++)
     sqlite3_finalize(store->stmts[i]);
   /* Every statement is finalized, so close cannot be refused for busy ones. */
   sqlite3_close(store->db);
   free(store);
-}
-
-int op_store_schema_version(op_store_t *store) {
-  return store->schema_version;
 }

@@ -1,8 +1,9 @@
 /*
  * store.h: the durable record of tasks, pages, events and memory samples.
  *
- * One interface for every engine: SQLite (embedded, the default: a WAL-mode
- * database in the data directory) now, PostgreSQL later. A connection belongs
+ * One interface for every database: SQLite (embedded, the default: a WAL-mode
+ * database in the data directory) and PostgreSQL (several nodes), each a table
+ * of methods behind these functions (store_impl.h). A connection belongs
  * to one thread: each thread that needs the store opens its own. Every call
  * commits before it returns, so a state change is durable before anyone is
  * told of it. Never carry a connection across fork/posix_spawn.
@@ -42,7 +43,7 @@ typedef enum {
 
 /** A task as stored. Strings are fixed-size and NUL-terminated; "" when unset. */
 typedef struct op_task_row_s {
-  char id[40];                                /**< made by the server: 32 hex characters */
+  char id[40]; /**< made by the server: 32 hex characters */
   op_task_status_t status;
   int priority;                               /**< 0-9 */
   double created_at, started_at, finished_at; /**< unix seconds; 0 = not yet */
@@ -71,8 +72,18 @@ typedef struct op_page_row_s {
   char error[768];
 } op_page_row_t;
 
-/** Opens (creating and migrating) the store in data_dir ("ocrpool.db" there). */
-int op_store_open(const char *data_dir, op_store_t **store, op_error_t *err);
+/**
+ * Opens a connection, creating and migrating the schema. where is a store URL
+ * ("postgresql://..." or "postgres://..." for PostgreSQL, "sqlite:PATH" for an
+ * SQLite file) or a data directory (ocrpool.db in it, the embedded default).
+ */
+int op_store_open(const char *where, op_store_t **store, op_error_t *err);
+
+/** Whether where is a store URL rather than a data directory. */
+int op_store_is_url(const char *where);
+
+/** "sqlite" or "postgresql". */
+const char *op_store_kind(const op_store_t *store);
 
 /** Closes the connection. */
 void op_store_close(op_store_t *store);

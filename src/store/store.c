@@ -1,0 +1,164 @@
+/*
+ * store.c: the store's front: chooses the implementation from the URL and
+ * dispatches to its methods, nesting transactions the same way for all.
+ */
+#include "store/store_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char *const op_store_statuses[OP_STORE_STATUSES] = {"queued", "running", "succeeded", "failed", "cancelled"};
+
+static int has_prefix(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int op_store_is_url(const char *where) {
+  return where != NULL &&
+         (has_prefix(where, "postgresql://") || has_prefix(where, "postgres://") || has_prefix(where, "sqlite:"));
+}
+
+int op_store_open(const char *where, op_store_t **store, op_error_t *err) {
+  *store = NULL;
+  if (has_prefix(where, "postgresql://") || has_prefix(where, "postgres://"))
+    return op__postgres_open(where, store, err);
+  if (has_prefix(where, "sqlite:")) {
+    const char *path = where + strlen("sqlite:");
+    if (has_prefix(path, "//")) /* sqlite:///abs/path, as URLs write it */
+      path += 2;
+    if (path[0] == '\0')
+      return op_error_set(err, OP_EUSAGE, "bad_options", "the store URL %s names no database file", where);
+    return op__sqlite_open(path, store, err);
+  }
+  /* A data directory: the embedded default, ocrpool.db in it. */
+  if (mkdir(where, 0700) != 0 && errno != EEXIST)
+    return op_error_set(err, OP_EIO, "internal", "cannot create the data directory %s: %s", where, strerror(errno));
+  char *path = NULL;
+  if (asprintf(&path, "%s/ocrpool.db", where) < 0)
+    return op_error_set(err, OP_ENOMEM, NULL, "opening the store: out of memory");
+  int ret = op__sqlite_open(path, store, err);
+  free(path);
+  return ret;
+}
+
+void op_store_close(op_store_t *store) {
+  if (store != NULL)
+    store->ops->close(store);
+}
+
+const char *op_store_kind(const op_store_t *store) {
+  return store->ops->name;
+}
+
+int op_store_schema_version(op_store_t *store) {
+  return store->schema_version;
+}
+
+void op_store_test_fail_every(op_store_t *store, unsigned n) {
+  store->fail_every = n;
+  store->writes = 0;
+}
+
+int op__store_fault(op_store_t *store) {
+  return store->fail_every > 0 && ++store->writes % store->fail_every == 0;
+}
+
+int op_store_begin(op_store_t *store, op_error_t *err) {
+  if (store->tx_depth++ > 0)
+    return 0;
+  int ret = store->ops->tx(store, OP_STORE_BEGIN, err);
+  if (ret < 0)
+    store->tx_depth = 0;
+  return ret;
+}
+
+/* Commits when ret is 0 (and no inner part failed), else rolls back; returns
+ * ret or the commit's error. Inside another transaction it only notes a failure. */
+int op_store_end(op_store_t *store, int ret, op_error_t *err) {
+  if (store->tx_depth == 0) /* its begin failed, and said so */
+    return ret;
+  if (store->tx_depth > 1) {
+    store->tx_depth--;
+    store->tx_failed |= ret < 0;
+    return ret;
+  }
+  store->tx_depth = 0;
+  if (ret == 0 && store->tx_failed)
+    ret = op_error_set(err, OP_EIO, "internal", "a part of the transaction failed; nothing of it was recorded");
+  store->tx_failed = 0;
+  if (ret == 0) {
+    ret = store->ops->tx(store, OP_STORE_COMMIT, err);
+    if (ret == 0)
+      return 0;
+  }
+  store->ops->tx(store, OP_STORE_ROLLBACK, NULL);
+  return ret;
+}
+
+int op_store_task_insert(op_store_t *store, const op_task_row_t *task, op_error_t *err) {
+  return store->ops->task_insert(store, task, err);
+}
+
+int op_store_task_get(op_store_t *store, const char *id, op_task_row_t *task, op_error_t *err) {
+  return store->ops->task_get(store, id, task, err);
+}
+
+int op_store_task_update(op_store_t *store, const op_task_row_t *task, op_error_t *err) {
+  return store->ops->task_update(store, task, err);
+}
+
+int op_store_task_list(op_store_t *store, const char *status, const char *owner, const char *after, int limit,
+                       op_task_row_t **rows, size_t *n, op_error_t *err) {
+  return store->ops->task_list(store, status, owner, after, limit, rows, n, err);
+}
+
+int op_store_tasks_unfinished(op_store_t *store, op_task_row_t **rows, size_t *n, op_error_t *err) {
+  return store->ops->tasks_unfinished(store, rows, n, err);
+}
+
+int op_store_count_status(op_store_t *store, const char *status, int *count, op_error_t *err) {
+  return store->ops->count_status(store, status, count, err);
+}
+
+int op_store_count_tasks(op_store_t *store, op_store_counts_t *counts, op_error_t *err) {
+  return store->ops->count_tasks(store, counts, err);
+}
+
+int op_store_tasks_finished_before(op_store_t *store, double before, op_task_row_t **rows, size_t *n, op_error_t *err) {
+  return store->ops->tasks_finished_before(store, before, rows, n, err);
+}
+
+int op_store_task_delete(op_store_t *store, const char *id, op_error_t *err) {
+  return store->ops->task_delete(store, id, err);
+}
+
+int op_store_page_put(op_store_t *store, const char *task_id, const op_page_row_t *page, op_error_t *err) {
+  return store->ops->page_put(store, task_id, page, err);
+}
+
+int op_store_pages_put(op_store_t *store, const char *task_id, const op_page_row_t *pages, size_t n, op_error_t *err) {
+  int ret = op_store_begin(store, err);
+  for (size_t i = 0; ret == 0 && i < n; i++)
+    ret = store->ops->page_put(store, task_id, &pages[i], err);
+  return op_store_end(store, ret, err);
+}
+
+int op_store_pages(op_store_t *store, const char *task_id, op_page_row_t **rows, size_t *n, op_error_t *err) {
+  return store->ops->pages(store, task_id, rows, n, err);
+}
+
+int op_store_event_add(op_store_t *store, const char *task_id, const char *type, json_t *details, op_error_t *err) {
+  return store->ops->event_add(store, task_id, type, details, err);
+}
+
+int op_store_events(op_store_t *store, const char *task_id, json_t **events, op_error_t *err) {
+  return store->ops->events(store, task_id, events, err);
+}
+
+int op_store_metric_add(op_store_t *store, const char *task_id, int64_t memory_bytes, const char *device,
+                        const char *stage, op_error_t *err) {
+  return store->ops->metric_add(store, task_id, memory_bytes, device, stage, err);
+}
