@@ -30,6 +30,9 @@ int op_cli_serve(int argc, char **argv);
 /** `ocrpool config [serve's options]`: prints the effective configuration and where each value came from. */
 int op_cli_config(int argc, char **argv);
 
+/** ocrpool migrate [--store URL | --data-dir DIR] [--config FILE]: brings the store's schema up to date. */
+int op_cli_migrate(int argc, char **argv);
+
 /** `ocrpool worker`: the worker process (started by a supervisor, not by hand). */
 int op_cli_worker(int argc, char **argv);
 

@@ -13,6 +13,7 @@ static void usage(FILE *out) {
         "  ocr FILE...    OCR files here and now, no server needed (text to stdout by default)\n"
         "  serve          run the HTTP task server (docs/api.md)\n"
         "  config [OPT]   the effective configuration of serve with these options, and where each value came from\n"
+        "  migrate [OPT]  create or update the store's schema (--store URL or --data-dir DIR), as serve does at start\n"
         "  submit FILE... send documents to a server (--wait for the results)\n"
         "  status [ID]    tasks on a server\n"
         "  worker         a worker process (started by ocrpool itself)\n"
@@ -50,6 +51,8 @@ int main(int argc, char **argv) {
     return op_cli_serve(argc - 1, argv + 1);
   if (strcmp(cmd, "config") == 0)
     return op_cli_config(argc - 1, argv + 1);
+  if (strcmp(cmd, "migrate") == 0)
+    return op_cli_migrate(argc - 1, argv + 1);
   if (strcmp(cmd, "worker") == 0)
     return op_cli_worker(argc - 1, argv + 1);
   fprintf(stderr, "ocrpool: unknown command \"%s\"\n", cmd);

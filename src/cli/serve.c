@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "core/service.h"
 #include "http/http.h"
+#include "store/store.h"
 #include "util/log.h"
 #include "util/notify.h"
 #include "util/parse.h"
@@ -44,6 +45,8 @@ static void usage(FILE *out) {
         "Options:\n"
         "      --listen ADDR:PORT    where to listen (default 127.0.0.1:8080; port 0 picks one)\n"
         "      --data-dir DIR        database, uploads and results (default ./var)\n"
+        "      --store URL           postgresql://... (several nodes) or sqlite:FILE; default: SQLite in\n"
+        "                            the data directory; also store.url, OCRPOOL_STORE_URL\n"
         "      --workers N           worker processes at most, up to 1024 (default: usable cores)\n"
         "      --config FILE         YAML configuration: devices.cpu.budget, models (docs/configuration.md)\n"
         "      --memory-budget B     memory the server and its workers may use: a size (2GB) or a share\n"
@@ -82,9 +85,27 @@ static const setting_t settings[] = {{"listen", 'l', 's'},
                                      {"drain_timeout", 'D', 'd'},
                                      {NULL, 0, 0}};
 
+/* store: url (OCRPOOL_STORE_URL), unless --store gave it. */
+static int apply_store(op_config_t *cfg, const unsigned char *given, op_service_config_t *scfg, op_error_t *err) {
+  static const char *const keys[] = {"url", NULL};
+  json_t *root = op_config_root(cfg);
+  json_t *store = root ? json_object_get(root, "store") : NULL;
+  if (store == NULL || json_is_null(store))
+    return 0;
+  const char *url = NULL;
+  int rc = op_config_keys(cfg, store, keys, "store", err);
+  rc = rc ? rc : op_config_string(cfg, store, "url", &url, err);
+  if (rc == 0 && url != NULL && !given['S'])
+    scfg->store_url = url;
+  return rc;
+}
+
 static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_config_t *scfg, op_http_config_t *hcfg,
                       op_error_t *err) {
   json_t *root = op_config_root(cfg);
+  int src = apply_store(cfg, given, scfg, err);
+  if (src < 0)
+    return src;
   json_t *server = root ? json_object_get(root, "server") : NULL;
   if (server == NULL || json_is_null(server))
     return 0;
@@ -205,33 +226,38 @@ static void print_config(op_config_t *cfg, const unsigned char *given, const op_
       v = scfg->memory_budget, source = given['B'] ? "flag" : "env (OCRPOOL_MEMORY_BUDGET)";
     printf("%-24s %-26s %s\n", rest[i].key, v ? v : "-", source ? source : "default");
   }
+  char shown[256];
+  op_store_describe(scfg->store_url ? scfg->store_url : scfg->data_dir, shown, sizeof shown);
+  printf("%-24s %-26s %s\n", "store.url", shown,
+         given['S']        ? "flag"
+         : scfg->store_url ? op_config_source(cfg, "store.url")
+                           : "default (sqlite in data_dir)");
   printf("%-24s %-26u %s\n", "models", n_models, n_models ? "file" : "default");
 }
 
-static int print_only; /* ocrpool config */
+static int print_only;   /* ocrpool config */
+static int migrate_only; /* ocrpool migrate */
 
 int op_cli_config(int argc, char **argv) {
   print_only = 1;
   return op_cli_serve(argc, argv);
 }
 
-static const struct option serve_longopts[] = {{"listen", required_argument, NULL, 'l'},
-                                               {"data-dir", required_argument, NULL, 'd'},
-                                               {"workers", required_argument, NULL, 'w'},
-                                               {"tokens", required_argument, NULL, 't'},
-                                               {"max-queue", required_argument, NULL, 'q'},
-                                               {"queue-timeout", required_argument, NULL, 'Q'},
-                                               {"page-timeout", required_argument, NULL, 'P'},
-                                               {"retention-days", required_argument, NULL, 'r'},
-                                               {"max-input-size", required_argument, NULL, 'm'},
-                                               {"port-file", required_argument, NULL, 'p'},
-                                               {"log-level", required_argument, NULL, 'L'},
-                                               {"help", no_argument, NULL, 'h'},
-                                               {"drain-timeout", required_argument, NULL, 'D'},
-                                               {"memory-budget", required_argument, NULL, 'B'},
-                                               {"config", required_argument, NULL, 'C'},
-                                               {"log-format", required_argument, NULL, 'F'},
-                                               {NULL, 0, NULL, 0}};
+int op_cli_migrate(int argc, char **argv) {
+  migrate_only = 1;
+  return op_cli_serve(argc, argv);
+}
+
+static const struct option serve_longopts[] = {
+    {"listen", required_argument, NULL, 'l'},         {"data-dir", required_argument, NULL, 'd'},
+    {"workers", required_argument, NULL, 'w'},        {"tokens", required_argument, NULL, 't'},
+    {"max-queue", required_argument, NULL, 'q'},      {"queue-timeout", required_argument, NULL, 'Q'},
+    {"page-timeout", required_argument, NULL, 'P'},   {"retention-days", required_argument, NULL, 'r'},
+    {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
+    {"log-level", required_argument, NULL, 'L'},      {"help", no_argument, NULL, 'h'},
+    {"drain-timeout", required_argument, NULL, 'D'},  {"memory-budget", required_argument, NULL, 'B'},
+    {"config", required_argument, NULL, 'C'},         {"log-format", required_argument, NULL, 'F'},
+    {"store", required_argument, NULL, 'S'},          {NULL, 0, NULL, 0}};
 
 /* What the command line, the environment and the file settle between them. */
 typedef struct serve_args_s {
@@ -321,6 +347,9 @@ static int parse_serve_args(int argc, char **argv, serve_args_t *a) {
     case 'B':
       a->scfg.memory_budget = optarg;
       break;
+    case 'S':
+      a->scfg.store_url = optarg;
+      break;
     case 'C':
       a->scfg.config_file = optarg;
       break;
@@ -381,6 +410,25 @@ static int settle_config(serve_args_t *a, op_config_t **file) {
   return GO_ON;
 }
 
+/* ocrpool migrate: opening the store applies the migrations it lacks (each in
+ * its own transaction, so several nodes starting at once are safe); this runs
+ * them ahead of a rollout and says where the schema stands. */
+static int migrate(const serve_args_t *a) {
+  op_log_init((op_log_level_t)a->level, "migrate");
+  const char *where = a->scfg.store_url ? a->scfg.store_url : a->scfg.data_dir;
+  char shown[256];
+  op_store_describe(where, shown, sizeof shown);
+  op_error_t e;
+  op_store_t *store = NULL;
+  if (op_store_open(where, &store, &e) < 0) {
+    fprintf(stderr, "ocrpool migrate: %s: %s\n", shown, e.message);
+    return e.code == OP_EUSAGE ? OP_EXIT_USAGE : OP_EXIT_INTERNAL;
+  }
+  printf("%s store %s: schema version %d, up to date\n", op_store_kind(store), shown, op_store_schema_version(store));
+  op_store_close(store);
+  return OP_EXIT_OK;
+}
+
 static void catch_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -406,7 +454,9 @@ static int serve(serve_args_t *a) {
     op_service_destroy(svc);
     return e.code == OP_EUSAGE ? OP_EXIT_USAGE : OP_EXIT_INTERNAL;
   }
-  op_log_info("listening on port %u, data in %s", op_http_port(http), a->scfg.data_dir);
+  char store[256];
+  op_store_describe(a->scfg.store_url ? a->scfg.store_url : "sqlite in the data directory", store, sizeof store);
+  op_log_info("listening on port %u, data in %s, store %s", op_http_port(http), a->scfg.data_dir, store);
   if (a->port_file != NULL) {
     FILE *f = fopen(a->port_file, "w");
     if (f != NULL) {
@@ -440,7 +490,7 @@ int op_cli_serve(int argc, char **argv) {
   if (status == GO_ON)
     status = settle_config(&a, &file);
   if (status == GO_ON)
-    status = serve(&a);
+    status = migrate_only ? migrate(&a) : serve(&a);
   op_config_free(file); /* after the service: its settings pointed into it */
   return status;
 }

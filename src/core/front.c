@@ -78,7 +78,7 @@ int op_service_store_get(op_service_t *svc, op_store_t **store, op_error_t *err)
   pthread_mutex_lock(&svc->lock);
   op_store_t *st = svc->pool_n > 0 ? svc->pool[--svc->pool_n] : NULL;
   pthread_mutex_unlock(&svc->lock);
-  if (st == NULL && op_store_open(svc->data_dir, &st, err) < 0)
+  if (st == NULL && op_store_open(svc->store_where, &st, err) < 0)
     return err ? err->code : OP_EIO;
   *store = st;
   return 0;

@@ -82,7 +82,12 @@ static int open_data(op_service_t *svc, op_error_t *err) {
   if ((mkdir(svc->data_dir, 0700) < 0 && errno != EEXIST) || (mkdir(svc->tasks_dir, 0700) < 0 && errno != EEXIST))
     return op_error_set(err, OP_EIO, "internal", "cannot create the data directory %s: %s", svc->data_dir,
                         strerror(errno));
-  int rc = op_store_open(svc->data_dir, &svc->store, err);
+  const char *where = svc->cfg.store_url && svc->cfg.store_url[0] ? svc->cfg.store_url : svc->data_dir;
+  if (strlen(where) >= sizeof svc->store_where)
+    return op_error_set(err, OP_EUSAGE, "bad_options", "the store URL is longer than %zu bytes",
+                        sizeof svc->store_where - 1);
+  snprintf(svc->store_where, sizeof svc->store_where, "%s", where);
+  int rc = op_store_open(svc->store_where, &svc->store, err);
   if (rc < 0)
     return rc;
   /* A test hook (docs/configuration.md): the service's own writes fail every Nth statement. */

@@ -24,6 +24,7 @@ typedef struct op_service_s op_service_t;
 /** How the service runs. */
 typedef struct op_service_config_s {
   const char *data_dir;     /**< default "./var" */
+  const char *store_url;    /**< "postgresql://..." or "sqlite:PATH"; NULL = SQLite in data_dir */
   unsigned workers;         /**< default: usable cores */
   unsigned max_queue;       /**< tasks waiting before submissions get 429; default 100 */
   unsigned queue_timeout_s; /**< a task not started by then fails with queue_timeout; default 300 */

@@ -25,6 +25,7 @@ const char *const op_service_config_keys[] = {"server.listen",
                                               "server.retention_days",
                                               "server.max_input_size",
                                               "server.drain_timeout",
+                                              "store.url",
                                               "log.level",
                                               "log.format",
                                               "devices.cpu.budget",
@@ -134,7 +135,7 @@ static int load_log(op_settings_t *s, const op_config_t *cfg, json_t *log, op_er
 
 /* Reads the YAML file and the environment into s: devices, pressure, log, models. */
 static int load_file(op_settings_t *s, const char *path, op_error_t *err) {
-  static const char *const sections[] = {"server", "devices", "models", "pressure", "log", NULL};
+  static const char *const sections[] = {"server", "store", "devices", "models", "pressure", "log", NULL};
   op_config_t *cfg = NULL;
   int rc = op_service_config_load(path, &cfg, err);
   if (rc < 0)

@@ -44,6 +44,31 @@ int op_store_open(const char *where, op_store_t **store, op_error_t *err) {
   return ret;
 }
 
+void op_store_describe(const char *where, char *buf, size_t len) {
+  size_t n = 0;
+  const char *at = strchr(where, '@'), *scheme = strstr(where, "://");
+  const char *colon = scheme && at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+  for (const char *p = where; *p && n + 1 < len; p++) {
+    if (p == colon + 1 && colon != NULL) { /* user:PASSWORD@host */
+      n += (size_t)snprintf(buf + n, len - n, "***");
+      p = at - 1;
+      continue;
+    }
+    if (strncmp(p, "password=", 9) == 0 && (p == where || p[-1] == '?' || p[-1] == '&' || p[-1] == ' ')) {
+      n += (size_t)snprintf(buf + n, len - n, "password=***");
+      p += 9;
+      while (*p && *p != '&' && *p != ' ')
+        p++;
+      p--;
+      continue;
+    }
+    buf[n++] = *p;
+  }
+  if (n >= len)
+    n = len - 1;
+  buf[len > 0 ? n : 0] = '\0';
+}
+
 void op_store_close(op_store_t *store) {
   if (store != NULL)
     store->ops->close(store);

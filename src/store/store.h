@@ -82,6 +82,12 @@ int op_store_open(const char *where, op_store_t **store, op_error_t *err);
 /** Whether where is a store URL rather than a data directory. */
 int op_store_is_url(const char *where);
 
+/**
+ * where as it may be shown in logs and `ocrpool config`: a URL's password
+ * (user:PASSWORD@ or password=...) replaced by "***".
+ */
+void op_store_describe(const char *where, char *buf, size_t len);
+
 /** "sqlite" or "postgresql". */
 const char *op_store_kind(const op_store_t *store);
 
