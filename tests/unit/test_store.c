@@ -1,5 +1,13 @@
-/* test_store.c: the SQLite store, on a real database in a temporary directory. */
+/*
+ * test_store.c: the store on real databases: every check that takes a store
+ * runs on SQLite (in a temporary directory) and, when OCRPOOL_TEST_PG names a
+ * running throwaway cluster (its directory's file "url"), on PostgreSQL in a
+ * fresh database of its own. Then what is particular to each: SQLite's file
+ * durability, PostgreSQL's migrations from several connections, reconnecting.
+ */
 #include <dirent.h>
+#include <errno.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +23,8 @@
 #include "store/store.h"
 
 static char data_dir[64];
+/* What the generic checks open: data_dir, or a PostgreSQL URL. */
+static const char *store_where;
 
 static void make_task(op_task_row_t *t, const char *id, const char *status, double created_at) {
   memset(t, 0, sizeof *t);
@@ -48,9 +58,9 @@ static int page_equal(const op_page_row_t *a, const op_page_row_t *b) {
 static op_store_t *open_store(void) {
   op_store_t *s = NULL;
   op_error_t e;
-  int rc = op_store_open(data_dir, &s, &e);
+  int rc = op_store_open(store_where, &s, &e);
   if (rc != 0)
-    fprintf(stderr, "open: %s\n", e.message);
+    fprintf(stderr, "open %s: %s\n", store_where, e.message);
   CHECK(rc == 0 && s != NULL);
   return s;
 }
@@ -134,6 +144,25 @@ static void test_not_found(op_store_t *s) {
   size_t n = 9;
   CHECK(op_store_task_list(s, "", NULL, "nope", 10, &rows, &n, &e) == OP_ENOTFOUND);
   CHECK(rows == NULL && n == 0);
+}
+
+/* Ids with the same created_at sort bytewise ('a' after 'B'), whatever the
+ * database's locale would say. */
+static void test_id_order(op_store_t *s) {
+  op_task_row_t t;
+  make_task(&t, "B1", "queued", 50);
+  CHECK(op_store_task_insert(s, &t, NULL) == 0);
+  make_task(&t, "a1", "queued", 50);
+  CHECK(op_store_task_insert(s, &t, NULL) == 0);
+  op_task_row_t *rows = NULL;
+  size_t n = 0;
+  CHECK(op_store_task_list(s, "", NULL, "", 10, &rows, &n, NULL) == 0);
+  CHECK(n == 2 && strcmp(rows[0].id, "a1") == 0 && strcmp(rows[1].id, "B1") == 0);
+  free(rows);
+  CHECK(op_store_task_list(s, "", NULL, "a1", 10, &rows, &n, NULL) == 0);
+  CHECK(n == 1 && strcmp(rows[0].id, "B1") == 0);
+  free(rows);
+  CHECK(op_store_task_delete(s, "a1", NULL) == 0 && op_store_task_delete(s, "B1", NULL) == 0);
 }
 
 /* 25 tasks L00..L24 with created_at 100..124: queued when even, succeeded
@@ -371,6 +400,45 @@ static void test_transactions(op_store_t *s) {
   CHECK(op_store_task_delete(s, "TX1", &e) == 0);
 }
 
+/* The test's fault (op_store_test_fail_every): a write picked by it fails
+ * with OP_EIO and takes its whole transaction with it; reads are not writes. */
+static void test_fault(op_store_t *s) {
+  op_error_t e;
+  op_task_row_t t, got;
+  make_task(&t, "F1", "queued", 800);
+  op_store_test_fail_every(s, 1);
+  CHECK(op_store_task_insert(s, &t, &e) == OP_EIO);
+  op_store_test_fail_every(s, 0);
+  CHECK(op_store_task_get(s, "F1", &got, &e) == OP_ENOTFOUND);
+
+  /* The second write (the "created" event) fails: the task goes too. */
+  op_store_test_fail_every(s, 2);
+  CHECK(op_store_task_insert(s, &t, &e) == OP_EIO);
+  op_store_test_fail_every(s, 0);
+  CHECK(op_store_task_get(s, "F1", &got, &e) == OP_ENOTFOUND);
+  CHECK(op_store_task_insert(s, &t, &e) == 0);
+
+  /* The third page of three fails: none is recorded. */
+  op_page_row_t pages[3];
+  memset(pages, 0, sizeof pages);
+  for (int i = 0; i < 3; i++) {
+    pages[i].index = i;
+    snprintf(pages[i].state, sizeof pages[i].state, "queued");
+  }
+  op_store_test_fail_every(s, 3);
+  CHECK(op_store_pages_put(s, "F1", pages, 3, &e) == OP_EIO);
+  CHECK(op_store_task_get(s, "F1", &got, &e) == 0); /* a read, never failed */
+  op_store_test_fail_every(s, 0);
+  op_page_row_t *rows = NULL;
+  size_t n = 9;
+  CHECK(op_store_pages(s, "F1", &rows, &n, &e) == 0 && n == 0);
+  free(rows);
+  CHECK(op_store_pages_put(s, "F1", pages, 3, &e) == 0);
+  CHECK(op_store_pages(s, "F1", &rows, &n, &e) == 0 && n == 3);
+  free(rows);
+  CHECK(op_store_task_delete(s, "F1", &e) == 0);
+}
+
 struct writer_arg {
   int thread;
   int failures;
@@ -380,7 +448,7 @@ static void *writer_main(void *p) {
   struct writer_arg *a = p;
   op_store_t *s = NULL;
   op_error_t e;
-  if (op_store_open(data_dir, &s, &e) != 0) {
+  if (op_store_open(store_where, &s, &e) != 0) {
     fprintf(stderr, "thread open: %s\n", e.message);
     a->failures = 1000;
     return NULL;
@@ -498,6 +566,335 @@ static void remove_dir(const char *dir) {
   rmdir(dir);
 }
 
+/* The checks that take a store, in an order whose counts build on each other. */
+static void run_generic(void) {
+  test_open_reopen();
+  op_store_t *s = open_store();
+  if (s != NULL) {
+    test_round_trip(s);
+    test_not_found(s);
+    test_id_order(s);
+    test_list(s);
+    test_pages_events_delete(s);
+    test_transactions(s);
+    test_fault(s);
+    op_store_close(s);
+  }
+  test_threads();
+}
+
+/* ---- PostgreSQL ---- */
+
+/* Runs SQL on a raw connection (the test's other writer); 0, or -1 saying why. */
+static int pg_sql(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+  if (!ok)
+    fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+  PQclear(r);
+  return ok ? 0 : -1;
+}
+
+/* The one value a raw query answers, into buf ("" on failure). */
+static const char *pg_value(PGconn *c, const char *sql, char *buf, size_t len) {
+  PGresult *r = PQexec(c, sql);
+  buf[0] = '\0';
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
+  else
+    fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+  PQclear(r);
+  return buf;
+}
+
+static PGconn *pg_connect(const char *url) {
+  PGconn *c = PQconnectdb(url);
+  if (PQstatus(c) != CONNECTION_OK) {
+    fprintf(stderr, "PostgreSQL at %s: %s", url, PQerrorMessage(c));
+    PQfinish(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* The URL of database db on url's cluster: a dbname parameter last, which
+ * libpq lets win over the path's (postgresql:///postgres?host=/dir&user=x). */
+static void pg_url_for(const char *url, const char *db, char *out, size_t len) {
+  snprintf(out, len, "%s%cdbname=%s", url, strchr(url, '?') ? '&' : '?', db);
+}
+
+/* A fresh database db on the cluster (the name is the test's own, never a value from outside). */
+static int pg_create(PGconn *admin, const char *db) {
+  char sql[160];
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+  if (pg_sql(admin, sql) != 0)
+    return -1;
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+  return pg_sql(admin, sql);
+}
+
+static void pg_drop(PGconn *admin, const char *db) {
+  char sql[160];
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+  CHECK(pg_sql(admin, sql) == 0);
+}
+
+/* A URL that cannot connect fails with OP_EIO and a reason, and never shows its password. */
+static void test_pg_open_error(const char *url) {
+  char bad[1200], with_password[1300];
+  pg_url_for(url, "ocrpool_unit_missing", bad, sizeof bad);
+  snprintf(with_password, sizeof with_password, "%s&password=sekrit", bad);
+  op_store_t *s = NULL;
+  op_error_t e;
+  CHECK(op_store_open(with_password, &s, &e) == OP_EIO && s == NULL);
+  CHECK(strstr(e.message, "cannot connect") != NULL);
+  CHECK(strstr(e.message, "ocrpool_unit_missing") != NULL);
+  CHECK(strstr(e.message, "sekrit") == NULL && strstr(e.message, "password=***") != NULL);
+  CHECK_STR_EQ(e.reason, "internal");
+}
+
+struct opener_arg {
+  const char *url;
+  pthread_barrier_t *start;
+  int rc, version;
+};
+
+static void *opener_main(void *p) {
+  struct opener_arg *a = p;
+  op_store_t *s = NULL;
+  op_error_t e;
+  pthread_barrier_wait(a->start);
+  a->rc = op_store_open(a->url, &s, &e);
+  if (a->rc != 0)
+    fprintf(stderr, "concurrent open: %s\n", e.message);
+  else
+    a->version = op_store_schema_version(s);
+  op_store_close(s);
+  return NULL;
+}
+
+/* Opening migrates once: again changes nothing, two connections migrating a
+ * fresh database at the same moment both succeed, a newer schema is refused. */
+static void test_pg_migrations(PGconn *admin, const char *url, const char *db_url) {
+  char buf[64];
+  op_store_t *s = open_store();
+  int v = s ? op_store_schema_version(s) : -1;
+  op_store_close(s);
+  s = open_store();
+  CHECK(v >= 1 && s != NULL && op_store_schema_version(s) == v);
+  op_store_close(s);
+  PGconn *raw = pg_connect(db_url);
+  CHECK(raw != NULL);
+  if (raw != NULL) {
+    CHECK_STR_EQ(pg_value(raw, "SELECT count(*) FROM ocrpool_schema", buf, sizeof buf), "1");
+    CHECK(atoi(pg_value(raw, "SELECT version FROM ocrpool_schema", buf, sizeof buf)) == v);
+    PQfinish(raw);
+  }
+
+  char db[64], fresh_url[1200];
+  snprintf(db, sizeof db, "ocrpool_unit_%d_m", (int)getpid());
+  if (pg_create(admin, db) != 0) {
+    CHECK(!"a second database for the migration checks");
+    return;
+  }
+  pg_url_for(url, db, fresh_url, sizeof fresh_url);
+  pthread_barrier_t start;
+  pthread_barrier_init(&start, NULL, 2);
+  pthread_t th[2];
+  struct opener_arg args[2] = {{.url = fresh_url, .start = &start}, {.url = fresh_url, .start = &start}};
+  for (int i = 0; i < 2; i++)
+    CHECK(pthread_create(&th[i], NULL, opener_main, &args[i]) == 0);
+  for (int i = 0; i < 2; i++)
+    pthread_join(th[i], NULL);
+  pthread_barrier_destroy(&start);
+  CHECK(args[0].rc == 0 && args[1].rc == 0);
+  CHECK(args[0].version == v && args[1].version == v);
+
+  raw = pg_connect(fresh_url);
+  CHECK(raw != NULL);
+  if (raw != NULL) {
+    CHECK_STR_EQ(pg_value(raw, "SELECT count(*) FROM ocrpool_schema", buf, sizeof buf), "1");
+    CHECK(pg_sql(raw, "UPDATE ocrpool_schema SET version = 99") == 0);
+    PQfinish(raw);
+  }
+  op_error_t e;
+  s = NULL;
+  CHECK(op_store_open(fresh_url, &s, &e) == OP_EUSAGE && s == NULL);
+  CHECK(strstr(e.message, "newer") != NULL);
+  op_store_close(s);
+  pg_drop(admin, db);
+}
+
+/* Too long for a row field: cut at a character boundary; a field without
+ * its NUL is never read past; bytes that are not UTF-8 (which PostgreSQL
+ * refuses) are stored as '?'. */
+static void test_pg_text(const char *db_url) {
+  op_store_t *s = open_store();
+  op_task_row_t t, got;
+  make_task(&t, "long", "queued", 7);
+  memset(t.device, 'x', sizeof t.device); /* no NUL */
+  snprintf(t.title, sizeof t.title, "bad\xff\xc3");
+  CHECK(s != NULL && op_store_task_insert(s, &t, NULL) == 0);
+  CHECK(s != NULL && op_store_task_get(s, "long", &got, NULL) == 0);
+  CHECK(strlen(got.device) == sizeof got.device - 1);
+  CHECK_STR_EQ(got.title, "bad??");
+  PGconn *raw = pg_connect(db_url);
+  CHECK(raw != NULL);
+  if (raw != NULL) {
+    CHECK(pg_sql(raw, "UPDATE tasks SET title = repeat('a', 254) || '\xc3\xa9' || 'zz' WHERE id = 'long'") == 0);
+    PQfinish(raw);
+  }
+  CHECK(s != NULL && op_store_task_get(s, "long", &got, NULL) == 0);
+  CHECK(strlen(got.title) == 254);
+  /* A lookup by an id that is not UTF-8 finds nothing, as on SQLite. */
+  op_error_t e;
+  CHECK(s != NULL && op_store_task_get(s, "\xff", &got, &e) == OP_ENOTFOUND);
+  CHECK(s != NULL && op_store_task_delete(s, "long", NULL) == 0);
+  op_store_close(s);
+}
+
+/* A statement that fails inside a transaction aborts PostgreSQL's: the end
+ * must say so rather than report a COMMIT that rolled back. */
+static void test_pg_failed_commit(void) {
+  op_store_t *s = open_store();
+  if (s == NULL)
+    return;
+  op_error_t e;
+  op_task_row_t t;
+  make_task(&t, "FC", "queued", 900);
+  CHECK(op_store_task_insert(s, &t, &e) == 0);
+  CHECK(op_store_begin(s, &e) == 0);
+  CHECK(op_store_event_add(s, "FC", "one", NULL, &e) == 0);
+  CHECK(op_store_event_add(s, "nope", "two", NULL, &e) == OP_ENOTFOUND);
+  CHECK(op_store_end(s, 0, &e) < 0);
+  json_t *events = NULL;
+  CHECK(op_store_events(s, "FC", &events, &e) == 0 && json_array_size(events) == 1);
+  json_decref(events);
+  CHECK(op_store_task_delete(s, "FC", &e) == 0);
+  op_store_close(s);
+}
+
+/* Ends the store's server session (every connection named ocrpool on db, of
+ * which the test has one open), waiting until it is gone. */
+static int pg_kill_sessions(PGconn *admin, const char *db) {
+  const char *params[] = {db};
+  PGresult *r = PQexecParams(admin,
+                             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                             "WHERE datname = $1 AND application_name = 'ocrpool'",
+                             1, NULL, params, NULL, NULL, 0);
+  int n = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : -1;
+  if (n < 0)
+    fprintf(stderr, "terminating: %s", PQerrorMessage(admin));
+  PQclear(r);
+  return n;
+}
+
+/* The server drops the connection: the next call may fail (OP_EIO, saying
+ * so), the one after reconnects, prepares its statements again and works.
+ * Inside a transaction nothing is retried: the transaction fails whole. */
+static void test_pg_reconnect(PGconn *admin, const char *db) {
+  op_store_t *s = open_store();
+  if (s == NULL)
+    return;
+  op_error_t e;
+  op_task_row_t t, got;
+  make_task(&t, "R1", "queued", 1000);
+  CHECK(op_store_task_insert(s, &t, &e) == 0);
+
+  CHECK(pg_kill_sessions(admin, db) == 1); /* also: application_name is ocrpool */
+  int rc = op_store_task_get(s, "R1", &got, &e);
+  CHECK(rc == 0 || rc == OP_EIO);
+  if (rc == OP_EIO)
+    CHECK(strstr(e.message, "connection") != NULL && strcmp(e.reason, "internal") == 0);
+  CHECK(op_store_task_get(s, "R1", &got, &e) == 0 && got.created_at == 1000);
+  CHECK(op_store_event_add(s, "R1", "after_reset", NULL, &e) == 0);
+
+  /* A write outside a transaction fails once and is not run twice. */
+  CHECK(pg_kill_sessions(admin, db) == 1);
+  rc = op_store_event_add(s, "R1", "maybe", NULL, &e);
+  CHECK(rc == 0 || rc == OP_EIO);
+  json_t *events = NULL;
+  CHECK(op_store_events(s, "R1", &events, &e) == 0);
+  CHECK(json_array_size(events) == (rc == 0 ? 3u : 2u));
+  json_decref(events);
+  CHECK(op_store_task_delete(s, "R1", &e) == 0);
+  CHECK(op_store_task_insert(s, &t, &e) == 0);
+
+  /* Inside a transaction: the call fails, the transaction with it. */
+  CHECK(op_store_begin(s, &e) == 0);
+  CHECK(op_store_event_add(s, "R1", "in_tx", NULL, &e) == 0);
+  CHECK(pg_kill_sessions(admin, db) == 1);
+  rc = op_store_event_add(s, "R1", "in_tx_2", NULL, &e);
+  CHECK(rc == OP_EIO);
+  rc = op_store_event_add(s, "R1", "in_tx_3", NULL, &e);
+  CHECK(rc == OP_EIO && strstr(e.message, "inside a transaction") != NULL);
+  CHECK(op_store_end(s, rc, &e) == OP_EIO);
+  CHECK(op_store_events(s, "R1", &events, &e) == 0 && json_array_size(events) == 1); /* "created" */
+  json_decref(events);
+
+  /* Lost between BEGIN and COMMIT with nothing failing in between. */
+  CHECK(op_store_begin(s, &e) == 0);
+  CHECK(op_store_event_add(s, "R1", "in_tx", NULL, &e) == 0);
+  CHECK(pg_kill_sessions(admin, db) == 1);
+  CHECK(op_store_end(s, 0, &e) == OP_EIO);
+  CHECK(op_store_events(s, "R1", &events, &e) == 0 && json_array_size(events) == 1);
+  json_decref(events);
+  CHECK(op_store_task_delete(s, "R1", &e) == 0);
+  op_store_close(s);
+}
+
+/* Reads OCRPOOL_TEST_PG's url; 0, or -1 saying why. */
+static int pg_read_url(const char *dir, char *url, size_t len) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/url", dir);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    fprintf(stderr, "OCRPOOL_TEST_PG: cannot read %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  int ok = fgets(url, (int)len, f) != NULL;
+  fclose(f);
+  url[ok ? strcspn(url, "\r\n") : 0] = '\0';
+  if (url[0] == '\0') {
+    fprintf(stderr, "OCRPOOL_TEST_PG: %s has no URL\n", path);
+    return -1;
+  }
+  return 0;
+}
+
+/* Every generic check on PostgreSQL, then its own; a cluster named but not
+ * reachable is a failure, not a skip. */
+static void run_pg(void) {
+  const char *dir = getenv("OCRPOOL_TEST_PG");
+  if (dir == NULL || dir[0] == '\0') {
+    printf("test_store: the PostgreSQL part is skipped: OCRPOOL_TEST_PG is not set "
+           "(it names a directory whose file \"url\" reaches a throwaway cluster; see tests/pg.sh)\n");
+    return;
+  }
+  char url[1024], db[64], db_url[1200];
+  PGconn *admin = NULL;
+  if (pg_read_url(dir, url, sizeof url) != 0 || (admin = pg_connect(url)) == NULL) {
+    CHECK(!"PostgreSQL named by OCRPOOL_TEST_PG is reachable");
+    return;
+  }
+  snprintf(db, sizeof db, "ocrpool_unit_%d", (int)getpid());
+  if (pg_sql(admin, "SET client_min_messages = warning") != 0 || pg_create(admin, db) != 0) {
+    CHECK(!"a fresh database on PostgreSQL");
+    PQfinish(admin);
+    return;
+  }
+  pg_url_for(url, db, db_url, sizeof db_url);
+  store_where = db_url;
+  run_generic();
+  test_pg_open_error(url);
+  test_pg_migrations(admin, url, db_url);
+  test_pg_text(db_url);
+  test_pg_failed_commit();
+  test_pg_reconnect(admin, db);
+  pg_drop(admin, db);
+  PQfinish(admin);
+}
+
 int main(void) {
   char base[] = "/tmp/ocrpool-store-XXXXXX";
   if (mkdtemp(base) == NULL) {
@@ -507,21 +904,14 @@ int main(void) {
   /* A subdirectory, so that open's mkdir is exercised too. */
   snprintf(data_dir, sizeof data_dir, "%s/data", base);
 
-  test_open_reopen();
-  op_store_t *s = open_store();
-  if (s != NULL) {
-    test_round_trip(s);
-    test_not_found(s);
-    test_list(s);
-    test_pages_events_delete(s);
-    test_transactions(s);
-    op_store_close(s);
-  }
-  test_threads();
+  store_where = data_dir;
+  run_generic();
   test_durability();
   test_truncation_and_version();
 
   remove_dir(data_dir);
   rmdir(base);
+
+  run_pg();
   return CHECK_DONE();
 }

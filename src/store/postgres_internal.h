@@ -1,0 +1,73 @@
+/*
+ * postgres_internal.h: what the PostgreSQL store's two files share: the
+ * connection (postgres.c runs the queries, postgres_open.c connects, migrates
+ * and reconnects).
+ */
+#ifndef OCRPOOL_STORE_POSTGRES_INTERNAL_H
+#define OCRPOOL_STORE_POSTGRES_INTERNAL_H
+
+#include <libpq-fe.h>
+
+#include "store/store_impl.h"
+
+/* The named statements, prepared on a connection at first use. */
+enum pg_stmt_id {
+  PST_TASK_INSERT,
+  PST_TASK_GET,
+  PST_TASK_UPDATE,
+  PST_TASK_CREATED_AT,
+  PST_LIST_ANY,
+  PST_LIST_ANY_AFTER,
+  PST_LIST_STATUS,
+  PST_LIST_STATUS_AFTER,
+  PST_UNFINISHED,
+  PST_COUNT_STATUS,
+  PST_COUNT_GROUPS,
+  PST_FINISHED_BEFORE,
+  PST_TASK_DELETE,
+  PST_PAGE_PUT,
+  PST_PAGES,
+  PST_EVENT_ADD,
+  PST_EVENTS,
+  PST_METRIC_ADD,
+  PST_COUNT_ /* not a statement */
+};
+
+typedef struct pg_store_s {
+  op_store_t base; /* first: an op_store_t * to it is a pg_store_t * */
+  PGconn *conn;
+  unsigned char prepared[PST_COUNT_]; /* on this session; cleared by a reconnect */
+  char sqlstate[6];                   /* of the last failed statement, "" if none */
+  char where[256];                    /* the URL as op_store_describe shows it (no password) */
+} pg_store_t;
+
+static inline pg_store_t *pg(op_store_t *base) {
+  return (pg_store_t *)base;
+}
+
+/* The methods (postgres.c). */
+extern const op_store_ops_t op__postgres_ops;
+
+/* Closes the connection and frees the store (postgres_open.c). */
+void op__postgres_close(op_store_t *base);
+
+/*
+ * Makes sure the connection is up before a statement: when it was lost, and
+ * may_reset (no transaction is open on it), reconnects once with PQreset and
+ * forgets the prepared statements; else fails with OP_EIO (postgres_open.c).
+ */
+int op__postgres_ready(pg_store_t *store, int may_reset, op_error_t *err);
+
+/*
+ * Maps a failed result (NULL too) to our codes with "what: message", and keeps
+ * its SQLSTATE in store->sqlstate for callers that tell some apart.
+ */
+int op__postgres_error(pg_store_t *store, const PGresult *res, const char *what, op_error_t *err);
+
+/*
+ * Runs constant SQL without parameters (BEGIN, migrations). With out, the
+ * result is kept there on success (the caller PQclears it).
+ */
+int op__postgres_exec(pg_store_t *store, const char *sql, const char *what, PGresult **out, op_error_t *err);
+
+#endif
