@@ -95,6 +95,10 @@ enum MHD_Result op__send_json(op__req_t *q, unsigned status, json_t *j, const ch
 enum MHD_Result op__send_problem(op__req_t *q, unsigned status, const char *detail, json_t *extra, const char *h1,
                                  const char *v1);
 
+/* A store error: 503 with Retry-After when the store cannot be reached (OP_EIO:
+ * the database restarting, a disk error), else 500. */
+enum MHD_Result op__send_store_error(op__req_t *q, const op_error_t *e);
+
 /** Queues the open file fd (size bytes, taken: closed in every case) with a 200. */
 enum MHD_Result op__send_file(op__req_t *q, const char *type, int fd, uint64_t size);
 

@@ -85,4 +85,3 @@ out:
   op_task_opts_dispose(&opts);
   return rc;
 }
-

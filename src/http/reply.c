@@ -91,6 +91,12 @@ enum MHD_Result op__send_problem(op__req_t *q, unsigned status, const char *deta
   return send_typed_json(q, status, "application/problem+json", j, h1, v1);
 }
 
+enum MHD_Result op__send_store_error(op__req_t *q, const op_error_t *e) {
+  if (e->code == OP_EIO) /* unreachable, restarting or busy: nothing is lost, the client may come back */
+    return op__send_problem(q, 503, e->message, NULL, "Retry-After", "5");
+  return op__send_problem(q, 500, e->message, NULL, NULL, NULL);
+}
+
 enum MHD_Result op__send_file(op__req_t *q, const char *type, int fd, uint64_t size) {
   struct MHD_Response *r = MHD_create_response_from_fd(size, fd);
   if (r == NULL) {

@@ -40,8 +40,8 @@ static int load_task(op__req_t *q, op_task_row_t *row, enum MHD_Result *answered
     return 0;
   char detail[96];
   snprintf(detail, sizeof detail, "no task %.40s", q->capture);
-  *answered = rc == 0 || rc == OP_ENOTFOUND ? op__send_problem(q, 404, detail, NULL, NULL, NULL)
-                                            : op__send_problem(q, 500, e.message, NULL, NULL, NULL);
+  *answered =
+      rc == 0 || rc == OP_ENOTFOUND ? op__send_problem(q, 404, detail, NULL, NULL, NULL) : op__send_store_error(q, &e);
   return -1;
 }
 
@@ -112,8 +112,8 @@ enum MHD_Result op__task_cancel(op__req_t *q) {
   if (load_task(q, &row, &answered) < 0)
     return answered;
   if (finished(&row))
-    return op__send_problem(q, 409, "the task has already finished", json_pack("{s:s}", "task_status", op_task_status_name(row.status)),
-                            NULL, NULL);
+    return op__send_problem(q, 409, "the task has already finished",
+                            json_pack("{s:s}", "task_status", op_task_status_name(row.status)), NULL, NULL);
   if (op_service_cancel(q->http->svc, q->capture) < 0)
     return op__send_problem(q, 503, "too many requests for the service at once; try again", NULL, "Retry-After", "1");
   if (op__task_wait_finished(q->http, q->capture, 10, &row) < 0)
@@ -133,8 +133,8 @@ enum MHD_Result op__task_result(op__req_t *q) {
   if (!wants_format(&row, fmt))
     return op__send_problem(q, 404, "the task was not asked for this format", NULL, NULL, NULL);
   if (!finished(&row))
-    return op__send_problem(q, 409, "the task has not finished", json_pack("{s:s}", "task_status", op_task_status_name(row.status)), NULL,
-                            NULL);
+    return op__send_problem(q, 409, "the task has not finished",
+                            json_pack("{s:s}", "task_status", op_task_status_name(row.status)), NULL, NULL);
   return op__task_send_result(q, &row, fmt);
 }
 
@@ -152,7 +152,7 @@ static int load_task_events(op__req_t *q, op_task_row_t *row, json_t **events, e
     op_service_store_put(svc, st);
   }
   if (rc < 0) {
-    *answered = op__send_problem(q, 500, e.message, NULL, NULL, NULL);
+    *answered = op__send_store_error(q, &e);
     return -1;
   }
   return 0;
@@ -196,10 +196,11 @@ enum MHD_Result op__task_health(op__req_t *q) {
   int healthy = row.status != OP_TASK_FAILED && json_array_size(warnings) == 0;
   return op__send_json(q, 200,
                        json_pack("{s:s, s:s, s:b, s:i, s:i, s:f, s:o, s:{s:I, s:I}, s:o}", "id", row.id, "status",
-                                 op_task_status_name(row.status), "healthy", healthy, "pages_total", row.pages_total, "pages_done",
-                                 row.pages_done, "processing_seconds", row.started_at > 0 ? end - row.started_at : 0.0,
-                                 "device", row.device[0] ? json_string(row.device) : json_null(), "memory",
-                                 "estimated_bytes", (json_int_t)row.estimated_memory_bytes, "peak_bytes",
+                                 op_task_status_name(row.status), "healthy", healthy, "pages_total", row.pages_total,
+                                 "pages_done", row.pages_done, "processing_seconds",
+                                 row.started_at > 0 ? end - row.started_at : 0.0, "device",
+                                 row.device[0] ? json_string(row.device) : json_null(), "memory", "estimated_bytes",
+                                 (json_int_t)row.estimated_memory_bytes, "peak_bytes",
                                  (json_int_t)row.peak_memory_bytes, "warnings", warnings),
                        NULL, NULL);
 }
@@ -235,7 +236,7 @@ enum MHD_Result op__tasks_list(op__req_t *q) {
   if (rc == OP_ENOTFOUND)
     return op__send_problem(q, 400, "bad after: no such task", NULL, NULL, NULL);
   if (rc < 0)
-    return op__send_problem(q, 500, e.message, NULL, NULL, NULL);
+    return op__send_store_error(q, &e);
   json_t *tasks = json_array();
   for (size_t i = 0; i < n; i++)
     json_array_append_new(tasks, op_service_task_json(&rows[i]));

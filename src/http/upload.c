@@ -119,11 +119,13 @@ enum MHD_Result op__upload_start(op__req_t *q) {
   }
   op_store_t *st = NULL;
   op_error_t e;
-  int queued = 0;
-  if (op_service_store_get(svc, &st, &e) == 0) {
-    op_store_count_status(st, "queued", &queued, &e);
+  int queued = 0, rc = op_service_store_get(svc, &st, &e);
+  if (rc == 0) {
+    rc = op_store_count_status(st, "queued", &queued, &e);
     op_service_store_put(svc, st);
   }
+  if (rc < 0) /* before the body: nothing is accepted that could not be recorded */
+    return e.code == OP_EIO ? refuse(q, 503, e.message, "Retry-After", "5") : refuse(q, 500, e.message, NULL, NULL);
   if ((unsigned)queued >= cfg->max_queue) {
     char detail[128];
     snprintf(detail, sizeof detail, "the queue is full (%d tasks waiting); try again later", queued);
@@ -222,7 +224,7 @@ static enum MHD_Result finish_upload(op__req_t *q, int sync) {
   snprintf(row.options, sizeof row.options, "%s", text ? text : "{}");
   free(text);
   if (op_service_submit(h->svc, &row, &e) < 0)
-    return op__send_problem(q, 500, e.message, NULL, NULL, NULL);
+    return op__send_store_error(q, &e);
   u->id[0] = '\0'; /* a task now: its files stay */
   if (!sync) {
     char location[96];
