@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "store/postgres_internal.h"
+#include "util/log.h"
 
 /* Each string brings the schema from version i to i + 1 and says so itself,
  * so that no SQL is ever built at run time. Append; never edit a shipped step.
@@ -242,6 +243,15 @@ static void connect_message(pg_store_t *store, const char *url, char *msg, size_
   PQfreemem(parse_error);
 }
 
+/* The server's notices (a NOTICE from a migration, "terminating connection
+ * due to ..." as it shuts down) go to the log, not raw to stderr. */
+static void notice_to_log(void *arg, const char *message) {
+  (void)arg;
+  char line[512];
+  one_line(message, line, sizeof line);
+  op_log_debug("postgresql: %s", line);
+}
+
 int op__postgres_open(const char *url, op_store_t **store_out, op_error_t *err) {
   *store_out = NULL;
   pg_store_t *store = calloc(1, sizeof *store);
@@ -260,6 +270,7 @@ int op__postgres_open(const char *url, op_store_t **store_out, op_error_t *err) 
     ret = op_error_set(err, OP_ENOMEM, NULL, "connecting to PostgreSQL: out of memory");
     goto out;
   }
+  PQsetNoticeProcessor(store->conn, notice_to_log, NULL); /* kept across PQreset */
   if (PQstatus(store->conn) != CONNECTION_OK) {
     char msg[512];
     connect_message(store, url, msg, sizeof msg);
