@@ -77,6 +77,30 @@ static const char *const migrations[] = {
     "  stage text NOT NULL DEFAULT ''"
     ");"
     "CREATE INDEX task_metrics_task ON task_metrics(task_id);"
+    /* The nodes sharing the database, each row written by its own heartbeat;
+     * times on the database's clock. */
+    "CREATE TABLE nodes ("
+    "  id text COLLATE \"C\" PRIMARY KEY,"
+    "  host text NOT NULL DEFAULT '',"
+    "  started_at double precision NOT NULL,"
+    "  heartbeat_at double precision NOT NULL,"
+    "  draining integer NOT NULL DEFAULT 0,"
+    "  workers integer NOT NULL DEFAULT 0,"
+    "  pages_running integer NOT NULL DEFAULT 0,"
+    "  memory text NOT NULL DEFAULT '{}'"
+    ");"
+    /* Documents, page fragments and results, in chunks of at most 1 MB, so
+     * that nodes share nothing but the database and no blob is ever held
+     * whole in memory. EXTERNAL: stored out of line, uncompressed (scans and
+     * PDFs are compressed already). */
+    "CREATE TABLE blobs ("
+    "  task_id text COLLATE \"C\" NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
+    "  name text NOT NULL,"
+    "  chunk integer NOT NULL,"
+    "  data bytea NOT NULL,"
+    "  PRIMARY KEY (task_id, name, chunk)"
+    ");"
+    "ALTER TABLE blobs ALTER COLUMN data SET STORAGE EXTERNAL;"
     "CREATE TABLE ocrpool_schema (version integer NOT NULL);"
     "INSERT INTO ocrpool_schema (version) VALUES (1);",
 };

@@ -75,6 +75,18 @@ static const char *const migrations[] = {
     ");"
     "CREATE INDEX task_metrics_task ON task_metrics(task_id);"
     "PRAGMA user_version = 1;",
+    /* 2: the nodes (on SQLite, this one), as PostgreSQL has them. */
+    "CREATE TABLE nodes ("
+    "  id TEXT PRIMARY KEY,"
+    "  host TEXT NOT NULL DEFAULT '',"
+    "  started_at REAL NOT NULL,"
+    "  heartbeat_at REAL NOT NULL,"
+    "  draining INTEGER NOT NULL DEFAULT 0,"
+    "  workers INTEGER NOT NULL DEFAULT 0,"
+    "  pages_running INTEGER NOT NULL DEFAULT 0,"
+    "  memory TEXT NOT NULL DEFAULT '{}'"
+    ");"
+    "PRAGMA user_version = 2;",
 };
 enum { SCHEMA_VERSION = (int)(sizeof migrations / sizeof migrations[0]) };
 

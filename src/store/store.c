@@ -183,6 +183,46 @@ int op_store_events(op_store_t *store, const char *task_id, json_t **events, op_
   return store->ops->events(store, task_id, events, err);
 }
 
+int op_store_node_beat(op_store_t *store, const op_node_row_t *node, op_error_t *err) {
+  return store->ops->node_beat(store, node, err);
+}
+
+int op_store_nodes(op_store_t *store, op_node_row_t **rows, size_t *n, op_error_t *err) {
+  return store->ops->nodes(store, rows, n, err);
+}
+
+int op_store_node_forget(op_store_t *store, const char *id, double forget_after_s, op_error_t *err) {
+  return store->ops->node_forget(store, id, forget_after_s, err);
+}
+
+int op_store_keeps_blobs(const op_store_t *store) {
+  return store->ops->keeps_blobs;
+}
+
+/* Blob names become file names and keys: a short, plain set of characters. */
+static int blob_name_ok(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > 64 || name[0] == '.')
+    return 0;
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
+          *p == '-'))
+      return 0;
+  return 1;
+}
+
+int op_store_blob_put(op_store_t *store, const char *task_id, const char *name, const char *path, op_error_t *err) {
+  if (!blob_name_ok(name))
+    return op_error_set(err, OP_EINTERNAL, NULL, "bad blob name \"%.80s\"", name);
+  return store->ops->blob_put(store, task_id, name, path, err);
+}
+
+int op_store_blob_get(op_store_t *store, const char *task_id, const char *name, const char *path, op_error_t *err) {
+  if (!blob_name_ok(name))
+    return op_error_set(err, OP_EINTERNAL, NULL, "bad blob name \"%.80s\"", name);
+  return store->ops->blob_get(store, task_id, name, path, err);
+}
+
 int op_store_metric_add(op_store_t *store, const char *task_id, int64_t memory_bytes, const char *device,
                         const char *stage, op_error_t *err) {
   return store->ops->metric_add(store, task_id, memory_bytes, device, stage, err);

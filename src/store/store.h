@@ -9,7 +9,9 @@
  * told of it. Never carry a connection across fork/posix_spawn.
  *
  * Blobs (uploads, page fragments, results) are files under the data directory
- * whose names the server makes from task ids; no path ever comes from a request.
+ * whose names the server makes from task ids; no path ever comes from a
+ * request. A store that keeps blobs itself (PostgreSQL) holds them too, in
+ * chunks, so that a node can fetch what another node wrote.
  */
 #ifndef OCRPOOL_STORE_STORE_H
 #define OCRPOOL_STORE_STORE_H
@@ -166,6 +168,59 @@ int op_store_events(op_store_t *store, const char *task_id, json_t **events, op_
 /** Records a memory sample for a task. */
 int op_store_metric_add(op_store_t *store, const char *task_id, int64_t memory_bytes, const char *device,
                         const char *stage, op_error_t *err);
+
+/* ---- nodes: the servers sharing the store ---- */
+
+/** A node as stored: written by its own heartbeat. */
+typedef struct op_node_row_s {
+  char id[40];         /**< made at start: 32 hex characters */
+  char host[64];       /**< gethostname() */
+  double started_at;   /**< unix seconds, the store's clock */
+  double heartbeat_at; /**< unix seconds, the store's clock; set by op_store_node_beat */
+  double age_s;        /**< read only: seconds since heartbeat_at, on the store's clock */
+  int draining;        /**< stopping: takes no new pages */
+  int workers;         /**< worker processes configured */
+  int pages_running;   /**< pages it runs now */
+  char memory[1024];   /**< JSON: per device {"used","budget"} bytes, as GET /v1/memory sums them */
+} op_node_row_t;
+
+/**
+ * Inserts or updates the node's row with the store's current time as
+ * heartbeat_at (and as started_at when the row is new; started_at 0 keeps
+ * the row's).
+ */
+int op_store_node_beat(op_store_t *store, const op_node_row_t *node, op_error_t *err);
+
+/** Every node's row, oldest start first, age_s on the store's clock; *rows malloc'd. */
+int op_store_nodes(op_store_t *store, op_node_row_t **rows, size_t *n, op_error_t *err);
+
+/** Deletes the node's row (a clean stop), and rows silent for more than forget_after_s seconds. */
+int op_store_node_forget(op_store_t *store, const char *id, double forget_after_s, op_error_t *err);
+
+/* ---- blobs: documents, page fragments, results ---- */
+
+/**
+ * Whether blobs live in the store itself (PostgreSQL: several nodes share
+ * nothing but the database) rather than as files in the server's data
+ * directory (SQLite: one machine). Either way the core calls the two below;
+ * with files only, put has nothing to do and get finds the local file or none.
+ */
+int op_store_keeps_blobs(const op_store_t *store);
+
+/**
+ * Stores the file at path as the task's blob name ("input", "page-3.json",
+ * "result.pdf"; [A-Za-z0-9._-], at most 64 characters), replacing any blob of
+ * that name, in chunks: memory stays bounded whatever the size. One
+ * transaction: the whole blob or none. OP_ENOTFOUND when the task is gone.
+ */
+int op_store_blob_put(op_store_t *store, const char *task_id, const char *name, const char *path, op_error_t *err);
+
+/**
+ * Writes the task's blob name to path (created or truncated, 0600), streamed
+ * chunk by chunk; 0 when path already holds it (files only). OP_ENOTFOUND
+ * when there is no such blob; path is then left as it was.
+ */
+int op_store_blob_get(op_store_t *store, const char *task_id, const char *name, const char *path, op_error_t *err);
 
 /**
  * A test's fault: from now on every nth write statement on this connection
