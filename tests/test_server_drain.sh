@@ -11,17 +11,18 @@ id=$(submit "$TMP/two.pdf" "engine=null")
 wait_started "$id"
 kill -TERM "$SERVER_PID"
 check "after SIGTERM /readyz turns 503" wait_for 10 http_code_is "$BASE/readyz" 503
-code=$(curl -s -D "$TMP/h" -o "$TMP/b" -w '%{http_code}' -X POST --data-binary "@$DATA/phototest.tif" "$BASE/v1/tasks")
-check "while draining, a submission gets 503" test "$code" = 503
+code=$(curl -s -D "$TMP/h" -o "$TMP/b" -w '%{http_code}' -H 'Content-Type: application/octet-stream' \
+  --data-binary "@$DATA/phototest.tif" "$BASE/v1/tasks")
+check "while draining, a submission gets 503 (got $code)" test "$code" = 503
 check "... with Retry-After" grep -qi '^Retry-After: [0-9]' "$TMP/h"
 check "/readyz says not ready while draining" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 503
 check "/healthz still answers" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200
 wait "$SERVER_PID"
 check "the drained server exits 0" test $? -eq 0
 check "its running page finished and was recorded" \
-  test "$(sqlite3 "$TMP/var/ocrpool.db" "select count(*) from pages where task_id='$id' and state='done'")" = 1
+  test "$(db "$TMP/var" "select count(*) from pages where task_id='$id' and state='done'")" = 1
 check "the other page was not started" \
-  test "$(sqlite3 "$TMP/var/ocrpool.db" "select count(*) from task_events where task_id='$id' and type='page_started'")" = 1
+  test "$(db "$TMP/var" "select count(*) from task_events where task_id='$id' and type='page_started'")" = 1
 
 start_server "$TMP/var" --workers 1 || { done_testing; exit 1; }
 check "after a restart the task succeeds" test "$(wait_task "$id")" = succeeded
@@ -36,7 +37,8 @@ stop_server
 # server drains; its workers are in their own groups, so the running page
 # finishes instead of dying with the signal.
 rm -f "$TMP/port"
-setsid "$OCRPOOL" serve --listen 127.0.0.1:0 --port-file "$TMP/port" --data-dir "$TMP/var3" --workers 1 \
+store_args "$TMP/var3" || { done_testing; exit 1; }
+setsid "$OCRPOOL" serve --listen 127.0.0.1:0 --port-file "$TMP/port" --data-dir "$TMP/var3" "${STORE_ARGS[@]}" --workers 1 \
   2>"$TMP/ctrlc.log" &
 SERVER_PID=$! # setsid did not fork (a background job is no group leader): the server leads its group
 for _ in $(seq 1 100); do [ -s "$TMP/port" ] && curl -fs "http://127.0.0.1:$(cat "$TMP/port")/healthz" >/dev/null && break; sleep 0.1; done
@@ -48,7 +50,7 @@ kill -INT -- "-$SERVER_PID"
 wait "$SERVER_PID"
 check "Ctrl-C: the server drains and exits 0" test $? -eq 0
 check "... its running page finished and was recorded" \
-  test "$(sqlite3 "$TMP/var3/ocrpool.db" "select count(*) from pages where task_id='$id' and state='done'")" = 1
+  test "$(db "$TMP/var3" "select count(*) from pages where task_id='$id' and state='done'")" = 1
 check "... no worker was killed by the signal" bash -c "! grep -q 'killed by signal' '$TMP/ctrlc.log'"
 
 # ---- SIGTERM during a load of 20 tasks: exit 0 within drain_timeout and the
@@ -58,7 +60,7 @@ start_server "$TMP/var2" --workers 2 --drain-timeout 10 || { done_testing; exit 
 ids=()
 for _ in $(seq 1 20); do ids+=("$(submit "$TMP/two.pdf" "engine=null")"); done
 for _ in $(seq 1 300); do
-  [ "$(sqlite3 "$TMP/var2/ocrpool.db" "select count(*) from pages where state='done'" 2>/dev/null)" -ge 2 ] && break
+  [ "$(db "$TMP/var2" "select count(*) from pages where state='done'" 2>/dev/null)" -ge 2 ] && break
   sleep 0.1
 done
 t0=$(date +%s.%N)
@@ -68,13 +70,13 @@ rc=$?
 took=$(python3 -c "import time; print(round(time.time() - $t0, 1))")
 check "SIGTERM under load: exit 0 (in $took s)" test "$rc" -eq 0
 check "... within drain_timeout (10 s) and the workers' grace (5 s)" python3 -c "assert $took <= 15"
-before=$(sqlite3 "$TMP/var2/ocrpool.db" "select count(*) from pages where state='done'")
+before=$(db "$TMP/var2" "select count(*) from pages where state='done'")
 check "some pages finished before the stop, not all ($before of 40)" test "$before" -gt 0 -a "$before" -lt 40
 start_server "$TMP/var2" --workers 2 || { done_testing; exit 1; }
 ok=yes
 for id in "${ids[@]}"; do [ "$(wait_task "$id" 120)" = succeeded ] || ok=no; done
 check "after the restart all 20 tasks succeed" test "$ok" = yes
 check "... and no page finished twice" test \
-  "$(sqlite3 "$TMP/var2/ocrpool.db" "select count(*) from task_events where type='page_done'")" = 40
+  "$(db "$TMP/var2" "select count(*) from task_events where type='page_done'")" = 40
 stop_server
 done_testing

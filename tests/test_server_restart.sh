@@ -55,15 +55,15 @@ assert again>0, 'no page ran twice: the kill came too late to test anything'"
 # results, without running a page again or assembling from fragments it lacks.
 stop_server
 id=${ids[0]}
-started_before=$(sqlite3 "$TMP/var/ocrpool.db" "SELECT count(*) FROM task_events WHERE task_id='$id' AND type='page_started'")
+started_before=$(db "$TMP/var" "SELECT count(*) FROM task_events WHERE task_id='$id' AND type='page_started'")
 cp "$TMP/var/tasks/$id/result.txt" "$TMP/before.txt"
-sqlite3 "$TMP/var/ocrpool.db" "UPDATE tasks SET status='running', finished_at=0, resource_cleanup_completed=0 WHERE id='$id';
+db "$TMP/var" "UPDATE tasks SET status='running', finished_at=0, resource_cleanup_completed=0 WHERE id='$id';
   DELETE FROM task_events WHERE task_id='$id' AND id > (SELECT max(id) FROM task_events WHERE task_id='$id' AND type='page_done');"
 check "the first task looks unfinished, its fragments gone" test -z "$(ls "$TMP/var/tasks/$id" | grep '^p[0-9]')"
 start_server "$TMP/var" --workers 2 || { done_testing; exit 1; }
 check "an ended but unrecorded task succeeds on restart" test "$(wait_task "$id" 60)" = succeeded
 check "its text result is unchanged" cmp "$TMP/before.txt" "$TMP/var/tasks/$id/result.txt"
-started_after=$(sqlite3 "$TMP/var/ocrpool.db" "SELECT count(*) FROM task_events WHERE task_id='$id' AND type='page_started'")
+started_after=$(db "$TMP/var" "SELECT count(*) FROM task_events WHERE task_id='$id' AND type='page_started'")
 check "no page of it ran again ($started_before page starts before, $started_after after)" test "$started_before" -eq "$started_after"
 check "its end is recorded once, last" python3 -c "
 import json, urllib.request

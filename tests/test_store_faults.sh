@@ -25,8 +25,7 @@ check "the faults were hit, and the writes tried again" grep -q 'store: recordin
 stop_server
 
 # What was committed, task by task: all of a record or none of it.
-db="$TMP/var/ocrpool.db"
-q() { sqlite3 "$db" "$1"; }
+q() { db "$TMP/var" "$1"; }
 bad=""
 for id in "${ids[@]}"; do
   total=$(q "SELECT pages_total FROM tasks WHERE id='$id'")
@@ -43,8 +42,8 @@ for id in "${ids[@]}"; do
 done
 check "no task holds half a record ${bad:-}" test -z "$bad" || {
   first=${bad%%:*}
-  sqlite3 "$db" "SELECT status, failure_reason, error FROM tasks WHERE id='$first'"
-  sqlite3 "$db" "SELECT type, details FROM task_events WHERE task_id='$first'"
+  q "SELECT status, failure_reason, error FROM tasks WHERE id='$first'"
+  q "SELECT type, details FROM task_events WHERE task_id='$first'"
   grep "$first" "$TMP/server.log" | head -20
 }
 
