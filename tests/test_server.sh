@@ -126,14 +126,14 @@ routes={('/v1/tasks','post'),('/v1/tasks','get'),('/v1/tasks/{id}','get'),('/v1/
         ('/v1/models/{name}/load','post'),('/v1/models/{name}/unload','post'),('/v1/memory/report','post'),
         ('/v1/memory/reports','get'),('/v1/memory/reports/{name}','get'),
         ('/healthz','get'),('/readyz','get'),('/openapi.json','get'),('/metrics','get'),('/','get'),
-        ('/v1/tasks/{id}/health','get'),('/v1/tasks/metrics','get')}
+        ('/v1/tasks/{id}/health','get'),('/v1/tasks/metrics','get'),('/v1/nodes','get')}
 missing=[r for r in routes if r[1] not in paths.get(r[0],{})]
 assert not missing, missing
 assert all(p in {r[0] for r in routes} for p in paths), paths.keys()"
 # ... and the server answers each of them (no 404 for the route itself).
 for route in "GET /healthz" "GET /readyz" "GET /openapi.json" "GET /metrics" "GET /" "GET /v1/tasks" "GET /v1/tasks/$mid" \
   "GET /v1/tasks/$mid/result" "GET /v1/tasks/$mid/events" "GET /v1/memory" "GET /v1/models" \
-  "GET /v1/memory/reports" "GET /v1/tasks/metrics" "GET /v1/tasks/$mid/health"; do
+  "GET /v1/memory/reports" "GET /v1/tasks/metrics" "GET /v1/tasks/$mid/health" "GET /v1/nodes"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -X "${route% *}" "$BASE${route#* }")
   check "$route answers 200" test "$code" = 200
 done

@@ -85,19 +85,37 @@ static const setting_t settings[] = {{"listen", 'l', 's'},
                                      {"drain_timeout", 'D', 'd'},
                                      {NULL, 0, 0}};
 
-/* store: url (OCRPOOL_STORE_URL), unless --store gave it. */
+/* store: url (OCRPOOL_STORE_URL) unless --store gave it; lease and heartbeat
+ * (OCRPOOL_STORE_LEASE, OCRPOOL_STORE_HEARTBEAT), durations. */
 static int apply_store(op_config_t *cfg, const unsigned char *given, op_service_config_t *scfg, op_error_t *err) {
-  static const char *const keys[] = {"url", NULL};
+  static const char *const keys[] = {"url", "lease", "heartbeat", NULL};
   json_t *root = op_config_root(cfg);
   json_t *store = root ? json_object_get(root, "store") : NULL;
   if (store == NULL || json_is_null(store))
     return 0;
   const char *url = NULL;
+  double lease = -1, heartbeat = -1;
   int rc = op_config_keys(cfg, store, keys, "store", err);
   rc = rc ? rc : op_config_string(cfg, store, "url", &url, err);
-  if (rc == 0 && url != NULL && !given['S'])
+  rc = rc ? rc : op_config_duration(cfg, store, "lease", &lease, err);
+  rc = rc ? rc : op_config_duration(cfg, store, "heartbeat", &heartbeat, err);
+  if (rc < 0)
+    return rc;
+  if (url != NULL && !given['S'])
     scfg->store_url = url;
-  return rc;
+  if (heartbeat >= 0)
+    scfg->heartbeat_s = heartbeat;
+  if (lease >= 0)
+    scfg->lease_s = lease;
+  /* A beat may come a turn of the service's loop late: a lease of over two beats tells a slow node from a dead one. */
+  if (scfg->heartbeat_s < 0.1)
+    return op_config_error(cfg, json_object_get(store, "heartbeat"), err,
+                           "store.heartbeat must be at least 0.1 s, not %g s", scfg->heartbeat_s);
+  if (!(scfg->lease_s > 2 * scfg->heartbeat_s))
+    return op_config_error(cfg, json_object_get(store, lease >= 0 ? "lease" : "heartbeat"), err,
+                           "store.lease (%g s) must be more than twice store.heartbeat (%g s)", scfg->lease_s,
+                           scfg->heartbeat_s);
+  return 0;
 }
 
 static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_config_t *scfg, op_http_config_t *hcfg,
@@ -232,6 +250,12 @@ static void print_config(op_config_t *cfg, const unsigned char *given, const op_
          given['S']        ? "flag"
          : scfg->store_url ? op_config_source(cfg, "store.url")
                            : "default (sqlite in data_dir)");
+  static const char *const durations[] = {"store.lease", "store.heartbeat"};
+  for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+    const char *source = op_config_source(cfg, durations[i]);
+    snprintf(value, sizeof value, "%gs", i == 0 ? scfg->lease_s : scfg->heartbeat_s);
+    printf("%-24s %-26s %s\n", durations[i], value, source ? source : "default");
+  }
   printf("%-24s %-26u %s\n", "models", n_models, n_models ? "file" : "default");
 }
 

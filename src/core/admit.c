@@ -95,10 +95,10 @@ op_route_t op_admit_route(const op_admit_gpu_t *gpu, uint64_t need_bytes, int ma
   uint64_t free_all = 0;
   if (gpu != NULL && gpu->present)
     free_all = gpu->total_bytes > gpu->used_all_bytes ? gpu->total_bytes - gpu->used_all_bytes : 0;
-  *why = gpu == NULL || !gpu->present                                                     ? "its GPU is not on this machine"
-         : gpu->level == OP_MEM_CRITICAL                                                  ? "its GPU's memory is critical"
+  *why = gpu == NULL || !gpu->present                                                ? "its GPU is not on this machine"
+         : gpu->level == OP_MEM_CRITICAL                                             ? "its GPU's memory is critical"
          : gpu->ours_bytes + need_bytes > gpu->budget_bytes || need_bytes > free_all ? "its GPU has no room for it now"
-                                                                                          : NULL;
+                                                                                     : NULL;
   if (*why == NULL)
     return OP_ROUTE_HERE;
   if (may_fallback)

@@ -16,7 +16,7 @@
 
 /** One worker slot as admission sees it. */
 typedef struct op_admit_worker_s {
-  int exists;              /**< a process holds the slot */
+  int exists; /**< a process holds the slot */
   int idle, busy, starting, exiting;
   int unloading;           /**< busy unloading a model: room is being made */
   int may_take;            /**< idle, and may take this job (its task's isolation, recycling, its GPU) */
@@ -54,11 +54,11 @@ typedef enum {
 /** Admission's answer. */
 typedef struct op_admit_s {
   op_admit_verdict_t verdict;
-  int slot;              /**< RUN: where; MAKE_ROOM: the idle worker whose model to keep, or -1 */
-  uint64_t need_bytes;   /**< what it needs beyond what is reserved */
-  uint64_t alone_bytes;  /**< what it needs in an empty budget (server, a worker, model, job) */
-  uint64_t free_bytes;   /**< the budget left over what is reserved */
-  int waits_for_memory;  /**< it waits for room (not for a worker): worth telling the user */
+  int slot;             /**< RUN: where; MAKE_ROOM: the idle worker whose model to keep, or -1 */
+  uint64_t need_bytes;  /**< what it needs beyond what is reserved */
+  uint64_t alone_bytes; /**< what it needs in an empty budget (server, a worker, model, job) */
+  uint64_t free_bytes;  /**< the budget left over what is reserved */
+  int waits_for_memory; /**< it waits for room (not for a worker): worth telling the user */
 } op_admit_t;
 
 /** Where job may run under the ledger's budget (see op_admit_verdict_t). */

@@ -85,4 +85,3 @@ int op__results_written(const op_task_t *t) {
   }
   return 1;
 }
-

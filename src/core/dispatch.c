@@ -43,7 +43,11 @@ static int route(op_sched_t *s, op_task_t *t, op_page_job_t *p) {
   op_admit_gpu_t gpu = {0};
   int held = 0;
   if ((unsigned)g < s->cfg.n_gpus && g < OP_SCHED_MAX_GPUS) {
-    gpu = (op_admit_gpu_t){1, s->gpu[g].level, s->gpu[g].ours, s->cfg.gpu_budget[g], s->gpu[g].info.total_bytes,
+    gpu = (op_admit_gpu_t){1,
+                           s->gpu[g].level,
+                           s->gpu[g].ours,
+                           s->cfg.gpu_budget[g],
+                           s->gpu[g].info.total_bytes,
                            s->gpu[g].info.used_bytes};
     for (unsigned i = 0; i < s->n_workers && !held; i++)
       held = s->workers[i].pid > 0 && s->workers[i].gpu == g + 1 && op__holds_model(&s->workers[i], &key);
@@ -157,8 +161,9 @@ static int admit(op_sched_t *s, op_task_t *t, op_page_job_t *p, uint64_t *reserv
   op_model_key_t key;
   op__job_key(s, t, p, &key);
   op_admit_job_t job = {p != NULL, 0, 0};
-  job.job_bytes = p != NULL ? page_estimate(s, t, p) : t->stage == OP_STAGE_PROBE ? OP__PROBE_ESTIMATE
-                                                                                   : OP__MERGE_ESTIMATE;
+  job.job_bytes = p != NULL                    ? page_estimate(s, t, p)
+                  : t->stage == OP_STAGE_PROBE ? OP__PROBE_ESTIMATE
+                                               : OP__MERGE_ESTIMATE;
   job.model_bytes = p != NULL ? op_estimate_model(s->estimates, key.engine, key.lang) : 0;
   op_admit_worker_t *ws = calloc(s->n_workers ? s->n_workers : 1, sizeof *ws);
   if (ws == NULL)

@@ -196,14 +196,14 @@ static json_t *str_or_null(const char *s) {
 json_t *op_service_task_json(const op_task_row_t *t) {
   json_error_t je;
   json_t *opts = json_loads(t->options, 0, &je);
-  json_t *j =
-      json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "id", t->id,
-                "status", op_task_status_name(t->status), "priority", t->priority, "created_at", op_time_json(t->created_at), "started_at",
-                op_time_json(t->started_at), "finished_at", op_time_json(t->finished_at), "pages_total", t->pages_total,
-                "pages_done", t->pages_done, "attempts", t->attempts, "device", str_or_null(t->device), "worker",
-                str_or_null(t->worker), "estimated_memory_bytes", (json_int_t)t->estimated_memory_bytes,
-                "peak_memory_bytes", (json_int_t)t->peak_memory_bytes, "failure_reason", str_or_null(t->failure_reason),
-                "error", str_or_null(t->error), "title", str_or_null(t->title), "formats", json_array());
+  json_t *j = json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o}", "id",
+                        t->id, "status", op_task_status_name(t->status), "priority", t->priority, "created_at",
+                        op_time_json(t->created_at), "started_at", op_time_json(t->started_at), "finished_at",
+                        op_time_json(t->finished_at), "pages_total", t->pages_total, "pages_done", t->pages_done,
+                        "attempts", t->attempts, "device", str_or_null(t->device), "worker", str_or_null(t->worker),
+                        "estimated_memory_bytes", (json_int_t)t->estimated_memory_bytes, "peak_memory_bytes",
+                        (json_int_t)t->peak_memory_bytes, "failure_reason", str_or_null(t->failure_reason), "error",
+                        str_or_null(t->error), "title", str_or_null(t->title), "formats", json_array());
   const char *names = json_string_value(json_object_get(opts, "format"));
   char buf[64];
   snprintf(buf, sizeof buf, "%s", names ? names : "txt");

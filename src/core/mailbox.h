@@ -19,8 +19,8 @@ typedef enum { OP_MAIL_CANCEL, OP_MAIL_MODEL_LOAD, OP_MAIL_MODEL_UNLOAD, OP_MAIL
 /** One request. */
 typedef struct op_mail_s {
   op_mail_kind_t kind;
-  char task_id[40];                /**< CANCEL: the task */
-  const op_model_policy_t *model;  /**< MODEL_*: the declared model (lives as long as the service) */
+  char task_id[40];               /**< CANCEL: the task */
+  const op_model_policy_t *model; /**< MODEL_*: the declared model (lives as long as the service) */
 } op_mail_t;
 
 typedef struct op_mailbox_s {

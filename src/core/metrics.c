@@ -140,11 +140,16 @@ typedef struct device_row_s {
 
 static unsigned device_rows(const op_snapshot_t *snap, device_row_t *rows) {
   const op_sched_mem_t *m = &snap->mem;
-  rows[0] = (device_row_t){"cpu", snap->capacity_bytes, m->budget_bytes, m->reserved_bytes, m->used_bytes, m->level,
-                           -1};
+  rows[0] =
+      (device_row_t){"cpu", snap->capacity_bytes, m->budget_bytes, m->reserved_bytes, m->used_bytes, m->level, -1};
   for (unsigned g = 0; g < m->n_gpus; g++) {
-    rows[g + 1] = (device_row_t){"", m->gpus[g].capacity_bytes, m->gpus[g].budget_bytes, m->gpus[g].reserved_bytes,
-                                 m->gpus[g].used_bytes, m->gpus[g].level, (int)g};
+    rows[g + 1] = (device_row_t){"",
+                                 m->gpus[g].capacity_bytes,
+                                 m->gpus[g].budget_bytes,
+                                 m->gpus[g].reserved_bytes,
+                                 m->gpus[g].used_bytes,
+                                 m->gpus[g].level,
+                                 (int)g};
     snprintf(rows[g + 1].name, sizeof rows[g + 1].name, "cuda:%u", g);
   }
   return 1 + m->n_gpus;

@@ -18,7 +18,7 @@
 #include "util/log.h"
 
 const char *const op_sched_unload_names[OP_SCHED_UNLOAD_REASONS] = {"keep_alive", "budget", "recycle", "crash",
-                                                                     "admin"};
+                                                                    "admin"};
 
 void op_model_key_set(op_model_key_t *key, const char *engine, const char *lang) {
   memset(key, 0, sizeof *key);
@@ -83,8 +83,7 @@ op__mstat_t *op__mstat(op_sched_t *s, const op_model_key_t *key) {
   if (s->n_mstats < s->cap_mstats)
     m = &s->mstats[s->n_mstats++];
   else if ((m = evict_stat(s)) == NULL) {
-    op_log_warn("models: %u models have figures and none can be forgotten: this one is not counted",
-                s->n_mstats);
+    op_log_warn("models: %u models have figures and none can be forgotten: this one is not counted", s->n_mstats);
     return NULL;
   }
   memset(m, 0, sizeof *m);
@@ -182,8 +181,8 @@ int op__unload_lru(op_sched_t *s, const op_model_key_t *keep, int gpu, const cha
     return 0;
   op_model_key_t key = s->workers[best].models[best_k];
   char text[OP_MODEL_KEY_TEXT];
-  op_log_info("memory: unloading model %s from worker %d %s (least recently used)", op_model_key_text(&key, text),
-              best, why);
+  op_log_info("memory: unloading model %s from worker %d %s (least recently used)", op_model_key_text(&key, text), best,
+              why);
   send_control(s, (unsigned)best, &key, 0, OP__UNLOAD_BUDGET);
   return 1;
 }

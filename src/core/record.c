@@ -141,9 +141,9 @@ static int write_page_start(op_service_t *svc, op__active_t *a, const writes_t *
   if (rc == 0)
     rc = op_store_task_update(svc->store, &a->row, e);
   json_t *details =
-      json_pack("{s:i, s:i, s:s, s:i, s:i, s:s, s:s, s:I}", "page", (int)p->index + 1, "attempt", (int)p->attempts,
-                "worker", a->row.worker, "pid", (int)p->worker_pid, "batch", (int)p->batch, "model", p->model, "device",
-                p->device, "estimated_memory_bytes", (json_int_t)p->estimate_bytes);
+      json_pack("{s:i, s:i, s:s, s:s, s:i, s:i, s:s, s:s, s:I}", "page", (int)p->index + 1, "attempt", (int)p->attempts,
+                "node", svc->node.id, "worker", a->row.worker, "pid", (int)p->worker_pid, "batch", (int)p->batch,
+                "model", p->model, "device", p->device, "estimated_memory_bytes", (json_int_t)p->estimate_bytes);
   if (details != NULL && p->fallback_why != NULL)
     json_object_set_new(details, "fallback_reason", json_string(p->fallback_why));
   return rc == 0 ? event(svc, a, "page_started", details, e) : (json_decref(details), rc);
@@ -171,8 +171,8 @@ static int write_retry(op_service_t *svc, op__active_t *a, const writes_t *w, op
   int rc = save_page(svc, a, w->page, "queued", e);
   return rc < 0 ? rc
                 : event(svc, a, "retried",
-                        json_pack("{s:i, s:i, s:s}", "page", (int)w->page->index + 1, "attempt",
-                                  (int)w->page->attempts, "reason", w->text ? w->text : ""),
+                        json_pack("{s:i, s:i, s:s}", "page", (int)w->page->index + 1, "attempt", (int)w->page->attempts,
+                                  "reason", w->text ? w->text : ""),
                         e);
 }
 
@@ -196,7 +196,10 @@ static int write_memory_wait(op_service_t *svc, op__active_t *a, const writes_t 
 static void on_memory_wait(void *ctx, op_task_t *t, op_page_job_t *p, uint64_t need, uint64_t free_bytes) {
   op_service_t *svc = ctx;
   op__active_t *a = op__find_active(svc, t);
-  writes_t w = {.what = "a page's wait for memory", .write = write_memory_wait, .page = p, .need = need,
+  writes_t w = {.what = "a page's wait for memory",
+                .write = write_memory_wait,
+                .page = p,
+                .need = need,
                 .free_bytes = free_bytes};
   if (a != NULL)
     record(svc, a, &w); /* an event only: the task goes on without it */
@@ -216,8 +219,8 @@ static int write_memory_warning(op_service_t *svc, op__active_t *a, const writes
 static void on_pressure(void *ctx, op_mem_level_t level, int refusing, uint64_t used, uint64_t budget) {
   op_service_t *svc = ctx;
   atomic_store(&svc->refusing, refusing);
-  writes_t w = {.what = "a memory warning", .write = write_memory_warning, .level = level, .used = used,
-                .budget = budget};
+  writes_t w = {
+      .what = "a memory warning", .write = write_memory_warning, .level = level, .used = used, .budget = budget};
   for (size_t i = 0; level > svc->level && i < svc->n_active; i++)
     if (svc->active[i]->task != NULL && svc->active[i]->task->status == OP_TASK_RUNNING)
       record(svc, svc->active[i], &w); /* an event only */
@@ -259,8 +262,7 @@ static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
     return;
   }
   int done = p->state == OP_PAGE_DONE;
-  op_metrics_page(svc->metrics, done, p->error.why,
-                  p->started_s > 0 ? op_wall_time_s() - p->started_s : 0);
+  op_metrics_page(svc->metrics, done, p->error.why, p->started_s > 0 ? op_wall_time_s() - p->started_s : 0);
 }
 
 /* ---- a task ends ---- */

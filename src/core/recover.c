@@ -236,8 +236,7 @@ void op__clean_leftovers(op_service_t *svc) {
     if (rc == OP_ENOTFOUND) {
       op_log_info("removing the files of unknown task %s", de->d_name);
       op_remove_tree(dir);
-    } else if (rc == 0 && !row.resource_cleanup_completed &&
-               OP_TASK_STATUS_ENDED(row.status)) {
+    } else if (rc == 0 && !row.resource_cleanup_completed && OP_TASK_STATUS_ENDED(row.status)) {
       op__remove_fragments(dir);
       row.resource_cleanup_completed = 1;
       op_store_task_update(svc->store, &row, &e);
@@ -246,4 +245,3 @@ void op__clean_leftovers(op_service_t *svc) {
   }
   closedir(d);
 }
-

@@ -128,4 +128,3 @@ char *op_service_report_path(const op_service_t *svc, const char *name) {
     snprintf(path, len, "%s/reports/%s", svc->data_dir, name);
   return path;
 }
-

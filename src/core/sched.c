@@ -294,7 +294,7 @@ static void handle_event(op_sched_t *s, op_sup_event_t *ev) {
     if (ev->type == OP_SUP_EV_LOST) {
       op__worker_t *w = &s->workers[ev->worker_id];
       op__drop_models(s, w, OP__UNLOAD_CRASH);
-      s->worker_ends[w->killed_for_memory        ? OP_SCHED_END_MEMORY
+      s->worker_ends[w->killed_for_memory      ? OP_SCHED_END_MEMORY
                      : ev->code == OP_ETIMEOUT ? OP_SCHED_END_TIMEOUT
                                                : OP_SCHED_END_CRASH]++;
     }

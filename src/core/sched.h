@@ -142,8 +142,8 @@ typedef struct op_sched_worker_mem_s {
   uint64_t pages_done;
   unsigned n_models;
   op_model_key_t models[4]; /**< the models loaded in it, most recent first */
-  int gpu;             /**< the GPU it runs pages on, -1 for none */
-  uint64_t vram_bytes; /**< its VRAM there */
+  int gpu;                  /**< the GPU it runs pages on, -1 for none */
+  uint64_t vram_bytes;      /**< its VRAM there */
 } op_sched_worker_mem_t;
 
 /** The CPU device's memory as admission sees it. */

@@ -26,7 +26,13 @@
 /* ---- the model manager (model_manager.c) ---- */
 
 /** Why a model left a worker. */
-typedef enum { OP__UNLOAD_KEEP_ALIVE, OP__UNLOAD_BUDGET, OP__UNLOAD_RECYCLE, OP__UNLOAD_CRASH, OP__UNLOAD_ADMIN } op__unload_t;
+typedef enum {
+  OP__UNLOAD_KEEP_ALIVE,
+  OP__UNLOAD_BUDGET,
+  OP__UNLOAD_RECYCLE,
+  OP__UNLOAD_CRASH,
+  OP__UNLOAD_ADMIN
+} op__unload_t;
 #define OP__UNLOAD_REASONS 5
 
 /* What the manager has seen of one model. */

@@ -5,7 +5,8 @@
  * its mailbox (cancels, model loads and unloads, memory reports), loads tasks
  * that are queued in the store and not yet scheduled, fails tasks that waited
  * past the queue timeout, runs one scheduler step, and now and then removes
- * tasks past their retention and refreshes the snapshot other threads read.
+ * tasks past their retention, refreshes the snapshot other threads read and
+ * writes the node's heartbeat (node.c).
  * The scheduler's callbacks write every page start, end and retry, and every
  * task end, to the store before anything else happens (record.c), so a kill -9
  * at any moment leaves a record that the next start resumes from (recover.c).
@@ -41,6 +42,8 @@ void op_service_config_init(op_service_config_t *cfg) {
   cfg->retention_s = 7 * 24 * 3600;
   cfg->max_attempts = 3;
   cfg->drain_timeout_s = 30;
+  cfg->heartbeat_s = 10;
+  cfg->lease_s = 30;
   op_doc_limits_init(&cfg->limits);
 }
 
@@ -152,6 +155,7 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
   svc->cfg = *cfg;
   svc->wake[0] = svc->wake[1] = -1;
+  svc->node.lock_fd = -1;
   pthread_mutex_init(&svc->lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -165,6 +169,9 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   }
   if ((rc = open_data(svc, err)) < 0)
     goto fail;
+  /* Before anything touches the tasks: a refusal leaves another node's work alone. */
+  if ((rc = op__node_start(svc, err)) < 0)
+    goto fail;
   op__clean_leftovers(svc);
   if ((rc = op_settings_read(cfg, &svc->settings, err)) < 0)
     goto fail;
@@ -175,7 +182,8 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
   if ((rc = open_gpus(svc, err)) < 0 || (rc = start_pool(svc, err)) < 0)
     goto fail;
   op__snapshot_refresh(svc);
-  op__load_tasks(svc); /* what the previous run left, first */
+  op__node_beat(svc, 1); /* the row with the figures, before the server reports ready */
+  op__load_tasks(svc);   /* what the previous run left, first */
   if (svc->n_active > 0)
     op_log_info("recovered %zu unfinished tasks", svc->n_active);
   *out = svc;
@@ -245,8 +253,9 @@ static void take_mail(op_service_t *svc) {
   }
 }
 
-/* Now and then: retention, the snapshot, readiness, a critical report. */
+/* Now and then: retention, the node's heartbeat, the snapshot, readiness, a critical report. */
 static void housekeeping(op_service_t *svc, double now) {
+  op__node_beat(svc, 0); /* when one is due: every store.heartbeat */
   /* Once a minute is plenty for days of retention; a zero retention (tests,
    * or "keep nothing") is applied every second. */
   if (now - svc->last_retention > (svc->cfg.retention_s == 0 ? 1 : 60)) {
@@ -272,12 +281,14 @@ static int drain(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err
   atomic_store(&svc->draining, 1);
   op_notify("STOPPING=1\nSTATUS=draining");
   op_sched_pause(svc->sched, 1);
+  op__node_beat(svc, 1); /* the others see the drain at once */
   double deadline = op_wall_time_s() + svc->cfg.drain_timeout_s;
   size_t running = op_sched_running(svc->sched);
   if (running > 0)
     op_log_info("draining: waiting up to %u s for %zu running pages", svc->cfg.drain_timeout_s, running);
   while (op_sched_running(svc->sched) > 0 && op_wall_time_s() < deadline && *stop < 2) {
     watchdog();
+    op__node_beat(svc, 0); /* a drain is alive until its pages end */
     int rc = op_sched_step(svc->sched, 200, err);
     if (rc < 0)
       return rc;
@@ -318,7 +329,9 @@ void op_service_destroy(op_service_t *svc) {
   atomic_store(&svc->draining, 1);
   /* Tasks still running stay "running" in the store: the next start resumes them. */
   op_sched_destroy(svc->sched);
+  svc->sched = NULL;
   op_supervisor_destroy(svc->sup);
+  op__node_stop(svc); /* a clean stop: its row goes (a killed node's ages past the lease) */
   for (size_t i = 0; i < svc->n_active; i++) {
     op_task_destroy(svc->active[i]->task);
     free(svc->active[i]);

@@ -36,6 +36,8 @@ typedef struct op_service_config_s {
   const char *log_level;     /**< passed to workers */
   const char *memory_budget; /**< the CPU budget: a size or a share of capacity; NULL = "80%" */
   const char *config_file;   /**< YAML: devices.cpu.budget and models (see docs/configuration.md); NULL = none */
+  double heartbeat_s;        /**< store.heartbeat: how often the node's row is written; default 10, at least 0.1 */
+  double lease_s;            /**< store.lease: a node silent this long is dead; default 30, more than 2 x heartbeat_s */
 } op_service_config_t;
 
 /** Fills cfg with the defaults above. */
@@ -84,7 +86,8 @@ json_t *op_service_memory_json(op_service_t *svc);
 /** The models as the model manager sees them, for GET /v1/models (a new reference; refreshed every 200 ms). */
 json_t *op_service_models_json(op_service_t *svc);
 
-/** Asks for a declared model's load (1) or unload (0); OP_ENOTFOUND for an unknown name, OP_ELIMIT when the mailbox is full. */
+/** Asks for a declared model's load (1) or unload (0); OP_ENOTFOUND for an unknown name, OP_ELIMIT when the mailbox is
+ * full. */
 int op_service_model_request(op_service_t *svc, const char *name, int load);
 
 /** The declared model named name, or NULL. The list does not change while the service runs. */
@@ -154,5 +157,8 @@ void op_service_watch_reload(op_service_t *svc, volatile sig_atomic_t *flag);
 
 /** Whether the service is draining (shutting down): new tasks get 503. */
 int op_service_draining(const op_service_t *svc);
+
+/** This node's id among those sharing the store (32 hex characters, made at start). */
+const char *op_service_node_id(const op_service_t *svc);
 
 #endif

@@ -5,7 +5,8 @@
  * what other threads call (front.c), the mailbox they post to (mailbox.c),
  * recording the scheduler's callbacks in the store (record.c), restarting
  * from the store (recover.c), the typed snapshot of memory and models and its
- * JSON (snapshot.c), memory reports (reports.c) and the settings (settings.c).
+ * JSON (snapshot.c), memory reports (reports.c), the settings (settings.c)
+ * and this server as a node of those sharing the store (node.c).
  */
 #ifndef OCRPOOL_CORE_SERVICE_INTERNAL_H
 #define OCRPOOL_CORE_SERVICE_INTERNAL_H
@@ -29,12 +30,22 @@ typedef struct op__active_s {
   int store_failed;   /* a record of it could not be written: it fails, or resumes after a restart */
 } op__active_t;
 
+/* This server as one node of those sharing the store (node.c). */
+typedef struct op__node_s {
+  char id[40];      /* made at start, 32 hex characters */
+  char host[64];    /* gethostname(), ASCII */
+  int lock_fd;      /* data_dir/node.lock, locked while this node runs; -1 when not held */
+  int in_store;     /* a beat wrote the row: a clean stop deletes it */
+  int beat_failing; /* the last beat failed (logged once until one succeeds) */
+  double next_beat; /* CLOCK_MONOTONIC seconds */
+} op__node_t;
+
 struct op_service_s {
   op_service_config_t cfg;
   char data_dir[512];
   char tasks_dir[600];
   char store_where[1024]; /* the store's URL, or data_dir for the embedded default */
-  op_store_t *store; /* the service thread's own */
+  op_store_t *store;      /* the service thread's own */
   op_supervisor_t *sup;
   op_sched_t *sched;
   int wake[2];
@@ -60,6 +71,7 @@ struct op_service_s {
   const char *report_reason;     /* a memory report to write: "critical" (set by the service thread) */
   op_metrics_t *metrics;         /* GET /metrics */
   volatile sig_atomic_t *reload; /* set by SIGHUP: read the configuration again */
+  op__node_t node;
 };
 
 /* record.c: the scheduler's callbacks, written to the store */
@@ -78,5 +90,11 @@ void op__snapshot_refresh(op_service_t *svc);
 
 /* reports.c */
 void op__write_report(op_service_t *svc, const char *reason);
+
+/* node.c: the node's id and row, its heartbeat, and (until pages are claimed
+ * under leases) the guard against a second live node on the store */
+int op__node_start(op_service_t *svc, op_error_t *err); /* OP_EUSAGE: another node is alive */
+void op__node_beat(op_service_t *svc, int force);       /* when one is due, or now with force */
+void op__node_stop(op_service_t *svc);                  /* a clean stop: the row goes */
 
 #endif

@@ -57,11 +57,10 @@ static json_t *workers_json(const op_snapshot_t *snap) {
     char text[OP_MODEL_KEY_TEXT], device[16];
     for (unsigned k = 0; k < w->n_models; k++)
       json_array_append_new(models, json_string(op_model_key_text(&w->models[k], text)));
-    json_t *wj =
-        json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:o, s:I}", "id", (int)i, "pid", (int)w->pid, "device",
-                  op_snapshot_worker_device(w, device), "state", w->busy ? "busy" : "idle", "used_bytes",
-                  (json_int_t)w->used_bytes, "reserved_bytes", (json_int_t)w->reserved_bytes, "models", models,
-                  "pages_done", (json_int_t)w->pages_done);
+    json_t *wj = json_pack("{s:i, s:i, s:s, s:s, s:I, s:I, s:o, s:I}", "id", (int)i, "pid", (int)w->pid, "device",
+                           op_snapshot_worker_device(w, device), "state", w->busy ? "busy" : "idle", "used_bytes",
+                           (json_int_t)w->used_bytes, "reserved_bytes", (json_int_t)w->reserved_bytes, "models", models,
+                           "pages_done", (json_int_t)w->pages_done);
     if (w->gpu >= 0)
       json_object_set_new(wj, "vram_bytes", json_integer((json_int_t)w->vram_bytes));
     json_array_append_new(workers, wj);
@@ -71,15 +70,15 @@ static json_t *workers_json(const op_snapshot_t *snap) {
 
 static json_t *devices_json(const op_snapshot_t *snap) {
   const op_sched_mem_t *m = &snap->mem;
-  json_t *cpu = json_pack(
-      "{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:i, s:i, s:b, s:i, s:i, s:i}", "name", "cpu", "capacity_bytes",
-      (json_int_t)snap->capacity_bytes, "budget_bytes", (json_int_t)m->budget_bytes, "reserved_bytes",
-      (json_int_t)m->reserved_bytes, "used_bytes", (json_int_t)m->used_bytes, "level", op_mem_level_name(m->level),
-      "warning_bytes", (json_int_t)((double)m->budget_bytes * snap->warning_share), "critical_bytes",
-      (json_int_t)((double)m->budget_bytes * snap->critical_share), "server_bytes", (json_int_t)m->server_bytes,
-      "pages_waited", (int)m->waiting_pages, "pages_refused", (int)m->refused_pages, "refusing_submissions",
-      m->refusing, "warnings", (int)m->warnings, "criticals", (int)m->criticals, "deferred_tasks",
-      (int)m->deferred_tasks);
+  json_t *cpu = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:i, s:i, s:b, s:i, s:i, s:i}", "name", "cpu",
+                          "capacity_bytes", (json_int_t)snap->capacity_bytes, "budget_bytes",
+                          (json_int_t)m->budget_bytes, "reserved_bytes", (json_int_t)m->reserved_bytes, "used_bytes",
+                          (json_int_t)m->used_bytes, "level", op_mem_level_name(m->level), "warning_bytes",
+                          (json_int_t)((double)m->budget_bytes * snap->warning_share), "critical_bytes",
+                          (json_int_t)((double)m->budget_bytes * snap->critical_share), "server_bytes",
+                          (json_int_t)m->server_bytes, "pages_waited", (int)m->waiting_pages, "pages_refused",
+                          (int)m->refused_pages, "refusing_submissions", m->refusing, "warnings", (int)m->warnings,
+                          "criticals", (int)m->criticals, "deferred_tasks", (int)m->deferred_tasks);
   json_t *devices = json_pack("[o]", cpu);
   for (unsigned g = 0; g < m->n_gpus; g++) {
     char name[16];
@@ -116,9 +115,9 @@ static json_t *model_json(const op_sched_model_t *v) {
   json_t *j = json_pack(
       "{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:i, s:o, s:i, s:o, s:f, s:b, s:i, s:I, s:s?, s:i, "
       "s:{s:i, s:I, s:f, s:s}}",
-      "name", pol && pol->name[0] ? pol->name : op_model_key_text(&v->key, text), "engine", v->key.engine,
-      "languages", v->key.lang, "device", pol ? pol->device : "cpu", "state", model_states[v->state], "workers",
-      (int)v->workers, "memory_bytes", (json_int_t)v->memory_bytes, "refcount", (int)v->refcount, "last_used",
+      "name", pol && pol->name[0] ? pol->name : op_model_key_text(&v->key, text), "engine", v->key.engine, "languages",
+      v->key.lang, "device", pol ? pol->device : "cpu", "state", model_states[v->state], "workers", (int)v->workers,
+      "memory_bytes", (json_int_t)v->memory_bytes, "refcount", (int)v->refcount, "last_used",
       op_time_json(v->last_used_s), "loads", (int)v->loads, "unloads", unloads, "keep_alive_s",
       pol ? pol->keep_alive_s : 300.0, "preload", pol ? pol->preload : 0, "max_concurrent",
       pol ? (int)pol->max_concurrent : 0, "memory_limit_bytes", (json_int_t)(pol ? pol->memory_limit : 0), "fallback",

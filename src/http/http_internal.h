@@ -148,7 +148,7 @@ enum MHD_Result op__task_result(op__req_t *q);   /**< GET /v1/tasks/{id}/result 
 enum MHD_Result op__task_events(op__req_t *q);   /**< GET /v1/tasks/{id}/events */
 enum MHD_Result op__task_health(op__req_t *q);   /**< GET /v1/tasks/{id}/health */
 
-/* ---- health.c, memory.c, models.c, dashboard.c, openapi.c ---- */
+/* ---- health.c, memory.c, models.c, nodes.c, dashboard.c, openapi.c ---- */
 
 enum MHD_Result op__healthz(op__req_t *q);           /**< GET /healthz */
 enum MHD_Result op__readyz(op__req_t *q);            /**< GET /readyz */
@@ -160,6 +160,7 @@ enum MHD_Result op__memory_report_get(op__req_t *q); /**< GET /v1/memory/reports
 enum MHD_Result op__models_list(op__req_t *q);       /**< GET /v1/models */
 enum MHD_Result op__model_load(op__req_t *q);        /**< POST /v1/models/{name}/load */
 enum MHD_Result op__model_unload(op__req_t *q);      /**< POST /v1/models/{name}/unload */
+enum MHD_Result op__nodes_list(op__req_t *q);        /**< GET /v1/nodes */
 enum MHD_Result op__dashboard_get(op__req_t *q);     /**< GET / */
 enum MHD_Result op__openapi_get(op__req_t *q);       /**< GET /openapi.json */
 

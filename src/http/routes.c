@@ -36,6 +36,8 @@ const op__route_t op__routes[] = {
     {"GET", "/v1/memory/reports", op__memory_reports, 0, "The memory reports kept (the last 20), newest first",
      "200 401"},
     {"GET", "/v1/memory/reports/{name}", op__memory_report_get, 0, "One memory report", "200 401 404"},
+    {"GET", "/v1/nodes", op__nodes_list, 0,
+     "The servers sharing the store: heartbeat, alive, draining, workers, pages running, memory", "200 401 503"},
     {"POST", "/v1/ocr", op__upload_ocr, 1, "Submit and wait: answers the result itself (timeout)",
      "200 400 401 413 415 422 429 504"},
     {"GET", "/metrics", op__metrics_get, 0, "Prometheus metrics (text format 0.0.4)", "200"},

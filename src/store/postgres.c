@@ -674,4 +674,10 @@ const op_store_ops_t op__postgres_ops = {
     .event_add = pg_event_add,
     .events = pg_events,
     .metric_add = pg_metric_add,
+    .node_beat = op__postgres_node_beat,
+    .nodes = op__postgres_nodes,
+    .node_forget = op__postgres_node_forget,
+    .keeps_blobs = 1,
+    .blob_put = op__postgres_blob_put,
+    .blob_get = op__postgres_blob_get,
 };

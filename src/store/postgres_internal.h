@@ -70,4 +70,19 @@ int op__postgres_error(pg_store_t *store, const PGresult *res, const char *what,
  */
 int op__postgres_exec(pg_store_t *store, const char *sql, const char *what, PGresult **out, op_error_t *err);
 
+/* ---- blobs (postgres_blob.c): chunks in the table blobs ---- */
+
+/* op_store_blob_put: the file in 1 MiB chunks, in one transaction. */
+int op__postgres_blob_put(op_store_t *base, const char *task_id, const char *name, const char *path, op_error_t *err);
+
+/* op_store_blob_get: the chunks in order to path + ".part", renamed over path. */
+int op__postgres_blob_get(op_store_t *base, const char *task_id, const char *name, const char *path, op_error_t *err);
+
+/* ---- nodes (postgres_nodes.c): the servers sharing the database ---- */
+
+/* op_store_node_beat, op_store_nodes, op_store_node_forget: times on the database's clock. */
+int op__postgres_node_beat(op_store_t *base, const op_node_row_t *node, op_error_t *err);
+int op__postgres_nodes(op_store_t *base, op_node_row_t **rows, size_t *n, op_error_t *err);
+int op__postgres_node_forget(op_store_t *base, const char *id, double forget_after_s, op_error_t *err);
+
 #endif

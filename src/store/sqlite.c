@@ -665,4 +665,10 @@ const op_store_ops_t op__sqlite_ops = {
     .event_add = sq_event_add,
     .events = sq_events,
     .metric_add = sq_metric_add,
+    .node_beat = op__sqlite_node_beat,
+    .nodes = op__sqlite_nodes,
+    .node_forget = op__sqlite_node_forget,
+    .keeps_blobs = 0,
+    .blob_put = op__sqlite_blob_put,
+    .blob_get = op__sqlite_blob_get,
 };

@@ -53,4 +53,19 @@ void op__sqlite_close(op_store_t *base);
 /* Maps an SQLite result code to ours, with the connection's message. */
 int op__sqlite_error(sq_store_t *store, int rc, const char *what, op_error_t *err);
 
+/* ---- blobs (sqlite_blob.c): files in the data directory, none in the database ---- */
+
+/* op_store_blob_put: checks that the task and the file are there; nothing to copy. */
+int op__sqlite_blob_put(op_store_t *base, const char *task_id, const char *name, const char *path, op_error_t *err);
+
+/* op_store_blob_get: 0 when path is a regular file, else OP_ENOTFOUND. */
+int op__sqlite_blob_get(op_store_t *base, const char *task_id, const char *name, const char *path, op_error_t *err);
+
+/* ---- nodes (sqlite_nodes.c): the servers sharing the store ---- */
+
+/* op_store_node_beat, op_store_nodes, op_store_node_forget: times on this machine's clock. */
+int op__sqlite_node_beat(op_store_t *base, const op_node_row_t *node, op_error_t *err);
+int op__sqlite_nodes(op_store_t *base, op_node_row_t **rows, size_t *n, op_error_t *err);
+int op__sqlite_node_forget(op_store_t *base, const char *id, double forget_after_s, op_error_t *err);
+
 #endif

@@ -181,13 +181,13 @@ typedef struct op_node_row_s {
   int draining;        /**< stopping: takes no new pages */
   int workers;         /**< worker processes configured */
   int pages_running;   /**< pages it runs now */
-  char memory[1024];   /**< JSON: per device {"used","budget"} bytes, as GET /v1/memory sums them */
+  char memory[1024];   /**< JSON: per device {"used_bytes","budget_bytes"}, as GET /v1/memory has them */
 } op_node_row_t;
 
 /**
  * Inserts or updates the node's row with the store's current time as
- * heartbeat_at (and as started_at when the row is new; started_at 0 keeps
- * the row's).
+ * heartbeat_at. A new row starts at node->started_at, or at that same time
+ * when it is 0; an existing row keeps its started_at.
  */
 int op_store_node_beat(op_store_t *store, const op_node_row_t *node, op_error_t *err);
 

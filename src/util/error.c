@@ -14,11 +14,23 @@ void op_error_clear(op_error_t *err) {
   err->message[0] = '\0';
 }
 
-static const char *const reason_names[OP_REASON_COUNT] = {
-    "",           "internal",       "bad_input",   "bad_options",           "bad_config",
-    "invalid_request", "not_found", "timeout",     "worker_crashed",        "out_of_memory",
-    "memory_limit_exceeded", "model_unavailable", "device_unavailable", "no_gpu", "cancelled",
-    "queue_timeout", "store_failed"};
+static const char *const reason_names[OP_REASON_COUNT] = {"",
+                                                          "internal",
+                                                          "bad_input",
+                                                          "bad_options",
+                                                          "bad_config",
+                                                          "invalid_request",
+                                                          "not_found",
+                                                          "timeout",
+                                                          "worker_crashed",
+                                                          "out_of_memory",
+                                                          "memory_limit_exceeded",
+                                                          "model_unavailable",
+                                                          "device_unavailable",
+                                                          "no_gpu",
+                                                          "cancelled",
+                                                          "queue_timeout",
+                                                          "store_failed"};
 
 const char *op_reason_name(op_reason_t r) {
   return (unsigned)r < OP_REASON_COUNT ? reason_names[r] : "internal";
