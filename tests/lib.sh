@@ -149,11 +149,14 @@ start_server() {
   "$OCRPOOL" serve --listen 127.0.0.1:0 --port-file "$TMP/port" --data-dir "$dir" "${STORE_ARGS[@]}" "$@" \
     2>>"$TMP/server.log" &
   SERVER_PID=$!
-  for _ in $(seq 1 100); do
+  # A slow start (the sanitizers on a loaded machine) gets a minute; a server
+  # that exited is reported at once.
+  for _ in $(seq 1 600); do
     if [ -s "$TMP/port" ]; then
       BASE="http://127.0.0.1:$(cat "$TMP/port")"
       curl -fs "$BASE/healthz" >/dev/null && return 0
     fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.1
   done
   fail "the server did not start"
