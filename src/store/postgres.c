@@ -293,19 +293,7 @@ static int run_child(pg_store_t *store, enum pg_stmt_id id, params_t *p, const c
 
 /* ---- reading results ---- */
 
-/* Copies a text value into a fixed-size field, cut short at a UTF-8
- * character boundary when it does not fit; NULL reads as "". */
-static void get_text(const PGresult *res, int row, int col, char *dst, size_t size) {
-  const char *s = PQgetvalue(res, row, col);
-  size_t n = (size_t)PQgetlength(res, row, col);
-  if (n >= size) {
-    n = size - 1;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-      n--;
-  }
-  snprintf(dst, size, "%.*s", (int)n, s);
-}
-#define GET_TEXT(res, row, col, field) get_text((res), (row), (col), (field), sizeof(field))
+#define GET_TEXT(res, row, col, field) op__postgres_get_text((res), (row), (col), (field), sizeof(field))
 
 static int64_t get_int64(const PGresult *res, int row, int col) {
   return strtoll(PQgetvalue(res, row, col), NULL, 10);

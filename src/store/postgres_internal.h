@@ -70,6 +70,10 @@ int op__postgres_error(pg_store_t *store, const PGresult *res, const char *what,
  */
 int op__postgres_exec(pg_store_t *store, const char *sql, const char *what, PGresult **out, op_error_t *err);
 
+/* Copies a result's text value into a fixed-size field, cut short at a UTF-8
+ * character boundary when it does not fit; NULL reads as "" (postgres_open.c). */
+void op__postgres_get_text(const PGresult *res, int row, int col, char *dst, size_t size);
+
 /* ---- blobs (postgres_blob.c): chunks in the table blobs ---- */
 
 /* op_store_blob_put: the file in 1 MiB chunks, in one transaction. */

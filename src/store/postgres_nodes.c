@@ -88,19 +88,6 @@ int op__postgres_node_beat(op_store_t *base, const op_node_row_t *node, op_error
   return ret;
 }
 
-/* Copies a text value into a fixed-size field, cut short at a UTF-8 character boundary when it does not fit. */
-static void get_text(const PGresult *res, int row, int col, char *dst, size_t size) {
-  const char *s = PQgetvalue(res, row, col);
-  size_t n = (size_t)PQgetlength(res, row, col);
-  if (n >= size) {
-    n = size - 1;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-      n--;
-  }
-  memcpy(dst, s, n);
-  dst[n] = '\0';
-}
-
 int op__postgres_nodes(op_store_t *base, op_node_row_t **rows, size_t *n, op_error_t *err) {
   PGresult *res = NULL;
   *rows = NULL;
@@ -117,15 +104,15 @@ int op__postgres_nodes(op_store_t *base, op_node_row_t **rows, size_t *n, op_err
     ret = op_error_set(err, OP_ENOMEM, NULL, "reading the nodes: out of memory");
   for (int r = 0; out != NULL && r < count; r++) {
     op_node_row_t *row = &out[r];
-    get_text(res, r, 0, row->id, sizeof row->id);
-    get_text(res, r, 1, row->host, sizeof row->host);
+    op__postgres_get_text(res, r, 0, row->id, sizeof row->id);
+    op__postgres_get_text(res, r, 1, row->host, sizeof row->host);
     row->started_at = strtod(PQgetvalue(res, r, 2), NULL);
     row->heartbeat_at = strtod(PQgetvalue(res, r, 3), NULL);
     row->age_s = strtod(PQgetvalue(res, r, 4), NULL);
     row->draining = atoi(PQgetvalue(res, r, 5));
     row->workers = atoi(PQgetvalue(res, r, 6));
     row->pages_running = atoi(PQgetvalue(res, r, 7));
-    get_text(res, r, 8, row->memory, sizeof row->memory);
+    op__postgres_get_text(res, r, 8, row->memory, sizeof row->memory);
   }
   PQclear(res);
   if (ret == 0) {

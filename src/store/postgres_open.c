@@ -157,6 +157,18 @@ int op__postgres_error(pg_store_t *store, const PGresult *res, const char *what,
   return op_error_set(err, OP_EINTERNAL, NULL, "%s: %s", what, msg);
 }
 
+void op__postgres_get_text(const PGresult *res, int row, int col, char *dst, size_t size) {
+  const char *s = PQgetvalue(res, row, col);
+  size_t n = (size_t)PQgetlength(res, row, col);
+  if (n >= size) {
+    n = size - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+      n--;
+  }
+  memcpy(dst, s, n);
+  dst[n] = '\0';
+}
+
 int op__postgres_exec(pg_store_t *store, const char *sql, const char *what, PGresult **out, op_error_t *err) {
   store->sqlstate[0] = '\0';
   PGresult *res = PQexec(store->conn, sql);
