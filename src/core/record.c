@@ -6,8 +6,9 @@
  * rolls the whole transaction back, and the callback is written again from
  * the row as it was before (RECORD_TRIES times in all). When it still cannot
  * be written, the task fails with store_failed, and if even that end cannot
- * be recorded, the store keeps the task unfinished: the next scan (or the
- * next start) resumes it from what was committed. Nothing is half-recorded,
+ * be recorded, or the store was out of reach (a database restarting), the
+ * store keeps the task unfinished: the next scan (or the next start) resumes
+ * it from what was committed. Nothing is half-recorded,
  * and nothing a client was told of is lost.
  */
 #include "core/service_internal.h"
@@ -60,14 +61,24 @@ static int record(op_service_t *svc, op__active_t *a, const writes_t *w) {
 }
 
 /* A record that could not be written: the task fails with store_failed (its
- * end is recorded, or it stays unfinished in the store and resumes). */
+ * end is recorded, or it stays unfinished in the store and resumes). When the
+ * store is out of reach (the database restarting) the failure passes: the
+ * task stops here without recording an end, and the next scan after the store
+ * is back resumes it from what was committed. */
 static void record_failed(op_service_t *svc, op__active_t *a, const char *what) {
   if (a->store_failed)
     return;
   a->store_failed = 1;
+  a->store_unreachable = op_store_unreachable(svc->store);
   op_error_t e;
   op_error_set(&e, OP_EIO, "store_failed", "the store could not record %s of this task", what);
-  op_log_task(OP_LOG_ERROR, a->row.id, 0, "task %s: %s", a->row.id, e.message);
+  if (a->store_unreachable)
+    op_log_task(OP_LOG_WARN, a->row.id, 0,
+                "task %s: the store is out of reach: the task stops here and resumes from "
+                "what was committed once the store is back",
+                a->row.id);
+  else
+    op_log_task(OP_LOG_ERROR, a->row.id, 0, "task %s: %s", a->row.id, e.message);
   op_sched_fail(svc->sched, a->task, &e);
 }
 
@@ -315,7 +326,7 @@ static void on_task_end(void *ctx, op_task_t *t) {
   if (a == NULL)
     return;
   writes_t w = {.what = "the end", .write = write_task_end};
-  if (record(svc, a, &w) == 0) {
+  if (!a->store_unreachable && record(svc, a, &w) == 0) {
     /* Fragments go only after every result is written (assembled before
      * this callback) and the end is committed: a kill before the commit
      * leaves pages "done" with their fragments, or the results whole, and the

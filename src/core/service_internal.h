@@ -26,8 +26,9 @@
 typedef struct op__active_s {
   op_task_t *task;
   op_task_row_t row;
-  int pages_recorded; /* page rows written after the probe */
-  int store_failed;   /* a record of it could not be written: it fails, or resumes after a restart */
+  int pages_recorded;    /* page rows written after the probe */
+  int store_failed;      /* a record of it could not be written: it fails, or resumes after a restart */
+  int store_unreachable; /* ... because the store was out of reach: no end is recorded; the next scan resumes it */
 } op__active_t;
 
 /* This server as one node of those sharing the store (node.c). */

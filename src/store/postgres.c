@@ -644,6 +644,10 @@ static int pg_metric_add(op_store_t *base, const char *task_id, int64_t memory_b
   return run_child(pg(base), PST_METRIC_ADD, &p, task_id, "recording a memory sample", err);
 }
 
+static int pg_unreachable(const op_store_t *base) {
+  return PQstatus(((const pg_store_t *)base)->conn) != CONNECTION_OK;
+}
+
 const op_store_ops_t op__postgres_ops = {
     .name = "postgresql",
     .close = op__postgres_close,
@@ -668,4 +672,5 @@ const op_store_ops_t op__postgres_ops = {
     .keeps_blobs = 1,
     .blob_put = op__postgres_blob_put,
     .blob_get = op__postgres_blob_get,
+    .unreachable = pg_unreachable,
 };

@@ -78,6 +78,10 @@ const char *op_store_kind(const op_store_t *store) {
   return store->ops->name;
 }
 
+int op_store_unreachable(const op_store_t *store) {
+  return store->ops->unreachable != NULL && store->ops->unreachable(store);
+}
+
 int op_store_schema_version(op_store_t *store) {
   return store->schema_version;
 }

@@ -90,6 +90,13 @@ int op_store_is_url(const char *where);
  */
 void op_store_describe(const char *where, char *buf, size_t len);
 
+/**
+ * Whether the last failure left the store out of reach (the database is
+ * down or restarting, the link is lost): a state that passes, unlike a
+ * statement's or a disk's error. The next call tries to reconnect.
+ */
+int op_store_unreachable(const op_store_t *store);
+
 /** "sqlite" or "postgresql". */
 const char *op_store_kind(const op_store_t *store);
 

@@ -41,6 +41,7 @@ typedef struct op_store_ops_s {
   int (*node_beat)(op_store_t *store, const op_node_row_t *node, op_error_t *err);
   int (*nodes)(op_store_t *store, op_node_row_t **rows, size_t *n, op_error_t *err);
   int (*node_forget)(op_store_t *store, const char *id, double forget_after_s, op_error_t *err);
+  int (*unreachable)(const op_store_t *store); /**< NULL: the store is never out of reach (a local file) */
   int keeps_blobs; /**< blobs live in the database; else blob_put and blob_get see local files */
   int (*blob_put)(op_store_t *store, const char *task_id, const char *name, const char *path, op_error_t *err);
   int (*blob_get)(op_store_t *store, const char *task_id, const char *name, const char *path, op_error_t *err);
