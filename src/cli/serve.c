@@ -88,14 +88,19 @@ static const setting_t settings[] = {{"listen", 'l', 's'},
 /* store: url (OCRPOOL_STORE_URL) unless --store gave it; lease and heartbeat
  * (OCRPOOL_STORE_LEASE, OCRPOOL_STORE_HEARTBEAT), durations. */
 static int apply_store(op_config_t *cfg, const unsigned char *given, op_service_config_t *scfg, op_error_t *err) {
-  static const char *const keys[] = {"url", "lease", "heartbeat", NULL};
+  static const char *const keys[] = {"url", "lease", "heartbeat", "poll", "poll_only", "claim_batch", NULL};
   json_t *root = op_config_root(cfg);
   json_t *store = root ? json_object_get(root, "store") : NULL;
   if (store == NULL || json_is_null(store))
     return 0;
   const char *url = NULL;
-  double lease = -1, heartbeat = -1;
+  double lease = -1, heartbeat = -1, poll = -1;
+  int poll_only = -1;
+  unsigned batch = 0;
   int rc = op_config_keys(cfg, store, keys, "store", err);
+  rc = rc ? rc : op_config_duration(cfg, store, "poll", &poll, err);
+  rc = rc ? rc : op_config_bool(cfg, store, "poll_only", &poll_only, err);
+  rc = rc ? rc : op_config_uint(cfg, store, "claim_batch", 1000, &batch, err);
   rc = rc ? rc : op_config_string(cfg, store, "url", &url, err);
   rc = rc ? rc : op_config_duration(cfg, store, "lease", &lease, err);
   rc = rc ? rc : op_config_duration(cfg, store, "heartbeat", &heartbeat, err);
@@ -107,6 +112,15 @@ static int apply_store(op_config_t *cfg, const unsigned char *given, op_service_
     scfg->heartbeat_s = heartbeat;
   if (lease >= 0)
     scfg->lease_s = lease;
+  if (poll >= 0)
+    scfg->poll_s = poll;
+  if (poll_only >= 0)
+    scfg->poll_only = poll_only;
+  if (batch > 0)
+    scfg->claim_batch = batch;
+  if (scfg->poll_s < 0.05 || scfg->poll_s > 60)
+    return op_config_error(cfg, json_object_get(store, "poll"), err, "store.poll must be from 0.05 s to 60 s, not %g s",
+                           scfg->poll_s);
   /* A beat may come a turn of the service's loop late: a lease of over two beats tells a slow node from a dead one. */
   if (scfg->heartbeat_s < 0.1)
     return op_config_error(cfg, json_object_get(store, "heartbeat"), err,
@@ -250,12 +264,16 @@ static void print_config(op_config_t *cfg, const unsigned char *given, const op_
          given['S']        ? "flag"
          : scfg->store_url ? op_config_source(cfg, "store.url")
                            : "default (sqlite in data_dir)");
-  static const char *const durations[] = {"store.lease", "store.heartbeat"};
+  static const char *const durations[] = {"store.lease", "store.heartbeat", "store.poll"};
   for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
     const char *source = op_config_source(cfg, durations[i]);
-    snprintf(value, sizeof value, "%gs", i == 0 ? scfg->lease_s : scfg->heartbeat_s);
+    snprintf(value, sizeof value, "%gs", i == 0 ? scfg->lease_s : i == 1 ? scfg->heartbeat_s : scfg->poll_s);
     printf("%-24s %-26s %s\n", durations[i], value, source ? source : "default");
   }
+  const char *source = op_config_source(cfg, "store.poll_only");
+  printf("%-24s %-26s %s\n", "store.poll_only", scfg->poll_only ? "true" : "false", source ? source : "default");
+  source = op_config_source(cfg, "store.claim_batch");
+  printf("%-24s %-26u %s\n", "store.claim_batch", scfg->claim_batch, source ? source : "default");
   printf("%-24s %-26u %s\n", "models", n_models, n_models ? "file" : "default");
 }
 

@@ -7,10 +7,12 @@
  */
 #include "core/service_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,10 +105,18 @@ int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err) {
     return rc;
   task->status = OP_TASK_QUEUED;
   task->created_at = op_wall_time_s();
-  rc = op_store_begin(st, err); /* the task and its first event, or neither */
+  char *input = op_service_task_dir(svc, task->id);
+  char path[1024];
+  snprintf(path, sizeof path, "%s/input", input ? input : ".");
+  free(input);
+  /* The task, its first event and its document (for whichever node claims
+   * it), or none of them; the other nodes hear of it at the commit. */
+  rc = op_store_begin(st, err);
   if (rc == 0) {
     rc = op_store_task_insert(st, task, err);
     rc = rc < 0 ? rc : op_store_event_add(st, task->id, "queued", NULL, err);
+    rc = rc < 0 ? rc : op_store_blob_put(st, task->id, "input", path, err);
+    rc = rc < 0 || svc->cfg.poll_only ? rc : op_store_notify(st, err);
     rc = op_store_end(st, rc, err);
   }
   op_service_store_put(svc, st);
@@ -118,9 +128,32 @@ int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err) {
   return rc;
 }
 
+int op_service_fetch_blob(op_service_t *svc, const char *id, const char *name, const char *path, op_error_t *err) {
+  op_store_t *st = NULL;
+  int rc = op_service_store_get(svc, &st, err);
+  if (rc < 0)
+    return rc;
+  char *dir = op_service_task_dir(svc, id);
+  if (dir == NULL || (mkdir(dir, 0700) < 0 && errno != EEXIST))
+    rc = op_error_set(err, OP_EIO, "internal", "cannot create the task's directory");
+  free(dir);
+  rc = rc < 0 ? rc : op_store_blob_get(st, id, name, path, err);
+  op_service_store_put(svc, st);
+  return rc;
+}
+
 /* ---- the mailbox ---- */
 
 int op_service_cancel(op_service_t *svc, const char *id) {
+  /* In the store, for whichever node holds it (it sees it at its next scan);
+   * by mail too, for this node's scheduler at once. */
+  op_store_t *st = NULL;
+  op_error_t e;
+  if (op_service_store_get(svc, &st, &e) == 0) {
+    if (op_store_task_cancel_request(st, id, &e) < 0 && e.code != OP_ENOTFOUND)
+      op_log_warn("task %s: the cancel could not be stored (%s); only this node sees it", id, e.message);
+    op_service_store_put(svc, st);
+  }
   op_mail_t m = {.kind = OP_MAIL_CANCEL};
   snprintf(m.task_id, sizeof m.task_id, "%s", id);
   return op_mailbox_post(&svc->mailbox, &m);

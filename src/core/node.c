@@ -2,29 +2,28 @@
  * node.c: this server as one node of those sharing the store, known to the
  * others by its row in the table nodes, which its heartbeat keeps fresh.
  *
- * At start the node makes its id, checks that no other node is alive on the
- * store (the guard below), and writes its row before the server reports
- * ready. Then the service's loop writes it again every store.heartbeat with
- * the node's state (draining, workers, pages running, memory per device), at
- * once when a drain starts, and forgets rows silent for a day. A clean stop
- * deletes the row; a killed node leaves it behind, and the others see it grow
- * older than store.lease. A failed beat is logged, never fatal.
- *
- * TEMPORARY, until pages are claimed under leases: two live nodes on one
- * store would both run its queued tasks, so a node refuses to start while
- * another node's heartbeat is younger than store.lease.
+ * At start the node makes its id and writes its row before the server
+ * reports ready. Then the service's loop writes it again every
+ * store.heartbeat with the node's state (draining, workers, pages running,
+ * memory per device), at once when a drain starts, and forgets rows silent
+ * for a day. The same beat renews the leases of the tasks the node holds
+ * (recover.c claims them): a node that stops beating loses them after
+ * store.lease, and live nodes claim them. A clean stop deletes the row and
+ * lets go of its tasks at once; a killed node leaves both behind until its
+ * lease lapses. A failed beat is logged, never fatal.
  *
  * The data directory holds node.lock, locked (flock) by the node that runs
  * from it and holding its id. A node killed and started again on the same
- * directory and host finds the lock free: its old row is then known dead and
- * is forgotten at once rather than blocking the restart for a lease. A lock
- * still held means a live server uses the directory: the start is refused.
+ * directory and host finds the lock free: its old row is then known dead, is
+ * forgotten, and its tasks are let go at once rather than after a lease. A
+ * lock still held means a live server uses the directory: the start is refused.
  */
 #include "core/service_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <time.h>
@@ -103,8 +102,10 @@ void op__node_beat(op_service_t *svc, int force) {
   int rc = op_store_node_beat(svc->store, &row, &e);
   if (rc == 0) {
     node->in_store = 1;
-    rc = op_store_node_forget(svc->store, NULL, FORGET_AFTER_S, &e);
+    rc = op_store_leases_renew(svc->store, node->id, svc->cfg.lease_s, &e);
   }
+  if (rc == 0)
+    rc = op_store_node_forget(svc->store, NULL, FORGET_AFTER_S, &e);
   if (rc < 0) {
     /* Said once per run of failures: a store that is down says so elsewhere too. */
     if (node->beat_failing++ == 0)
@@ -159,42 +160,30 @@ static void claim_data_dir(op_service_t *svc) {
     op_log_warn("node %s: cannot write %s/node.lock: %s", node->id, svc->data_dir, strerror(errno));
 }
 
-/*
- * TEMPORARY (until pages are claimed under leases): another node whose
- * heartbeat is younger than the lease runs the same queue, and both would run
- * its tasks; OP_EUSAGE then. The node that ran last from this data directory
- * (gone, id gone_id) is not waited for: its row is forgotten, when it is of
- * this host (a copy of a data directory on another machine proves nothing).
- */
-static int refuse_live_node(op_service_t *svc, const char *gone_id, op_error_t *err) {
+/* The node that ran last from this data directory (gone_id, whose lock was
+ * free) is dead: its row goes and its tasks are let go for any node, this
+ * one first, to claim at once. Only when it ran on this host: a copy of a
+ * data directory on another machine proves nothing. */
+static void forget_gone(op_service_t *svc, const char *gone_id) {
   op_node_row_t *rows = NULL;
   size_t n = 0;
-  int rc = op_store_nodes(svc->store, &rows, &n, err);
-  if (rc < 0)
-    return rc;
+  op_error_t e;
+  if (gone_id[0] == '\0' || op_store_nodes(svc->store, &rows, &n, &e) < 0) {
+    free(rows);
+    return;
+  }
   for (size_t i = 0; i < n; i++) {
-    if (gone_id[0] && strcmp(rows[i].id, gone_id) == 0 && strcmp(rows[i].host, svc->node.host) == 0) {
-      op_error_t e;
-      if (op_store_node_forget(svc->store, gone_id, 0, &e) < 0)
-        op_log_warn("node %s: the row of %s, which ran from this data directory, stays: %s", svc->node.id, gone_id,
-                    e.message);
-      else
-        op_log_info("node %s: %s, which ran from this data directory before, is gone: its row is removed", svc->node.id,
-                    gone_id);
+    if (strcmp(rows[i].id, gone_id) != 0 || strcmp(rows[i].host, svc->node.host) != 0)
       continue;
-    }
-    if (strcmp(rows[i].id, svc->node.id) == 0 || rows[i].age_s >= svc->cfg.lease_s)
-      continue;
-    rc = op_error_set(err, OP_EUSAGE, "bad_options",
-                      "another ocrpool node (%s on %s, last seen %.1f s ago) uses this store; running several nodes "
-                      "on one store needs page leases, which this version does not have yet; stop it, or wait "
-                      "store.lease (%g s) after it died",
-                      rows[i].id, rows[i].host[0] ? rows[i].host : "an unknown host",
-                      rows[i].age_s > 0 ? rows[i].age_s : 0.0, svc->cfg.lease_s);
-    break;
+    if (op_store_leases_release(svc->store, gone_id, &e) < 0 || op_store_node_forget(svc->store, gone_id, 0, &e) < 0)
+      op_log_warn("node %s: %s, which ran from this data directory, is gone, but its tasks wait for its lease: %s",
+                  svc->node.id, gone_id, e.message);
+    else
+      op_log_info("node %s: %s, which ran from this data directory before, is gone: its row is removed and its "
+                  "tasks let go",
+                  svc->node.id, gone_id);
   }
   free(rows);
-  return rc;
 }
 
 int op__node_start(op_service_t *svc, op_error_t *err) {
@@ -204,17 +193,19 @@ int op__node_start(op_service_t *svc, op_error_t *err) {
   int busy = 0;
   char gone_id[33];
   int rc = lock_data_dir(svc, &busy, gone_id, err);
-  if (rc == 0)
-    rc = refuse_live_node(svc, busy ? "" : gone_id, err);
-  if (rc == 0 && busy) /* alive, but without a fresh row: it is starting, or its beats fail */
+  if (rc == 0 && busy)
     rc = op_error_set(err, OP_EUSAGE, "bad_options",
                       "another ocrpool serve uses the data directory %s (it holds %s/node.lock); stop it, or give "
                       "this one another --data-dir",
                       svc->data_dir, svc->data_dir);
   if (rc < 0)
     return rc;
+  forget_gone(svc, gone_id);
   claim_data_dir(svc);
-  op__node_beat(svc, 1); /* the row at once, to narrow the window in which another start sees none */
+  op_error_t e;
+  if (!svc->cfg.poll_only && op_store_listen(svc->store, &e) < 0)
+    op_log_warn("node %s: cannot listen for new work (%s); it polls every %g s", node->id, e.message, svc->cfg.poll_s);
+  op__node_beat(svc, 1);
   op_log_info("node %s on %s: heartbeat every %g s, lease %g s", node->id, node->host, svc->cfg.heartbeat_s,
               svc->cfg.lease_s);
   return 0;
@@ -224,6 +215,10 @@ void op__node_stop(op_service_t *svc) {
   op__node_t *node = &svc->node;
   if (node->in_store && svc->store != NULL) {
     op_error_t e;
+    /* Its unfinished tasks (still queued, or pages past the drain) go to the others now. */
+    if (op_store_leases_release(svc->store, node->id, &e) < 0)
+      op_log_warn("node %s: its tasks could not be let go: %s; others claim them after store.lease", node->id,
+                  e.message);
     if (op_store_node_forget(svc->store, node->id, 0, &e) < 0)
       op_log_warn("node %s: its row could not be deleted: %s; others see it as dead after store.lease", node->id,
                   e.message);

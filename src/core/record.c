@@ -10,6 +10,13 @@
  * store keeps the task unfinished: the next scan (or the next start) resumes
  * it from what was committed. Nothing is half-recorded,
  * and nothing a client was told of is lost.
+ *
+ * Every transaction first checks, and locks, this node's claim on the task
+ * (op_store_task_hold): a node whose lease lapsed while it was paused finds
+ * the task claimed by another and records nothing more of it. A done page's
+ * fragments and a task's results go to the store in the same transaction as
+ * their record, so that whichever node resumes the task, or answers for its
+ * result, finds them (with SQLite they are the local files already).
  */
 #include "core/service_internal.h"
 
@@ -49,11 +56,17 @@ static int record(op_service_t *svc, op__active_t *a, const writes_t *w) {
   op_error_t e;
   for (int i = 0; i < RECORD_TRIES; i++) {
     int rc = op_store_begin(svc->store, &e);
-    if (rc == 0)
-      rc = op_store_end(svc->store, w->write(svc, a, w, &e), &e);
+    if (rc == 0) {
+      rc = op_store_task_hold(svc->store, a->row.id, svc->node.id, a->row.claim, &e);
+      rc = op_store_end(svc->store, rc < 0 ? rc : w->write(svc, a, w, &e), &e);
+    }
     if (rc == 0)
       return 0;
     a->row = before;
+    if (rc == OP_ESTALE) {
+      op__drop_lost(svc, a);
+      return -1;
+    }
     op_log_task(OP_LOG_WARN, a->row.id, 0, "store: recording %s of task %s failed (try %d of %d): %s", w->what,
                 a->row.id, i + 1, RECORD_TRIES, e.message);
   }
@@ -66,7 +79,7 @@ static int record(op_service_t *svc, op__active_t *a, const writes_t *w) {
  * task stops here without recording an end, and the next scan after the store
  * is back resumes it from what was committed. */
 static void record_failed(op_service_t *svc, op__active_t *a, const char *what) {
-  if (a->store_failed)
+  if (a->store_failed) /* it already stops (its lease lost, a record failed) */
     return;
   a->store_failed = 1;
   a->store_unreachable = op_store_unreachable(svc->store);
@@ -242,6 +255,40 @@ static void on_pressure(void *ctx, op_mem_level_t level, int refusing, uint64_t 
 
 /* ---- a page ends ---- */
 
+/* A done page's fragments, one per format ("p000001.txt"), to the store. */
+static int put_fragments(op_service_t *svc, op__active_t *a, uint32_t index, op_error_t *e) {
+  const op_task_t *t = a->task;
+  char *prefix = op_task_page_prefix(t, index);
+  const char *base = prefix ? strrchr(prefix, '/') : NULL;
+  int rc = base ? 0 : op_error_set(e, OP_ENOMEM, NULL, "out of memory");
+  for (unsigned f = 1; rc == 0 && f <= OP_FMT_PDF; f <<= 1) {
+    if (!(t->opts.formats & f))
+      continue;
+    char name[80], path[1200];
+    snprintf(name, sizeof name, "%s.%s", base + 1, op_format_ext((op_format_t)f));
+    snprintf(path, sizeof path, "%s.%s", prefix, op_format_ext((op_format_t)f));
+    rc = op_store_blob_put(svc->store, a->row.id, name, path, e);
+  }
+  free(prefix);
+  return rc;
+}
+
+/* A task's results, one per format ("result.txt"), to the store. */
+static int put_results(op_service_t *svc, op__active_t *a, op_error_t *e) {
+  const op_task_t *t = a->task;
+  int rc = 0;
+  for (unsigned f = 1; rc == 0 && f <= OP_FMT_PDF; f <<= 1) {
+    if (!(t->opts.formats & f))
+      continue;
+    char name[32];
+    char *path = op_task_result_path(t, (op_format_t)f);
+    snprintf(name, sizeof name, "result.%s", op_format_ext((op_format_t)f));
+    rc = path ? op_store_blob_put(svc->store, a->row.id, name, path, e) : op_error_set(e, OP_ENOMEM, NULL, "out of memory");
+    free(path);
+  }
+  return rc;
+}
+
 static int write_page_end(op_service_t *svc, op__active_t *a, const writes_t *w, op_error_t *e) {
   const op_page_job_t *p = w->page;
   const op_task_t *t = a->task;
@@ -254,6 +301,8 @@ static int write_page_end(op_service_t *svc, op__active_t *a, const writes_t *w,
     a->row.peak_memory_bytes = peak;
   rc = rc < 0 ? rc : op_store_task_update(svc->store, &a->row, e);
   rc = rc < 0 ? rc : op_store_metric_add(svc->store, a->row.id, peak, "cpu", "page", e);
+  if (rc == 0 && done)
+    rc = put_fragments(svc, a, p->index, e);
   if (rc < 0)
     return rc;
   if (done)
@@ -313,6 +362,8 @@ static int write_task_end(op_service_t *svc, op__active_t *a, const writes_t *w,
                       json_pack("{s:s}", "device", a->row.device[0] ? a->row.device : "cpu"), e);
   rc = rc < 0 ? rc : event(svc, a, "cleanup_completed", NULL, e);
   rc = rc < 0 ? rc : op_store_task_update(svc->store, &a->row, e);
+  if (rc == 0 && t->status == OP_TASK_SUCCEEDED)
+    rc = put_results(svc, a, e);
   if (rc < 0)
     return rc;
   if (t->status == OP_TASK_SUCCEEDED)
@@ -336,7 +387,7 @@ static void on_task_end(void *ctx, op_task_t *t) {
     svc->n_finished++;
     pthread_cond_broadcast(&svc->finished);
     pthread_mutex_unlock(&svc->lock);
-  } else {
+  } else if (!a->lost) {
     op_log_task(OP_LOG_ERROR, a->row.id, 0,
                 "task %s: its end could not be recorded; it stays unfinished in the store and resumes", a->row.id);
   }

@@ -1,19 +1,28 @@
 /*
  * recover.c: tasks from the store into the scheduler, and out of the store.
  *
- * The service lists the store's unfinished tasks at start and on every scan
- * (a task another thread recorded, or one whose end could not be written),
- * and gives the scheduler those it does not run yet: a restarted task keeps
- * its done pages (their fragments are on disk) and runs the rest again.
+ * On every scan (each store.poll, and at once when woken: a local submission,
+ * a NOTIFY from another node) the service claims the tasks no live node
+ * holds, in priority order, store.claim_batch at a time, and gives them to
+ * the scheduler, with those it holds but does not run (one whose end could
+ * not be written while the store was out of reach). A task claimed from a
+ * node that died keeps its done pages (their fragments are fetched from the
+ * store where this node lacks them); a page that was running when its node
+ * died counts a crash attempt, so a page that kills every node ends failed
+ * instead of going round forever. The same scan sees cancels requested on
+ * any node, and tasks another node claimed after this one's lease lapsed.
  * Tasks that waited past the queue timeout fail; finished tasks past their
  * retention are removed with their files; at start, files no task owns go.
  */
 #include "core/service_internal.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util/fs.h"
 #include "util/log.h"
@@ -35,14 +44,45 @@ static int task_opts_from_json(const char *text, op_task_opts_t *o, op_error_t *
 
 /* ---- loading tasks from the store ---- */
 
-static int is_active(const op_service_t *svc, const char *id) {
-  for (size_t i = 0; i < svc->n_active; i++)
-    if (strcmp(svc->active[i]->row.id, id) == 0)
-      return 1;
-  return 0;
+/* A done page's fragments (one per format), fetched from the store where this
+ * node lacks them (another node ran it); 0 when every one is here. */
+static int fetch_fragments(op_service_t *svc, const op_task_t *t, uint32_t index) {
+  char *prefix = op_task_page_prefix(t, index);
+  const char *base = prefix ? strrchr(prefix, '/') : NULL;
+  int rc = base == NULL ? OP_ENOMEM : 0;
+  for (unsigned f = 1; rc == 0 && f <= OP_FMT_PDF; f <<= 1) {
+    if (!(t->opts.formats & f))
+      continue;
+    char name[80], path[1200];
+    snprintf(name, sizeof name, "%s.%s", base + 1, op_format_ext((op_format_t)f));
+    snprintf(path, sizeof path, "%s.%s", prefix, op_format_ext((op_format_t)f));
+    op_error_t e;
+    rc = op_store_blob_get(svc->store, t->log_id, name, path, &e);
+  }
+  free(prefix);
+  return rc;
 }
 
-/* The pages a restarted task already has: done ones keep their fragments. */
+/* Whether every result of the task is here (or fetched from the store): a
+ * task that ended just before a kill, its end unrecorded, needs no fragments. */
+static int results_here(op_service_t *svc, const op_task_t *t) {
+  int rc = 0;
+  for (unsigned f = 1; rc == 0 && f <= OP_FMT_PDF; f <<= 1) {
+    if (!(t->opts.formats & f))
+      continue;
+    char name[32];
+    char *path = op_task_result_path(t, (op_format_t)f);
+    op_error_t e;
+    snprintf(name, sizeof name, "result.%s", op_format_ext((op_format_t)f));
+    rc = path ? op_store_blob_get(svc->store, t->log_id, name, path, &e) : OP_ENOMEM;
+    free(path);
+  }
+  return rc == 0;
+}
+
+/* The pages a resumed task already has: done ones keep their fragments (run
+ * again if the store has lost them); one that was running when its node died
+ * counts a crash attempt, and fails as worker_crashed after max_attempts. */
 static void restore_pages(op_service_t *svc, op__active_t *a) {
   op_page_row_t *rows = NULL;
   size_t n = 0;
@@ -52,6 +92,7 @@ static void restore_pages(op_service_t *svc, op__active_t *a) {
     return;
   }
   op_task_t *t = a->task;
+  int results = results_here(svc, t);
   t->pages = calloc(n, sizeof *t->pages);
   if (t->pages == NULL) {
     free(rows);
@@ -66,6 +107,16 @@ static void restore_pages(op_service_t *svc, op__active_t *a) {
     p->estimate_bytes = (uint64_t)rows[i].estimated_memory_bytes;
     if (strcmp(rows[i].state, "done") == 0) {
       p->state = OP_PAGE_DONE;
+      if (!results && fetch_fragments(svc, t, p->index) < 0) {
+        op_log_task(OP_LOG_WARN, a->row.id, 0, "task %s: page %u's results are missing: it runs again", a->row.id,
+                    p->index + 1);
+        p->state = OP_PAGE_QUEUED;
+      }
+    } else if (strcmp(rows[i].state, "running") == 0 &&
+               ++p->crash_attempts >= (svc->cfg.max_attempts ? svc->cfg.max_attempts : 3)) {
+      p->state = OP_PAGE_FAILED;
+      op_error_set(&p->error, OP_EINTERNAL, "worker_crashed",
+                   "page %u was running on a node or worker that died, %u times", p->index + 1, p->crash_attempts);
     } else if (strcmp(rows[i].state, "failed") == 0) {
       p->state = OP_PAGE_FAILED;
       op_error_set(&p->error, OP_EINTERNAL, "internal", "%s", rows[i].error);
@@ -113,6 +164,17 @@ static op_task_t *task_of_row(op_service_t *svc, const op_task_row_t *row, op_er
   }
   if (task_opts_from_json(row->options, &opts, err) < 0)
     goto out;
+  /* Accepted by another node: the document comes from the store. */
+  if (access(input, F_OK) != 0) {
+    op_error_t e;
+    int rc = mkdir(dir, 0700) < 0 && errno != EEXIST ? OP_EIO : op_store_blob_get(svc->store, row->id, "input", input, &e);
+    if (rc < 0) {
+      op_task_opts_dispose(&opts);
+      op_error_set(err, rc == OP_ENOTFOUND ? OP_EUSAGE : OP_ENOMEM, rc == OP_ENOTFOUND ? "internal" : NULL,
+                   "its document cannot be read from the store (%s)", rc == OP_ENOTFOUND ? "it is gone" : e.message);
+      goto out;
+    }
+  }
   opts.limits.max_pages = svc->cfg.limits.max_pages;
   opts.limits.max_page_pixels = svc->cfg.limits.max_page_pixels;
   t = op_task_create(input, row->title[0] ? row->title : "document", op_doc_type_from_name(row->input_type), &opts);
@@ -147,7 +209,7 @@ static void schedule_row(op_service_t *svc, const op_task_row_t *row) {
     size_t cap = svc->cap_active ? svc->cap_active * 2 : 64;
     op__active_t **na = realloc(svc->active, cap * sizeof *na);
     if (na == NULL)
-      return; /* tried again at the next scan */
+      return; /* tried again at the next scan: the task is this node's */
     svc->active = na;
     svc->cap_active = cap;
   }
@@ -158,8 +220,13 @@ static void schedule_row(op_service_t *svc, const op_task_row_t *row) {
   if (a->task != NULL) {
     restore_pages(svc, a);
     svc->active[svc->n_active++] = a;
-    if (op_sched_add(svc->sched, a->task, &e) == 0)
+    if (op_sched_add(svc->sched, a->task, &e) == 0) {
+      if (row->cancel_requested) { /* asked on a node that did not hold it */
+        a->cancel_seen = 1;
+        op_sched_cancel(svc->sched, a->task);
+      }
       return;
+    }
     svc->n_active--;
   }
   if (e.code == OP_ENOMEM)
@@ -170,7 +237,29 @@ static void schedule_row(op_service_t *svc, const op_task_row_t *row) {
   free(a);
 }
 
-void op__load_tasks(op_service_t *svc) {
+static op__active_t *find_active_id(op_service_t *svc, const char *id) {
+  for (size_t i = 0; i < svc->n_active; i++)
+    if (strcmp(svc->active[i]->row.id, id) == 0)
+      return svc->active[i];
+  return NULL;
+}
+
+void op__drop_lost(op_service_t *svc, op__active_t *a) {
+  if (a->lost)
+    return;
+  a->lost = a->store_failed = a->store_unreachable = 1; /* its end is not recorded */
+  op_error_t e;
+  op_error_set(&e, OP_EIO, "lease_lost", "another node holds this task now");
+  op_log_task(OP_LOG_WARN, a->row.id, 0,
+              "task %s: another node claimed it after this node's lease lapsed: it stops here, recording nothing",
+              a->row.id);
+  op_sched_fail(svc->sched, a->task, &e);
+}
+
+/* The unfinished tasks in the store against those this node runs: its own
+ * that it does not run (resumed), cancels asked on any node, and tasks
+ * another node claimed since (dropped). */
+static void review_tasks(op_service_t *svc) {
   op_task_row_t *rows = NULL;
   size_t n = 0;
   op_error_t e;
@@ -178,10 +267,49 @@ void op__load_tasks(op_service_t *svc) {
     log_store_error("listing unfinished tasks", &e);
     return;
   }
-  for (size_t i = 0; i < n; i++)
-    if (!is_active(svc, rows[i].id))
-      schedule_row(svc, &rows[i]);
+  for (size_t i = 0; i < n; i++) {
+    const op_task_row_t *row = &rows[i];
+    op__active_t *a = find_active_id(svc, row->id);
+    int mine = strcmp(row->node, svc->node.id) == 0;
+    if (a == NULL) {
+      if (mine && !atomic_load(&svc->draining))
+        schedule_row(svc, row);
+    } else if (!mine || row->claim != a->row.claim) {
+      op__drop_lost(svc, a);
+    } else if (row->cancel_requested && !a->cancel_seen) {
+      a->cancel_seen = 1;
+      op_sched_cancel(svc->sched, a->task);
+    }
+  }
   free(rows);
+}
+
+#define CLAIM_ROUNDS 8 /* claim queries per scan at most: the next scan claims the rest */
+
+void op__load_tasks(op_service_t *svc) {
+  review_tasks(svc);
+  if (atomic_load(&svc->draining))
+    return;
+  unsigned batch = svc->cfg.claim_batch ? svc->cfg.claim_batch : 16;
+  for (int round = 0; round < CLAIM_ROUNDS; round++) {
+    op_task_row_t *rows = NULL;
+    size_t n = 0;
+    op_error_t e;
+    if (op_store_tasks_claim(svc->store, svc->node.id, svc->cfg.lease_s, (int)batch, &rows, &n, &e) < 0) {
+      log_store_error("claiming tasks", &e);
+      return;
+    }
+    for (size_t i = 0; i < n; i++) {
+      op__active_t *a = find_active_id(svc, rows[i].id);
+      if (a != NULL) /* this node's own once (its lease lapsed while it was paused): the new claim is its */
+        a->row.claim = rows[i].claim, a->row.lease_until = rows[i].lease_until;
+      else
+        schedule_row(svc, &rows[i]);
+    }
+    free(rows);
+    if (n < batch)
+      break;
+  }
 }
 
 void op__expire_queued(op_service_t *svc) {

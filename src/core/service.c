@@ -2,8 +2,9 @@
  * service.c: the durable task service's life: create, run, drain, destroy.
  *
  * The service thread loops: it takes the requests other threads posted to
- * its mailbox (cancels, model loads and unloads, memory reports), loads tasks
- * that are queued in the store and not yet scheduled, fails tasks that waited
+ * its mailbox (cancels, model loads and unloads, memory reports), claims
+ * tasks no node holds (recover.c; each store.poll, or at once on a local
+ * submission or another node's NOTIFY), fails tasks that waited
  * past the queue timeout, runs one scheduler step, and now and then removes
  * tasks past their retention, refreshes the snapshot other threads read and
  * writes the node's heartbeat (node.c).
@@ -44,6 +45,8 @@ void op_service_config_init(op_service_config_t *cfg) {
   cfg->drain_timeout_s = 30;
   cfg->heartbeat_s = 10;
   cfg->lease_s = 30;
+  cfg->poll_s = 1;
+  cfg->claim_batch = 16;
   op_doc_limits_init(&cfg->limits);
 }
 
@@ -309,7 +312,10 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
       reload(svc);
     }
     double now = op_wall_time_s();
-    if (woken || now - last_scan > 1.0) {
+    /* News from another node (NOTIFY) is read each turn, at most 200 ms late; the poll covers a lost one. */
+    if (op_store_notified(svc->store))
+      woken = 1;
+    if (woken || now - last_scan > svc->cfg.poll_s) {
       take_mail(svc);
       op__load_tasks(svc);
       op__expire_queued(svc);

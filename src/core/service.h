@@ -38,6 +38,9 @@ typedef struct op_service_config_s {
   const char *config_file;   /**< YAML: devices.cpu.budget and models (see docs/configuration.md); NULL = none */
   double heartbeat_s;        /**< store.heartbeat: how often the node's row is written; default 10, at least 0.1 */
   double lease_s;            /**< store.lease: a node silent this long is dead; default 30, more than 2 x heartbeat_s */
+  double poll_s;             /**< store.poll: how often the store is asked for claimable work; default 1 */
+  int poll_only;             /**< store.poll_only: no LISTEN/NOTIFY (PgBouncer in transaction mode) */
+  unsigned claim_batch;      /**< store.claim_batch: tasks claimed per query; default 16 */
 } op_service_config_t;
 
 /** Fills cfg with the defaults above. */
@@ -70,6 +73,13 @@ void op_service_store_put(op_service_t *svc, op_store_t *store);
 
 /** The directory of a task's files (input, fragments, results): caller frees. */
 char *op_service_task_dir(const op_service_t *svc, const char *id);
+
+/**
+ * Writes the task's blob name ("result.txt") from the store to path, in the
+ * task's directory (made if missing): a task another node ran. OP_ENOTFOUND
+ * when the store has no such blob.
+ */
+int op_service_fetch_blob(op_service_t *svc, const char *id, const char *name, const char *path, op_error_t *err);
 
 /** Makes a new random task id (32 hex characters) into id[40]. */
 void op_service_new_id(char id[40]);

@@ -29,6 +29,8 @@ typedef struct op__active_s {
   int pages_recorded;    /* page rows written after the probe */
   int store_failed;      /* a record of it could not be written: it fails, or resumes after a restart */
   int store_unreachable; /* ... because the store was out of reach: no end is recorded; the next scan resumes it */
+  int lost;              /* another node claimed it (this one's lease lapsed): it stops here, recording nothing */
+  int cancel_seen;       /* its stored cancel request was passed to the scheduler */
 } op__active_t;
 
 /* This server as one node of those sharing the store (node.c). */
@@ -81,7 +83,8 @@ op__active_t *op__find_active(op_service_t *svc, const op_task_t *t);
 void op__remove_fragments(const char *dir);
 
 /* recover.c: from the store to the scheduler, and back out */
-void op__load_tasks(op_service_t *svc);
+void op__load_tasks(op_service_t *svc); /* resumes its own tasks, claims new ones, sees cancels and lost leases */
+void op__drop_lost(op_service_t *svc, op__active_t *a); /* another node holds it now: stop, recording nothing */
 void op__expire_queued(op_service_t *svc);
 void op__apply_retention(op_service_t *svc);
 void op__clean_leftovers(op_service_t *svc);
@@ -92,9 +95,8 @@ void op__snapshot_refresh(op_service_t *svc);
 /* reports.c */
 void op__write_report(op_service_t *svc, const char *reason);
 
-/* node.c: the node's id and row, its heartbeat, and (until pages are claimed
- * under leases) the guard against a second live node on the store */
-int op__node_start(op_service_t *svc, op_error_t *err); /* OP_EUSAGE: another node is alive */
+/* node.c: the node's id and row, its heartbeat (which renews its leases) */
+int op__node_start(op_service_t *svc, op_error_t *err); /* OP_EUSAGE: another server uses the data directory */
 void op__node_beat(op_service_t *svc, int force);       /* when one is due, or now with force */
 void op__node_stop(op_service_t *svc);                  /* a clean stop: the row goes */
 

@@ -5,6 +5,7 @@
  * and answering its result. With authentication on, a task is visible only
  * to the token that made it (and to admins); to others it does not exist.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,15 @@ enum MHD_Result op__task_send_result(op__req_t *q, const op_task_row_t *row, op_
   snprintf(path, sizeof path, "%s/result.%s", dir ? dir : ".", op_format_ext(fmt));
   free(dir);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) { /* another node ran it: the result is in the store */
+    char name[32];
+    op_error_t e;
+    snprintf(name, sizeof name, "result.%s", op_format_ext(fmt));
+    int rc = op_service_fetch_blob(q->http->svc, row->id, name, path, &e);
+    if (rc < 0 && rc != OP_ENOTFOUND)
+      return op__send_store_error(q, &e);
+    fd = rc == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+  }
   struct stat st;
   if (fd < 0 || fstat(fd, &st) < 0) {
     if (fd >= 0)

@@ -19,13 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The task columns in the order op_task_row_t lists them; task_params and
- * read_task use the same order ($1 is always the id). */
-#define TASK_COLS                                                                                                      \
-  "id, status, priority, created_at, started_at, finished_at, pages_total, pages_done, attempts, "                     \
-  "assigned_device, worker_id, estimated_memory_bytes, peak_memory_bytes, failure_reason, error, owner, title, "       \
-  "input_type, options, cancel_requested, resource_cleanup_completed"
-
 /* Paging: the four shapes of the list query, so each one is an index range
  * scan. $1 is the owner (NULL = any), $2 the limit, then the status if any,
  * then the cursor's (created_at, id) if any. */
@@ -40,7 +33,7 @@ static const struct {
   int writes; /* the test's fault applies to it */
 } stmts[PST_COUNT_] = {
     [PST_TASK_INSERT] =
-        {"INSERT INTO tasks (" TASK_COLS ") VALUES "
+        {"INSERT INTO tasks (" TASK_COLS_WRITTEN ") VALUES "
          "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
          1},
     [PST_TASK_GET] = {"SELECT " TASK_COLS " FROM tasks WHERE id = $1", 0},
@@ -316,7 +309,7 @@ static op_task_status_t get_status(const PGresult *res, int row, int col) {
   return OP_TASK_FAILED;
 }
 
-static void read_task(const PGresult *res, int r, op_task_row_t *t) {
+void op__postgres_read_task(const PGresult *res, int r, op_task_row_t *t) {
   memset(t, 0, sizeof *t);
   GET_TEXT(res, r, 0, t->id);
   t->status = get_status(res, r, 1);
@@ -339,6 +332,9 @@ static void read_task(const PGresult *res, int r, op_task_row_t *t) {
   GET_TEXT(res, r, 18, t->options);
   t->cancel_requested = get_int(res, r, 19);
   t->resource_cleanup_completed = get_int(res, r, 20);
+  GET_TEXT(res, r, 21, t->node);
+  t->lease_until = get_double(res, r, 22);
+  t->claim = get_int(res, r, 23);
 }
 
 /* Runs a task query into a malloc'd array (caller frees; NULL when empty). */
@@ -355,7 +351,7 @@ static int list_tasks(pg_store_t *store, enum pg_stmt_id id, params_t *p, op_tas
   if (count > 0 && out == NULL)
     ret = op_error_set(err, OP_ENOMEM, NULL, "listing tasks: out of memory");
   for (int i = 0; out != NULL && i < count; i++)
-    read_task(res, i, &out[i]);
+    op__postgres_read_task(res, i, &out[i]);
   PQclear(res);
   if (ret == 0) {
     *rows = out;
@@ -447,7 +443,7 @@ static int pg_task_get(op_store_t *base, const char *id, op_task_row_t *task, op
   if (ret < 0)
     return ret;
   if (PQntuples(res) > 0)
-    read_task(res, 0, task);
+    op__postgres_read_task(res, 0, task);
   else
     ret = not_found(id, err);
   PQclear(res);
@@ -669,6 +665,14 @@ const op_store_ops_t op__postgres_ops = {
     .node_beat = op__postgres_node_beat,
     .nodes = op__postgres_nodes,
     .node_forget = op__postgres_node_forget,
+    .tasks_claim = op__postgres_tasks_claim,
+    .task_hold = op__postgres_task_hold,
+    .leases_renew = op__postgres_leases_renew,
+    .leases_release = op__postgres_leases_release,
+    .task_cancel_request = op__postgres_task_cancel_request,
+    .listen = op__postgres_listen,
+    .notify = op__postgres_notify,
+    .notified = op__postgres_notified,
     .keeps_blobs = 1,
     .blob_put = op__postgres_blob_put,
     .blob_get = op__postgres_blob_get,

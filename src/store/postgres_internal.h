@@ -10,6 +10,15 @@
 
 #include "store/store_impl.h"
 
+/* The task columns in the order op_task_row_t lists them: those a task's
+ * insert and update write ($1 / ?1 is always the id), then the lease's, which
+ * only the lease statements write. Every read takes them all. */
+#define TASK_COLS_WRITTEN                                                                                              \
+  "id, status, priority, created_at, started_at, finished_at, pages_total, pages_done, attempts, "                     \
+  "assigned_device, worker_id, estimated_memory_bytes, peak_memory_bytes, failure_reason, error, owner, title, "       \
+  "input_type, options, cancel_requested, resource_cleanup_completed"
+#define TASK_COLS TASK_COLS_WRITTEN ", node_id, lease_until, claim"
+
 /* The named statements, prepared on a connection at first use. */
 enum pg_stmt_id {
   PST_TASK_INSERT,
@@ -39,6 +48,7 @@ typedef struct pg_store_s {
   unsigned char prepared[PST_COUNT_]; /* on this session; cleared by a reconnect */
   char sqlstate[6];                   /* of the last failed statement, "" if none */
   char where[256];                    /* the URL as op_store_describe shows it (no password) */
+  int listening;                      /* LISTEN asked for: a reconnect listens again */
 } pg_store_t;
 
 static inline pg_store_t *pg(op_store_t *base) {
@@ -73,6 +83,30 @@ int op__postgres_exec(pg_store_t *store, const char *sql, const char *what, PGre
 /* Copies a result's text value into a fixed-size field, cut short at a UTF-8
  * character boundary when it does not fit; NULL reads as "" (postgres_open.c). */
 void op__postgres_get_text(const PGresult *res, int row, int col, char *dst, size_t size);
+
+/* A task row from a result that selected TASK_COLS (postgres.c). */
+void op__postgres_read_task(const PGresult *res, int r, op_task_row_t *t);
+
+/* The channel of news of new work (LISTEN/NOTIFY). */
+#define OP__PG_CHANNEL "ocrpool_work"
+
+/* ---- leases and waking (postgres_lease.c): which node runs a task ---- */
+
+int op__postgres_tasks_claim(op_store_t *base, const char *node_id, double lease_s, int limit, op_task_row_t **rows,
+                             size_t *n, op_error_t *err);
+int op__postgres_task_hold(op_store_t *base, const char *task_id, const char *node_id, int claim, op_error_t *err);
+int op__postgres_leases_renew(op_store_t *base, const char *node_id, double lease_s, op_error_t *err);
+int op__postgres_leases_release(op_store_t *base, const char *node_id, op_error_t *err);
+int op__postgres_task_cancel_request(op_store_t *base, const char *task_id, op_error_t *err);
+int op__postgres_listen(op_store_t *base, op_error_t *err);
+int op__postgres_notify(op_store_t *base, op_error_t *err);
+int op__postgres_notified(op_store_t *base);
+
+/* Runs sql with n text parameters, unprepared (statements that run a few
+ * times a minute); *out is the result on success, which the caller PQclears.
+ * writes: the test's fault applies, and it is never sent twice (postgres_nodes.c). */
+int op__postgres_exec_params(pg_store_t *store, const char *sql, int n, const char *const *values, int writes,
+                             PGresult **out, const char *what, op_error_t *err);
 
 /* ---- blobs (postgres_blob.c): chunks in the table blobs ---- */
 

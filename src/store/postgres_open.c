@@ -103,6 +103,15 @@ static const char *const migrations[] = {
     "ALTER TABLE blobs ALTER COLUMN data SET STORAGE EXTERNAL;"
     "CREATE TABLE ocrpool_schema (version integer NOT NULL);"
     "INSERT INTO ocrpool_schema (version) VALUES (1);",
+    /* 2: leases: the node that holds a task, until when (the database's
+     * clock), and how many claims it has had, so that a holder whose lease
+     * lapsed cannot write over the node that claimed it next. */
+    "ALTER TABLE tasks ADD COLUMN node_id text COLLATE \"C\" NOT NULL DEFAULT '',"
+    "  ADD COLUMN lease_until double precision NOT NULL DEFAULT 0,"
+    "  ADD COLUMN claim integer NOT NULL DEFAULT 0;"
+    "CREATE INDEX tasks_claimable ON tasks(priority DESC, created_at, id) WHERE status IN ('queued', 'running');"
+    "CREATE INDEX tasks_node ON tasks(node_id) WHERE status IN ('queued', 'running');"
+    "UPDATE ocrpool_schema SET version = 2;",
 };
 enum { SCHEMA_VERSION = (int)(sizeof migrations / sizeof migrations[0]) };
 
@@ -186,9 +195,12 @@ int op__postgres_exec(pg_store_t *store, const char *sql, const char *what, PGre
 }
 
 /* What each session needs: times read back exactly (shortest-exact float
- * output, whatever the server's default says). */
+ * output, whatever the server's default says), and LISTEN where it was asked. */
 static int session_setup(pg_store_t *store, op_error_t *err) {
-  return op__postgres_exec(store, "SET extra_float_digits = 3", "setting up the session", NULL, err);
+  int ret = op__postgres_exec(store, "SET extra_float_digits = 3", "setting up the session", NULL, err);
+  if (ret == 0 && store->listening) /* a new session after a reset listens again */
+    ret = op__postgres_exec(store, "LISTEN " OP__PG_CHANNEL, "listening for new work", NULL, err);
+  return ret;
 }
 
 int op__postgres_ready(pg_store_t *store, int may_reset, op_error_t *err) {

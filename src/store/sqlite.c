@@ -23,13 +23,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* The task columns in the order op_task_row_t lists them; bind_task and
- * read_task use the same order (?1 is always the id). */
-#define TASK_COLS                                                                                                      \
-  "id, status, priority, created_at, started_at, finished_at, pages_total, pages_done, attempts, "                     \
-  "assigned_device, worker_id, estimated_memory_bytes, peak_memory_bytes, failure_reason, error, owner, title, "       \
-  "input_type, options, cancel_requested, resource_cleanup_completed"
-
 /* Paging: the four shapes of the list query, so each one is an index range
  * scan rather than one query full of "?x IS NULL OR ..." the planner cannot use. */
 #define LIST_OWNER "(?2 IS NULL OR owner = ?2)"
@@ -41,7 +34,7 @@ static const char *const stmt_sql[ST_COUNT_] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_TASK_INSERT] =
-        "INSERT INTO tasks (" TASK_COLS ") VALUES "
+        "INSERT INTO tasks (" TASK_COLS_WRITTEN ") VALUES "
         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     [ST_TASK_GET] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     [ST_TASK_UPDATE] = "UPDATE tasks SET status = ?2, priority = ?3, created_at = ?4, started_at = ?5, "
@@ -221,7 +214,7 @@ static op_task_status_t read_status(sqlite3_stmt *st, int col) {
   return OP_TASK_FAILED;
 }
 
-static void read_task(sqlite3_stmt *st, op_task_row_t *t) {
+void op__sqlite_read_task(sqlite3_stmt *st, op_task_row_t *t) {
   memset(t, 0, sizeof *t);
   READ_TEXT(st, 0, t->id);
   t->status = read_status(st, 1);
@@ -244,10 +237,13 @@ static void read_task(sqlite3_stmt *st, op_task_row_t *t) {
   READ_TEXT(st, 18, t->options);
   t->cancel_requested = sqlite3_column_int(st, 19);
   t->resource_cleanup_completed = sqlite3_column_int(st, 20);
+  READ_TEXT(st, 21, t->node);
+  t->lease_until = sqlite3_column_double(st, 22);
+  t->claim = sqlite3_column_int(st, 23);
 }
 
 /* Steps a bound task query to the end into a malloc'd array (caller frees). */
-static int collect_tasks(sq_store_t *store, sqlite3_stmt *st, op_task_row_t **rows, size_t *n, op_error_t *err) {
+int op__sqlite_collect_tasks(sq_store_t *store, sqlite3_stmt *st, op_task_row_t **rows, size_t *n, op_error_t *err) {
   op_task_row_t *out = NULL;
   size_t count = 0, cap = 0;
   int ret = 0, rc;
@@ -262,7 +258,7 @@ static int collect_tasks(sq_store_t *store, sqlite3_stmt *st, op_task_row_t **ro
       out = grown;
       cap = ncap;
     }
-    read_task(st, &out[count++]);
+    op__sqlite_read_task(st, &out[count++]);
   }
   if (rc != SQLITE_DONE)
     ret = op__sqlite_error(store, rc, "listing tasks", err);
@@ -348,7 +344,7 @@ static int sq_task_get(op_store_t *base, const char *id, op_task_row_t *task, op
   if (rc == SQLITE_OK)
     rc = step(store, st);
   if (rc == SQLITE_ROW)
-    read_task(st, task);
+    op__sqlite_read_task(st, task);
   else if (rc == SQLITE_DONE)
     ret = not_found(id, err);
   else
@@ -425,7 +421,7 @@ static int sq_task_list(op_store_t *base, const char *status, const char *owner,
     stmt_done(st);
     return ret;
   }
-  return collect_tasks(store, st, rows, n, err);
+  return op__sqlite_collect_tasks(store, st, rows, n, err);
 }
 
 static int sq_tasks_unfinished(op_store_t *base, op_task_row_t **rows, size_t *n, op_error_t *err) {
@@ -434,7 +430,7 @@ static int sq_tasks_unfinished(op_store_t *base, op_task_row_t **rows, size_t *n
   *rows = NULL;
   *n = 0;
   int ret = stmt_get(store, ST_UNFINISHED, &st, err);
-  return ret < 0 ? ret : collect_tasks(store, st, rows, n, err);
+  return ret < 0 ? ret : op__sqlite_collect_tasks(store, st, rows, n, err);
 }
 
 static int sq_count_status(op_store_t *base, const char *status, int *count, op_error_t *err) {
@@ -488,7 +484,7 @@ static int sq_tasks_finished_before(op_store_t *base, double before, op_task_row
     stmt_done(st);
     return op__sqlite_error(store, rc, "listing finished tasks", err);
   }
-  return collect_tasks(store, st, rows, n, err);
+  return op__sqlite_collect_tasks(store, st, rows, n, err);
 }
 
 static int sq_task_delete(op_store_t *base, const char *id, op_error_t *err) {
@@ -668,6 +664,11 @@ const op_store_ops_t op__sqlite_ops = {
     .node_beat = op__sqlite_node_beat,
     .nodes = op__sqlite_nodes,
     .node_forget = op__sqlite_node_forget,
+    .tasks_claim = op__sqlite_tasks_claim,
+    .task_hold = op__sqlite_task_hold,
+    .leases_renew = op__sqlite_leases_renew,
+    .leases_release = op__sqlite_leases_release,
+    .task_cancel_request = op__sqlite_task_cancel_request,
     .keeps_blobs = 0,
     .blob_put = op__sqlite_blob_put,
     .blob_get = op__sqlite_blob_get,

@@ -9,6 +9,15 @@
 
 #include "store/store_impl.h"
 
+/* The task columns in the order op_task_row_t lists them: those a task's
+ * insert and update write ($1 / ?1 is always the id), then the lease's, which
+ * only the lease statements write. Every read takes them all. */
+#define TASK_COLS_WRITTEN                                                                                              \
+  "id, status, priority, created_at, started_at, finished_at, pages_total, pages_done, attempts, "                     \
+  "assigned_device, worker_id, estimated_memory_bytes, peak_memory_bytes, failure_reason, error, owner, title, "       \
+  "input_type, options, cancel_requested, resource_cleanup_completed"
+#define TASK_COLS TASK_COLS_WRITTEN ", node_id, lease_until, claim"
+
 enum stmt_id {
   ST_BEGIN,
   ST_COMMIT,
@@ -52,6 +61,21 @@ void op__sqlite_close(op_store_t *base);
 
 /* Maps an SQLite result code to ours, with the connection's message. */
 int op__sqlite_error(sq_store_t *store, int rc, const char *what, op_error_t *err);
+
+/* A task row from a statement that selected TASK_COLS (sqlite.c). */
+void op__sqlite_read_task(sqlite3_stmt *st, op_task_row_t *t);
+
+/* Steps a bound TASK_COLS query to the end into a malloc'd array (caller frees). */
+int op__sqlite_collect_tasks(sq_store_t *store, sqlite3_stmt *st, op_task_row_t **rows, size_t *n, op_error_t *err);
+
+/* ---- leases (sqlite_lease.c): which node runs a task; one node on SQLite, but the same calls ---- */
+
+int op__sqlite_tasks_claim(op_store_t *base, const char *node_id, double lease_s, int limit, op_task_row_t **rows,
+                           size_t *n, op_error_t *err);
+int op__sqlite_task_hold(op_store_t *base, const char *task_id, const char *node_id, int claim, op_error_t *err);
+int op__sqlite_leases_renew(op_store_t *base, const char *node_id, double lease_s, op_error_t *err);
+int op__sqlite_leases_release(op_store_t *base, const char *node_id, op_error_t *err);
+int op__sqlite_task_cancel_request(op_store_t *base, const char *task_id, op_error_t *err);
 
 /* ---- blobs (sqlite_blob.c): files in the data directory, none in the database ---- */
 

@@ -87,6 +87,12 @@ static const char *const migrations[] = {
     "  memory TEXT NOT NULL DEFAULT '{}'"
     ");"
     "PRAGMA user_version = 2;",
+    /* 3: leases, as PostgreSQL has them (one node holds every task here). */
+    "ALTER TABLE tasks ADD COLUMN node_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tasks ADD COLUMN lease_until REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN claim INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX tasks_claimable ON tasks(priority DESC, created_at, id) WHERE status IN ('queued', 'running');"
+    "PRAGMA user_version = 3;",
 };
 enum { SCHEMA_VERSION = (int)(sizeof migrations / sizeof migrations[0]) };
 

@@ -199,6 +199,43 @@ int op_store_node_forget(op_store_t *store, const char *id, double forget_after_
   return store->ops->node_forget(store, id, forget_after_s, err);
 }
 
+int op_store_tasks_claim(op_store_t *store, const char *node_id, double lease_s, int limit, op_task_row_t **rows,
+                         size_t *n, op_error_t *err) {
+  *rows = NULL;
+  *n = 0;
+  if (limit <= 0)
+    return 0;
+  return store->ops->tasks_claim(store, node_id, lease_s, limit, rows, n, err);
+}
+
+int op_store_task_hold(op_store_t *store, const char *task_id, const char *node_id, int claim, op_error_t *err) {
+  return store->ops->task_hold(store, task_id, node_id, claim, err);
+}
+
+int op_store_leases_renew(op_store_t *store, const char *node_id, double lease_s, op_error_t *err) {
+  return store->ops->leases_renew(store, node_id, lease_s, err);
+}
+
+int op_store_leases_release(op_store_t *store, const char *node_id, op_error_t *err) {
+  return store->ops->leases_release(store, node_id, err);
+}
+
+int op_store_task_cancel_request(op_store_t *store, const char *task_id, op_error_t *err) {
+  return store->ops->task_cancel_request(store, task_id, err);
+}
+
+int op_store_listen(op_store_t *store, op_error_t *err) {
+  return store->ops->listen ? store->ops->listen(store, err) : 0;
+}
+
+int op_store_notify(op_store_t *store, op_error_t *err) {
+  return store->ops->notify ? store->ops->notify(store, err) : 0;
+}
+
+int op_store_notified(op_store_t *store) {
+  return store->ops->notified ? store->ops->notified(store) : 0;
+}
+
 int op_store_keeps_blobs(const op_store_t *store) {
   return store->ops->keeps_blobs;
 }

@@ -24,6 +24,8 @@
 
 /** OP_ENOTFOUND: no such task (an extra code beside util/error.h's). */
 #define OP_ENOTFOUND (-20)
+/** OP_ESTALE: the node no longer holds the task under that claim (its lease lapsed and another node claimed it). */
+#define OP_ESTALE (-21)
 
 typedef struct op_store_s op_store_t;
 
@@ -62,6 +64,10 @@ typedef struct op_task_row_s {
   char options[1024]; /**< the task options as JSON text */
   int cancel_requested;
   int resource_cleanup_completed;
+  /* The lease, read only: written by op_store_tasks_claim and the lease calls, never by op_store_task_update. */
+  char node[40];      /**< the node that holds the task, "" when none does */
+  double lease_until; /**< unix seconds on the store's clock: the holder's claim lapses then */
+  int claim;          /**< how many times a node claimed it: a holder's writes name their claim */
 } op_task_row_t;
 
 /** A page job as stored. */
@@ -203,6 +209,47 @@ int op_store_nodes(op_store_t *store, op_node_row_t **rows, size_t *n, op_error_
 
 /** Deletes the node's row (a clean stop), and rows silent for more than forget_after_s seconds. */
 int op_store_node_forget(op_store_t *store, const char *id, double forget_after_s, op_error_t *err);
+
+/* ---- leases: which node runs a task ---- */
+
+/**
+ * Claims up to limit unfinished tasks that no node holds: never claimed, let
+ * go, or held by another node whose lease lapsed (on the store's clock).
+ * Highest priority first, then oldest. Each gets node_id as holder, a lease
+ * until now + lease_s and its claim number one higher; *rows are the claimed
+ * tasks as they are now (malloc'd). Nodes claiming at once never get the same
+ * task: a task being claimed or held (op_store_task_hold) is skipped.
+ */
+int op_store_tasks_claim(op_store_t *store, const char *node_id, double lease_s, int limit, op_task_row_t **rows,
+                         size_t *n, op_error_t *err);
+
+/**
+ * Inside a transaction, before a holder's writes: 0 when node_id still holds
+ * the task under claim, OP_ESTALE when another node claimed it since (the
+ * holder's lease lapsed), OP_ENOTFOUND when it is gone. The task's row stays
+ * locked until the transaction ends: no claim takes it in between.
+ */
+int op_store_task_hold(op_store_t *store, const char *task_id, const char *node_id, int claim, op_error_t *err);
+
+/** Extends the lease of every unfinished task node_id holds to now + lease_s (the heartbeat). */
+int op_store_leases_renew(op_store_t *store, const char *node_id, double lease_s, op_error_t *err);
+
+/** Lets go of every unfinished task node_id holds, for any node to claim at once (a clean stop, a restart). */
+int op_store_leases_release(op_store_t *store, const char *node_id, op_error_t *err);
+
+/** Marks an unfinished task for cancelling, for the node that holds it to see; OP_ENOTFOUND when none. */
+int op_store_task_cancel_request(op_store_t *store, const char *task_id, op_error_t *err);
+
+/* ---- waking: a submission tells the other nodes at once ---- */
+
+/** Subscribes this connection to news of new work (PostgreSQL's LISTEN); 0 and nothing where none exists. */
+int op_store_listen(op_store_t *store, op_error_t *err);
+
+/** Inside the transaction that queues work: tells the listeners once it commits (one NOTIFY per transaction). */
+int op_store_notify(op_store_t *store, op_error_t *err);
+
+/** Whether news arrived on a listening connection since the last call (never blocks); 0 without. */
+int op_store_notified(op_store_t *store);
 
 /* ---- blobs: documents, page fragments, results ---- */
 

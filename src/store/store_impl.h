@@ -41,6 +41,15 @@ typedef struct op_store_ops_s {
   int (*node_beat)(op_store_t *store, const op_node_row_t *node, op_error_t *err);
   int (*nodes)(op_store_t *store, op_node_row_t **rows, size_t *n, op_error_t *err);
   int (*node_forget)(op_store_t *store, const char *id, double forget_after_s, op_error_t *err);
+  int (*tasks_claim)(op_store_t *store, const char *node_id, double lease_s, int limit, op_task_row_t **rows,
+                     size_t *n, op_error_t *err);
+  int (*task_hold)(op_store_t *store, const char *task_id, const char *node_id, int claim, op_error_t *err);
+  int (*leases_renew)(op_store_t *store, const char *node_id, double lease_s, op_error_t *err);
+  int (*leases_release)(op_store_t *store, const char *node_id, op_error_t *err);
+  int (*task_cancel_request)(op_store_t *store, const char *task_id, op_error_t *err);
+  int (*listen)(op_store_t *store, op_error_t *err); /**< NULL: no news; the poll finds new work */
+  int (*notify)(op_store_t *store, op_error_t *err);
+  int (*notified)(op_store_t *store);
   int (*unreachable)(const op_store_t *store); /**< NULL: the store is never out of reach (a local file) */
   int keeps_blobs; /**< blobs live in the database; else blob_put and blob_get see local files */
   int (*blob_put)(op_store_t *store, const char *task_id, const char *name, const char *path, op_error_t *err);
