@@ -4,7 +4,7 @@ keep-alive connections as a real client pools them, and polls a task every
 5 ms (bench/rq_load.py polls RQ jobs the same way).
 
   pages BASE OUTDIR QUERY FILE...
-      every file one task, all submitted at once, then waits for all and
+      every file one task (to each node in turn), all submitted at once, then waits for all and
       writes each result to OUTDIR/NAME.txt (NAME.pdf with format=pdf);
       prints "SECONDS LAST_FINISHED" (the epoch time the last task finished)
   rate BASE FILE N CLIENTS QUERY
@@ -17,10 +17,14 @@ keep-alive connections as a real client pools them, and polls a task every
       p50 and p99 in ms
   seq BASE FILE N QUERY
       N tasks one after another; prints the median submit-to-result ms
+BASE may be several, comma-separated (nodes sharing one store): each new
+connection goes to the next one in turn, and a task is followed on the node
+that accepted it.
 Every task must succeed with a result, else the exit status is 1.
 """
 import calendar
 import http.client
+import itertools
 import json
 import os
 import queue
@@ -34,11 +38,15 @@ POLL = 0.005
 DONE = ("succeeded", "failed", "cancelled")
 
 
+_turn = itertools.count()  # next() on it is atomic under the GIL
+
+
 class Client:
     """One keep-alive connection; reconnects when the server closed it."""
 
     def __init__(self, base):
-        self.host = urllib.parse.urlsplit(base).netloc
+        bases = base.split(",")
+        self.host = urllib.parse.urlsplit(bases[next(_turn) % len(bases)]).netloc
         self.conn = None
 
     def call(self, method, path, body=None):
@@ -104,12 +112,13 @@ def epoch(iso):
 
 
 def pages(base, outdir, query, files):
-    c = Client(base)
+    cs = [Client(base) for _ in base.split(",")]  # one per node, in turn
     ext = "pdf" if "format=pdf" in query else "txt"
     t0 = time.monotonic()
-    ids = [submit(c, open(f, "rb").read(), query) for f in files]
+    ids = [submit(cs[i % len(cs)], open(f, "rb").read(), query) for i, f in enumerate(files)]
     last = 0.0
-    for f, tid in zip(files, ids):
+    for i, (f, tid) in enumerate(zip(files, ids)):
+        c = cs[i % len(cs)]
         t = wait(c, tid)
         last = max(last, epoch(t["finished_at"]))
         name = os.path.splitext(os.path.basename(f))[0]

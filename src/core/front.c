@@ -120,11 +120,8 @@ int op_service_submit(op_service_t *svc, op_task_row_t *task, op_error_t *err) {
     rc = op_store_end(st, rc, err);
   }
   op_service_store_put(svc, st);
-  if (rc == 0) {
-    char c = 1;
-    ssize_t w = write(svc->wake[1], &c, 1); /* a full pipe already means "wake up" */
-    (void)w;
-  }
+  if (rc == 0)
+    op__wake(svc); /* this node claims at once, the others on the NOTIFY */
   return rc;
 }
 
@@ -215,7 +212,7 @@ char *op_service_metrics_text(op_service_t *svc) {
   if (!have)
     op_log_warn("metrics: cannot count tasks: %s", e.message);
   pthread_mutex_lock(&svc->lock);
-  char *text = op_metrics_render(svc->metrics, have ? &counts : NULL, svc->snapshot);
+  char *text = op_metrics_render(svc->metrics, have ? &counts : NULL, svc->snapshot, svc->node.id, svc->node.host);
   pthread_mutex_unlock(&svc->lock);
   return text;
 }

@@ -238,12 +238,17 @@ static void model_metrics(FILE *f, const op_snapshot_t *snap) {
   }
 }
 
-char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, const op_snapshot_t *snap) {
+char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, const op_snapshot_t *snap,
+                        const char *node_id, const char *host) {
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
   if (f == NULL)
     return NULL;
+  /* Which node this is, for joining the per-node figures of several nodes (node ids and host names are ASCII without
+   * quotes). */
+  head(f, "ocrpool_node_info", "gauge", "This node: its id and host (several nodes may share one store).");
+  fprintf(f, "ocrpool_node_info{node=\"%s\",host=\"%s\"} 1\n", node_id ? node_id : "", host ? host : "");
   if (counts != NULL) {
     head(f, "ocrpool_tasks", "gauge", "Tasks in the store by status (finished ones until their retention ends).");
     for (int s = 0; s < OP_STORE_STATUSES; s++) {

@@ -35,8 +35,10 @@ double op_metrics_average_wait(op_metrics_t *m);
 /**
  * The exposition text (a new string): the counters above, tasks by status
  * and queued by priority from counts (NULL when the store could not answer),
- * and devices, workers and models from the service's snapshot (NULL: none yet).
+ * and devices, workers and models from the service's snapshot (NULL: none yet),
+ * labelled as this node's by ocrpool_node_info (node_id, host: ASCII).
  */
-char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, const op_snapshot_t *snap);
+char *op_metrics_render(op_metrics_t *m, const op_store_counts_t *counts, const op_snapshot_t *snap,
+                        const char *node_id, const char *host);
 
 #endif

@@ -283,7 +283,8 @@ static int put_results(op_service_t *svc, op__active_t *a, op_error_t *e) {
     char name[32];
     char *path = op_task_result_path(t, (op_format_t)f);
     snprintf(name, sizeof name, "result.%s", op_format_ext((op_format_t)f));
-    rc = path ? op_store_blob_put(svc->store, a->row.id, name, path, e) : op_error_set(e, OP_ENOMEM, NULL, "out of memory");
+    rc = path ? op_store_blob_put(svc->store, a->row.id, name, path, e)
+              : op_error_set(e, OP_ENOMEM, NULL, "out of memory");
     free(path);
   }
   return rc;
@@ -307,8 +308,12 @@ static int write_page_end(op_service_t *svc, op__active_t *a, const writes_t *w,
     return rc;
   if (done)
     return event(svc, a, "page_done",
-                 json_pack("{s:i, s:I}", "page", (int)p->index + 1, "peak_memory_bytes", (json_int_t)peak), e);
-  return event(svc, a, "page_failed", json_pack("{s:i, s:s}", "page", (int)p->index + 1, "error", p->error.message), e);
+                 json_pack("{s:i, s:s, s:I}", "page", (int)p->index + 1, "node", svc->node.id, "peak_memory_bytes",
+                           (json_int_t)peak),
+                 e);
+  return event(svc, a, "page_failed",
+               json_pack("{s:i, s:s, s:s}", "page", (int)p->index + 1, "node", svc->node.id, "error", p->error.message),
+               e);
 }
 
 static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
@@ -400,6 +405,7 @@ static void on_task_end(void *ctx, op_task_t *t) {
   }
   op_task_destroy(t);
   free(a);
+  op__wake(svc); /* room to claim another */
 }
 
 void op__record_install(op_service_t *svc, op_sched_config_t *qcfg) {

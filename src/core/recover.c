@@ -2,17 +2,15 @@
  * recover.c: tasks from the store into the scheduler, and out of the store.
  *
  * On every scan (each store.poll, and at once when woken: a local submission,
- * a NOTIFY from another node) the service claims the tasks no live node
- * holds, in priority order, store.claim_batch at a time, and gives them to
- * the scheduler, with those it holds but does not run (one whose end could
- * not be written while the store was out of reach). A task claimed from a
- * node that died keeps its done pages (their fragments are fetched from the
- * store where this node lacks them); a page that was running when its node
- * died counts a crash attempt, so a page that kills every node ends failed
- * instead of going round forever. The same scan sees cancels requested on
- * any node, and tasks another node claimed after this one's lease lapsed.
- * Tasks that waited past the queue timeout fail; finished tasks past their
- * retention are removed with their files; at start, files no task owns go.
+ * a NOTIFY from another node, a task's end) the service claims the tasks no
+ * live node holds, in priority order, store.claim_batch at a time and no more
+ * than one unfinished task per worker, and gives them to the scheduler, with those it holds but does not run (one whose
+ * end could not be written while the store was out of reach). A task claimed from a node that died keeps its done pages
+ * (their fragments are fetched from the store where this node lacks them); a page that was running when its node died
+ * counts a crash attempt, so a page that kills every node ends failed instead of going round forever. The same scan
+ * sees cancels requested on any node, and tasks another node claimed after this one's lease lapsed. Tasks that waited
+ * past the queue timeout fail; finished tasks past their retention are removed with their files; at start, files no
+ * task owns go.
  */
 #include "core/service_internal.h"
 
@@ -26,6 +24,7 @@
 
 #include "util/fs.h"
 #include "util/log.h"
+#include "worker/supervisor.h"
 
 static void log_store_error(const char *what, const op_error_t *e) {
   op_log_error("store: %s: %s", what, e->message);
@@ -167,7 +166,8 @@ static op_task_t *task_of_row(op_service_t *svc, const op_task_row_t *row, op_er
   /* Accepted by another node: the document comes from the store. */
   if (access(input, F_OK) != 0) {
     op_error_t e;
-    int rc = mkdir(dir, 0700) < 0 && errno != EEXIST ? OP_EIO : op_store_blob_get(svc->store, row->id, "input", input, &e);
+    int rc =
+        mkdir(dir, 0700) < 0 && errno != EEXIST ? OP_EIO : op_store_blob_get(svc->store, row->id, "input", input, &e);
     if (rc < 0) {
       op_task_opts_dispose(&opts);
       op_error_set(err, rc == OP_ENOTFOUND ? OP_EUSAGE : OP_ENOMEM, rc == OP_ENOTFOUND ? "internal" : NULL,
@@ -256,10 +256,19 @@ void op__drop_lost(op_service_t *svc, op__active_t *a) {
   op_sched_fail(svc->sched, a->task, &e);
 }
 
+/* Whether a task that no node runs should be claimed out of turn: a cancel
+ * asked for it, or it waited past the queue timeout (it then ends at once). */
+static int due_out_of_turn(const op_service_t *svc, const op_task_row_t *row, double now) {
+  if (row->node[0] != '\0' && row->lease_until > now) /* held (this clock's guess; the claim decides) */
+    return 0;
+  return row->cancel_requested || (row->status == OP_TASK_QUEUED && svc->cfg.queue_timeout_s > 0 &&
+                                   now - row->created_at > svc->cfg.queue_timeout_s);
+}
+
 /* The unfinished tasks in the store against those this node runs: its own
- * that it does not run (resumed), cancels asked on any node, and tasks
- * another node claimed since (dropped). */
-static void review_tasks(op_service_t *svc) {
+ * that it does not run (resumed), cancels asked on any node, tasks another
+ * node claimed since (dropped), and tasks no node runs that must end now. */
+void op__review_tasks(op_service_t *svc) {
   op_task_row_t *rows = NULL;
   size_t n = 0;
   op_error_t e;
@@ -267,13 +276,19 @@ static void review_tasks(op_service_t *svc) {
     log_store_error("listing unfinished tasks", &e);
     return;
   }
+  double now = op_wall_time_s();
+  int draining = atomic_load(&svc->draining);
   for (size_t i = 0; i < n; i++) {
     const op_task_row_t *row = &rows[i];
     op__active_t *a = find_active_id(svc, row->id);
     int mine = strcmp(row->node, svc->node.id) == 0;
+    op_task_row_t claimed;
     if (a == NULL) {
-      if (mine && !atomic_load(&svc->draining))
+      if (mine && !draining)
         schedule_row(svc, row);
+      else if (!mine && !draining && due_out_of_turn(svc, row, now) &&
+               op_store_task_claim(svc->store, row->id, svc->node.id, svc->cfg.lease_s, &claimed, &e) == 0)
+        schedule_row(svc, &claimed); /* cancelled or expired by the scan at once */
     } else if (!mine || row->claim != a->row.claim) {
       op__drop_lost(svc, a);
     } else if (row->cancel_requested && !a->cancel_seen) {
@@ -286,28 +301,38 @@ static void review_tasks(op_service_t *svc) {
 
 #define CLAIM_ROUNDS 8 /* claim queries per scan at most: the next scan claims the rest */
 
-void op__load_tasks(op_service_t *svc) {
-  review_tasks(svc);
+/* How many more tasks this node may claim now: it holds at most one
+ * unfinished task per worker, and claims the next when one ends. The queue
+ * stays in the store, in its global order: a task of a higher priority that
+ * arrives later goes before those no node has started, on whichever node has
+ * room first, and a busy node leaves the queue to nodes with room. */
+static int claim_room(const op_service_t *svc) {
+  int held = 0;
+  for (size_t i = 0; i < svc->n_active; i++)
+    held += !svc->active[i]->task->ended;
+  int workers = (int)(svc->cfg.workers ? svc->cfg.workers : op_usable_cores());
+  return workers > held ? workers - held : 0;
+}
+
+void op__claim_tasks(op_service_t *svc) {
   if (atomic_load(&svc->draining))
     return;
-  unsigned batch = svc->cfg.claim_batch ? svc->cfg.claim_batch : 16;
+  int batch = (int)(svc->cfg.claim_batch ? svc->cfg.claim_batch : 16);
   for (int round = 0; round < CLAIM_ROUNDS; round++) {
+    int room = claim_room(svc), limit = room < batch ? room : batch;
+    if (limit <= 0)
+      break;
     op_task_row_t *rows = NULL;
     size_t n = 0;
     op_error_t e;
-    if (op_store_tasks_claim(svc->store, svc->node.id, svc->cfg.lease_s, (int)batch, &rows, &n, &e) < 0) {
+    if (op_store_tasks_claim(svc->store, svc->node.id, svc->cfg.lease_s, limit, &rows, &n, &e) < 0) {
       log_store_error("claiming tasks", &e);
       return;
     }
-    for (size_t i = 0; i < n; i++) {
-      op__active_t *a = find_active_id(svc, rows[i].id);
-      if (a != NULL) /* this node's own once (its lease lapsed while it was paused): the new claim is its */
-        a->row.claim = rows[i].claim, a->row.lease_until = rows[i].lease_until;
-      else
-        schedule_row(svc, &rows[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+      schedule_row(svc, &rows[i]);
     free(rows);
-    if (n < batch)
+    if ((int)n < limit)
       break;
   }
 }

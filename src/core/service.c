@@ -186,7 +186,8 @@ int op_service_create(const op_service_config_t *cfg, op_service_t **out, op_err
     goto fail;
   op__snapshot_refresh(svc);
   op__node_beat(svc, 1); /* the row with the figures, before the server reports ready */
-  op__load_tasks(svc);   /* what the previous run left, first */
+  op__review_tasks(svc); /* what the previous run left, first */
+  op__claim_tasks(svc);
   if (svc->n_active > 0)
     op_log_info("recovered %zu unfinished tasks", svc->n_active);
   *out = svc;
@@ -299,6 +300,12 @@ static int drain(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err
   return 0;
 }
 
+void op__wake(op_service_t *svc) {
+  char c = 1;
+  ssize_t w = write(svc->wake[1], &c, 1); /* a full pipe already means "wake up" */
+  (void)w;
+}
+
 int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err) {
   double last_scan = 0;
   while (!*stop) {
@@ -312,14 +319,19 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
       reload(svc);
     }
     double now = op_wall_time_s();
-    /* News from another node (NOTIFY) is read each turn, at most 200 ms late; the poll covers a lost one. */
-    if (op_store_notified(svc->store))
-      woken = 1;
-    if (woken || now - last_scan > svc->cfg.poll_s) {
+    if (woken || now - last_scan > svc->cfg.poll_s)
       take_mail(svc);
-      op__load_tasks(svc);
+    /* The store is reviewed each store.poll (its own tasks, cancels, lost
+     * leases, expiries); new work is claimed then too, and at once when woken:
+     * a local submission, room made by a task's start or end, or news from
+     * another node (NOTIFY, read each turn: at most 200 ms late). */
+    if (now - last_scan > svc->cfg.poll_s) {
+      op__review_tasks(svc);
+      op__claim_tasks(svc);
       op__expire_queued(svc);
       last_scan = now;
+    } else if (woken || op_store_notified(svc->store)) {
+      op__claim_tasks(svc);
     }
     housekeeping(svc, now);
     int rc = op_sched_step(svc->sched, 200, err);

@@ -83,7 +83,9 @@ op__active_t *op__find_active(op_service_t *svc, const op_task_t *t);
 void op__remove_fragments(const char *dir);
 
 /* recover.c: from the store to the scheduler, and back out */
-void op__load_tasks(op_service_t *svc); /* resumes its own tasks, claims new ones, sees cancels and lost leases */
+void op__review_tasks(op_service_t *svc); /* resumes its own tasks, sees cancels and lost leases (each store.poll) */
+void op__claim_tasks(op_service_t *svc);  /* claims tasks no node holds, as far as this node has room */
+void op__wake(op_service_t *svc);         /* the service's loop turns at once (record.c: room to claim) */
 void op__drop_lost(op_service_t *svc, op__active_t *a); /* another node holds it now: stop, recording nothing */
 void op__expire_queued(op_service_t *svc);
 void op__apply_retention(op_service_t *svc);

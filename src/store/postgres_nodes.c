@@ -36,8 +36,8 @@ static const char *ascii_param(const char *field, size_t size, char *buf) {
  * fault fails as an I/O error would, and a read that found the connection
  * gone outside a transaction is tried once more on a fresh session.
  */
-int op__postgres_exec_params(pg_store_t *store, const char *sql, int n, const char *const *values, int writes, PGresult **out,
-                       const char *what, op_error_t *err) {
+int op__postgres_exec_params(pg_store_t *store, const char *sql, int n, const char *const *values, int writes,
+                             PGresult **out, const char *what, op_error_t *err) {
   *out = NULL;
   for (int attempt = 0;; attempt++) {
     store->sqlstate[0] = '\0';
@@ -75,14 +75,14 @@ int op__postgres_node_beat(op_store_t *base, const op_node_row_t *node, op_error
                           node->memory[0] ? ascii_param(node->memory, sizeof node->memory, memory) : "{}"};
   /* A new row starts at node->started_at, or now; an existing one keeps its start. */
   PGresult *res = NULL;
-  int ret = op__postgres_exec_params(pg(base),
-                        "INSERT INTO nodes (id, host, started_at, heartbeat_at, draining, workers, pages_running, "
-                        "memory) VALUES ($1, $2, COALESCE(NULLIF($3::double precision, 0), " DB_NOW "), " DB_NOW
-                        ", $4, $5, $6, $7) "
-                        "ON CONFLICT (id) DO UPDATE SET host = excluded.host, heartbeat_at = excluded.heartbeat_at, "
-                        "draining = excluded.draining, workers = excluded.workers, "
-                        "pages_running = excluded.pages_running, memory = excluded.memory",
-                        7, values, 1, &res, "writing the node's heartbeat", err);
+  int ret = op__postgres_exec_params(
+      pg(base),
+      "INSERT INTO nodes (id, host, started_at, heartbeat_at, draining, workers, pages_running, "
+      "memory) VALUES ($1, $2, COALESCE(NULLIF($3::double precision, 0), " DB_NOW "), " DB_NOW ", $4, $5, $6, $7) "
+      "ON CONFLICT (id) DO UPDATE SET host = excluded.host, heartbeat_at = excluded.heartbeat_at, "
+      "draining = excluded.draining, workers = excluded.workers, "
+      "pages_running = excluded.pages_running, memory = excluded.memory",
+      7, values, 1, &res, "writing the node's heartbeat", err);
   PQclear(res);
   return ret;
 }
@@ -92,9 +92,10 @@ int op__postgres_nodes(op_store_t *base, op_node_row_t **rows, size_t *n, op_err
   *rows = NULL;
   *n = 0;
   int ret = op__postgres_exec_params(pg(base),
-                        "SELECT id, host, started_at, heartbeat_at, " DB_NOW " - heartbeat_at, draining, workers, "
-                        "pages_running, memory FROM nodes ORDER BY started_at, id",
-                        0, NULL, 0, &res, "reading the nodes", err);
+                                     "SELECT id, host, started_at, heartbeat_at, " DB_NOW
+                                     " - heartbeat_at, draining, workers, "
+                                     "pages_running, memory FROM nodes ORDER BY started_at, id",
+                                     0, NULL, 0, &res, "reading the nodes", err);
   if (ret < 0)
     return ret;
   int count = PQntuples(res);
@@ -127,10 +128,11 @@ int op__postgres_node_forget(op_store_t *base, const char *id, double forget_aft
   /* No id (SQL NULL) forgets only the silent rows: id = NULL is never true. */
   const char *values[] = {id != NULL && id[0] ? ascii_param(id, sizeof key, key) : NULL, after};
   PGresult *res = NULL;
-  int ret = op__postgres_exec_params(pg(base),
-                        "DELETE FROM nodes WHERE id = $1::text OR ($2::double precision > 0 AND heartbeat_at < " DB_NOW
-                        " - $2::double precision)",
-                        2, values, 1, &res, "forgetting nodes", err);
+  int ret = op__postgres_exec_params(
+      pg(base),
+      "DELETE FROM nodes WHERE id = $1::text OR ($2::double precision > 0 AND heartbeat_at < " DB_NOW
+      " - $2::double precision)",
+      2, values, 1, &res, "forgetting nodes", err);
   PQclear(res);
   return ret;
 }

@@ -205,7 +205,20 @@ int op_store_tasks_claim(op_store_t *store, const char *node_id, double lease_s,
   *n = 0;
   if (limit <= 0)
     return 0;
-  return store->ops->tasks_claim(store, node_id, lease_s, limit, rows, n, err);
+  return store->ops->tasks_claim(store, node_id, lease_s, limit, NULL, rows, n, err);
+}
+
+int op_store_task_claim(op_store_t *store, const char *task_id, const char *node_id, double lease_s,
+                        op_task_row_t *task, op_error_t *err) {
+  op_task_row_t *rows = NULL;
+  size_t n = 0;
+  int ret = store->ops->tasks_claim(store, node_id, lease_s, 1, task_id, &rows, &n, err);
+  if (ret == 0 && n == 0)
+    ret = op_error_set(err, OP_ENOTFOUND, "not_found", "task %.40s is not claimable", task_id);
+  if (ret == 0)
+    *task = rows[0];
+  free(rows);
+  return ret;
 }
 
 int op_store_task_hold(op_store_t *store, const char *task_id, const char *node_id, int claim, op_error_t *err) {

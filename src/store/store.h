@@ -224,6 +224,14 @@ int op_store_tasks_claim(op_store_t *store, const char *node_id, double lease_s,
                          size_t *n, op_error_t *err);
 
 /**
+ * Claims the one task task_id as op_store_tasks_claim would (when no live
+ * node holds it); *task is it as it is now. OP_ENOTFOUND when it is not
+ * claimable (held, being claimed, finished, gone).
+ */
+int op_store_task_claim(op_store_t *store, const char *task_id, const char *node_id, double lease_s,
+                        op_task_row_t *task, op_error_t *err);
+
+/**
  * Inside a transaction, before a holder's writes: 0 when node_id still holds
  * the task under claim, OP_ESTALE when another node claimed it since (the
  * holder's lease lapsed), OP_ENOTFOUND when it is gone. The task's row stays

@@ -1,10 +1,14 @@
 /*
  * test_store_nodes.c: the store's nodes (op_store_node_beat, op_store_nodes,
- * op_store_node_forget) on SQLite and, when OCRPOOL_TEST_PG names a running
+ * op_store_node_forget) and their leases on tasks (op_store_tasks_claim and
+ * the calls around it) on SQLite and, when OCRPOOL_TEST_PG names a running
  * throwaway cluster (its directory's file "url"), on PostgreSQL in a fresh
  * database of its own: the upsert keeps a row's start, ages come from the
  * store's clock, forgetting takes one id and the silent rows, and the test's
- * fault fails the writes.
+ * fault fails the writes; claims go in priority order, never to two nodes,
+ * a lapsed lease lets another node claim and refuses the old holder, and on
+ * PostgreSQL a claim skips rows another connection holds and a NOTIFY
+ * reaches a listener.
  */
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -117,6 +121,169 @@ static void test_nodes(const char *where) {
   op_store_close(s);
 }
 
+static op_task_row_t make_task(const char *id, int priority, double created_at) {
+  op_task_row_t t;
+  memset(&t, 0, sizeof t);
+  snprintf(t.id, sizeof t.id, "%s", id);
+  t.priority = priority;
+  t.created_at = created_at;
+  snprintf(t.options, sizeof t.options, "{}");
+  return t;
+}
+
+/* The ids of rows, sorted, joined by ','. */
+static const char *ids_of(const op_task_row_t *rows, size_t n, char *buf, size_t size) {
+  char sorted[16][40];
+  size_t k = n < 16 ? n : 16;
+  for (size_t i = 0; i < k; i++)
+    snprintf(sorted[i], sizeof sorted[i], "%s", rows[i].id);
+  for (size_t i = 1; i < k; i++)
+    for (size_t j = i; j > 0 && strcmp(sorted[j - 1], sorted[j]) > 0; j--) {
+      char tmp[40];
+      memcpy(tmp, sorted[j], 40);
+      memcpy(sorted[j], sorted[j - 1], 40);
+      memcpy(sorted[j - 1], tmp, 40);
+    }
+  buf[0] = '\0';
+  for (size_t i = 0; i < k; i++)
+    snprintf(buf + strlen(buf), size - strlen(buf), "%s%s", i ? "," : "", sorted[i]);
+  return buf;
+}
+
+static int claim_ids(op_store_t *s, const char *node, double lease, int limit, char *buf, size_t size) {
+  op_task_row_t *rows = NULL;
+  size_t n = 0;
+  op_error_t e;
+  int rc = op_store_tasks_claim(s, node, lease, limit, &rows, &n, &e);
+  if (rc < 0)
+    fprintf(stderr, "claim: %s\n", e.message);
+  ids_of(rows, n, buf, size);
+  free(rows);
+  return rc;
+}
+
+static int hold(op_store_t *s, const char *id, const char *node, int claim) {
+  op_error_t e;
+  int rc = op_store_begin(s, &e);
+  if (rc == 0)
+    rc = op_store_end(s, op_store_task_hold(s, id, node, claim, &e), &e);
+  return rc;
+}
+
+static void test_leases(const char *where) {
+  op_store_t *s = NULL, *other = NULL;
+  op_error_t e;
+  if (op_store_open(where, &s, &e) != 0 || op_store_open(where, &other, &e) != 0) {
+    fprintf(stderr, "open %s: %s\n", where, e.message);
+    CHECK(!"the store opens twice");
+    op_store_close(s);
+    return;
+  }
+  int pg = strcmp(op_store_kind(s), "postgresql") == 0;
+  const op_task_row_t tasks[] = {make_task("t1", 0, 100), make_task("t2", 5, 200), make_task("t3", 0, 50),
+                                 make_task("t4", 0, 300)};
+  for (size_t i = 0; i < 4; i++)
+    CHECK(op_store_task_insert(s, &tasks[i], &e) == 0);
+  op_task_row_t done = make_task("t4", 0, 300);
+  done.status = OP_TASK_SUCCEEDED;
+  CHECK(op_store_task_update(s, &done, &e) == 0);
+  char got[256];
+
+  /* Highest priority first, then oldest; a node claims only what no one holds; finished tasks never. */
+  CHECK(claim_ids(s, "na", 30, 2, got, sizeof got) == 0);
+  CHECK_STR_EQ(got, "t2,t3");
+  CHECK(claim_ids(other, "nb", 30, 10, got, sizeof got) == 0);
+  CHECK_STR_EQ(got, "t1");
+  CHECK(claim_ids(s, "na", 30, 10, got, sizeof got) == 0);
+  CHECK_STR_EQ(got, "");
+  op_task_row_t t;
+  CHECK(op_store_task_get(s, "t2", &t, &e) == 0 && strcmp(t.node, "na") == 0 && t.claim == 1);
+  CHECK(t.lease_until > t.created_at);
+
+  /* A task's update (every field it writes) leaves the lease alone. */
+  op_task_row_t plain = make_task("t2", 5, 200);
+  plain.status = OP_TASK_RUNNING;
+  CHECK(op_store_task_update(s, &plain, &e) == 0);
+  CHECK(op_store_task_get(s, "t2", &t, &e) == 0 && strcmp(t.node, "na") == 0 && t.claim == 1);
+
+  /* The holder under its claim may write; anyone else, or an old claim, may not. */
+  CHECK(hold(s, "t2", "na", 1) == 0);
+  CHECK(hold(s, "t2", "nb", 1) == OP_ESTALE);
+  CHECK(hold(s, "t2", "na", 2) == OP_ESTALE);
+  CHECK(hold(s, "nope", "na", 1) == OP_ENOTFOUND);
+
+  /* A lease that lapsed (renewed into the past) lets another node claim: the claim number rises, the old holder is
+   * refused. */
+  CHECK(op_store_leases_renew(s, "na", -1, &e) == 0);
+  CHECK(claim_ids(other, "nb", 30, 10, got, sizeof got) == 0);
+  CHECK_STR_EQ(got, "t2,t3");
+  CHECK(op_store_task_get(s, "t2", &t, &e) == 0 && strcmp(t.node, "nb") == 0 && t.claim == 2);
+  CHECK(hold(s, "t2", "na", 1) == OP_ESTALE);
+  CHECK(hold(other, "t2", "nb", 2) == 0);
+  /* A renewed lease keeps its tasks: no one claims them. */
+  CHECK(op_store_leases_renew(other, "nb", 30, &e) == 0);
+  CHECK(claim_ids(s, "na", 30, 10, got, sizeof got) == 0);
+  CHECK_STR_EQ(got, "");
+
+  /* Let go (a clean stop): any node claims them at once. */
+  CHECK(op_store_leases_release(other, "nb", &e) == 0);
+  CHECK(op_store_task_get(s, "t1", &t, &e) == 0 && t.node[0] == '\0');
+  CHECK(claim_ids(s, "na", 30, 10, got, sizeof got) == 0);
+  CHECK_STR_EQ(got, "t1,t2,t3");
+
+  /* One task by its id: not while it is held; once the lease lapsed, that one alone. */
+  CHECK(op_store_task_claim(other, "t3", "nb", 30, &t, &e) == OP_ENOTFOUND);
+  CHECK(op_store_leases_renew(s, "na", -1, &e) == 0);
+  CHECK(op_store_task_claim(other, "t3", "nb", 30, &t, &e) == 0 && strcmp(t.id, "t3") == 0 &&
+        strcmp(t.node, "nb") == 0);
+  CHECK(op_store_task_get(s, "t1", &t, &e) == 0 && strcmp(t.node, "na") == 0);
+  CHECK(op_store_task_claim(other, "t4", "nb", 30, &t, &e) == OP_ENOTFOUND); /* finished */
+  CHECK(op_store_leases_renew(s, "na", 30, &e) == 0);
+
+  /* A cancel request is stored for the holder to see; a finished or unknown task has none to take. */
+  CHECK(op_store_task_cancel_request(other, "t1", &e) == 0);
+  CHECK(op_store_task_get(s, "t1", &t, &e) == 0 && t.cancel_requested == 1);
+  CHECK(op_store_task_cancel_request(other, "t4", &e) == OP_ENOTFOUND);
+  CHECK(op_store_task_cancel_request(other, "nope", &e) == OP_ENOTFOUND);
+
+  if (pg) {
+    /* SKIP LOCKED: a task being claimed (or held) in another transaction is
+     * skipped, not waited for, and never claimed twice. */
+    CHECK(op_store_leases_release(s, "na", &e) == 0 && op_store_leases_release(s, "nb", &e) == 0);
+    CHECK(op_store_begin(s, &e) == 0);
+    CHECK(claim_ids(s, "na", 30, 1, got, sizeof got) == 0);
+    CHECK_STR_EQ(got, "t2");
+    CHECK(claim_ids(other, "nb", 30, 10, got, sizeof got) == 0);
+    CHECK_STR_EQ(got, "t1,t3");
+    CHECK(op_store_end(s, 0, &e) == 0);
+    CHECK(op_store_task_get(s, "t2", &t, &e) == 0 && strcmp(t.node, "na") == 0);
+
+    /* News of work: one connection listens, another notifies. */
+    CHECK(op_store_listen(other, &e) == 0);
+    CHECK(op_store_notified(other) == 0);
+    CHECK(op_store_notify(s, &e) == 0);
+    int heard = 0;
+    for (int i = 0; i < 500 && !heard; i++) { /* up to 5 s: delivery is asynchronous */
+      heard = op_store_notified(other);
+      if (!heard)
+        sleep_ms(10);
+    }
+    CHECK(heard);
+    CHECK(op_store_notified(other) == 0); /* consumed */
+  } else {
+    /* One node on a file: nothing listens, nothing is heard, and neither fails. */
+    CHECK(op_store_listen(other, &e) == 0 && op_store_notify(s, &e) == 0 && op_store_notified(other) == 0);
+  }
+
+  /* The test's fault fails the lease writes as a disk error would. */
+  op_store_test_fail_every(s, 1);
+  CHECK(op_store_leases_renew(s, "na", 30, &e) < 0);
+  CHECK(op_store_leases_release(s, "na", &e) < 0);
+  op_store_test_fail_every(s, 0);
+  op_store_close(other);
+  op_store_close(s);
+}
+
 /* PostgreSQL: a database of its own on OCRPOOL_TEST_PG's cluster, dropped after. */
 static void run_pg(void) {
   const char *dir = getenv("OCRPOOL_TEST_PG");
@@ -158,6 +325,7 @@ static void run_pg(void) {
         slash = p;
     snprintf(db_url, sizeof db_url, "%.*s/%s%s", (int)(slash - url), url, db, q ? q : "");
     test_nodes(db_url);
+    test_leases(db_url);
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
     PQclear(PQexec(admin, sql));
   }
@@ -168,6 +336,7 @@ int main(void) {
   char dir[] = "/tmp/ocrpool-nodes-XXXXXX";
   CHECK(mkdtemp(dir) != NULL);
   test_nodes(dir);
+  test_leases(dir);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   CHECK(system(cmd) == 0);
