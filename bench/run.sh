@@ -6,7 +6,7 @@
 # repository root (default: build).
 source "$(dirname "$0")/lib.sh"
 
-ALL="throughput overhead memory scaling"
+ALL="throughput overhead memory scaling cluster"
 PARTS=${PARTS:-$ALL}
 export RUNS BENCH_GOALS=$WORK/goals BENCH_BUSY=$WORK/busy
 : >"$BENCH_GOALS"
@@ -32,6 +32,7 @@ versions() {
   echo "| Redis | $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') (Debian redis-server $(deb redis-server)) |"
   echo "| Python (clients, RQ workers) | $("$PY" --version 2>&1 | awk '{print $2}') |"
   echo "| checks: qpdf, pdftotext | $(deb qpdf), poppler $(deb poppler-utils) |"
+  echo "| PostgreSQL (part 5) | Debian postgresql $(deb postgresql) |"
 }
 
 if [ "$PARTS" != "$ALL" ]; then

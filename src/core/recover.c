@@ -86,6 +86,8 @@ static void restore_pages(op_service_t *svc, op__active_t *a) {
   op_page_row_t *rows = NULL;
   size_t n = 0;
   op_error_t e;
+  if (a->row.status == OP_TASK_QUEUED) /* never started: the page list is written with the first start */
+    return;
   if (op_store_pages(svc->store, a->row.id, &rows, &n, &e) < 0 || n == 0) {
     free(rows);
     return;
