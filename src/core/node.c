@@ -17,6 +17,7 @@
  * directory and host finds the lock free: its old row is then known dead, is
  * forgotten, and its tasks are let go at once rather than after a lease. A
  * lock still held means a live server uses the directory: the start is refused.
+ * On a store that keeps no blobs (SQLite) a second live node is refused too.
  */
 #include "core/service_internal.h"
 
@@ -186,6 +187,30 @@ static void forget_gone(op_service_t *svc, const char *gone_id) {
   free(rows);
 }
 
+/* A store that keeps no blobs (an SQLite file) leaves each task's files in the
+ * data directory of the node that accepted it, where no other node can read
+ * them: such a store takes one live node. OP_EUSAGE when another one's
+ * heartbeat is younger than the lease. */
+static int refuse_second_node(op_service_t *svc, op_error_t *err) {
+  if (op_store_keeps_blobs(svc->store))
+    return 0;
+  op_node_row_t *rows = NULL;
+  size_t n = 0;
+  int rc = op_store_nodes(svc->store, &rows, &n, err);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    if (strcmp(rows[i].id, svc->node.id) == 0 || rows[i].age_s >= svc->cfg.lease_s)
+      continue;
+    rc = op_error_set(err, OP_EUSAGE, "bad_options",
+                      "another ocrpool node (%s on %s, last seen %.1f s ago) uses this store, which keeps each "
+                      "task's files in the data directory of the node that accepted it (SQLite): one node at a "
+                      "time; several nodes share a PostgreSQL store",
+                      rows[i].id, rows[i].host[0] ? rows[i].host : "an unknown host",
+                      rows[i].age_s > 0 ? rows[i].age_s : 0.0);
+  }
+  free(rows);
+  return rc;
+}
+
 int op__node_start(op_service_t *svc, op_error_t *err) {
   op__node_t *node = &svc->node;
   op_service_new_id(node->id);
@@ -201,6 +226,8 @@ int op__node_start(op_service_t *svc, op_error_t *err) {
   if (rc < 0)
     return rc;
   forget_gone(svc, gone_id);
+  if ((rc = refuse_second_node(svc, err)) < 0)
+    return rc;
   claim_data_dir(svc);
   op_error_t e;
   if (!svc->cfg.poll_only && op_store_listen(svc->store, &e) < 0)
