@@ -327,7 +327,7 @@ void op__claim_tasks(op_service_t *svc) {
     op_task_row_t *rows = NULL;
     size_t n = 0;
     op_error_t e;
-    if (op_store_tasks_claim(svc->store, svc->node.id, svc->cfg.lease_s, limit, &rows, &n, &e) < 0) {
+    if (op_store_tasks_claim(svc->store, svc->node.id, svc->cfg.lease_s, svc->aging_s, limit, &rows, &n, &e) < 0) {
       log_store_error("claiming tasks", &e);
       return;
     }

@@ -132,6 +132,7 @@ static int start_pool(op_service_t *svc, op_error_t *err) {
   if (cfg->max_attempts > 0)
     qcfg.max_attempts = cfg->max_attempts;
   op__record_install(svc, &qcfg);
+  svc->aging_s = qcfg.aging_s;
   qcfg.warning_share = svc->settings.warning_share;
   qcfg.critical_share = svc->settings.critical_share;
   qcfg.cooldown_s = svc->settings.cooldown_s;

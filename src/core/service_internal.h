@@ -75,6 +75,7 @@ struct op_service_s {
   op_metrics_t *metrics;         /* GET /metrics */
   volatile sig_atomic_t *reload; /* set by SIGHUP: read the configuration again */
   op__node_t node;
+  double aging_s; /* the scheduler's: claims age tasks the same way */
 };
 
 /* record.c: the scheduler's callbacks, written to the store */

@@ -29,22 +29,24 @@ static const char *ascii(const char *s, char *buf, size_t size) {
   return buf;
 }
 
-int op__postgres_tasks_claim(op_store_t *base, const char *node_id, double lease_s, int limit, const char *only_id,
-                             op_task_row_t **rows, size_t *n, op_error_t *err) {
-  char node[40], lease[32], lim[16], id[40];
+int op__postgres_tasks_claim(op_store_t *base, const char *node_id, double lease_s, double aging_s, int limit,
+                             const char *only_id, op_task_row_t **rows, size_t *n, op_error_t *err) {
+  char node[40], lease[32], lim[16], id[40], aging[32];
   snprintf(lease, sizeof lease, "%.17g", lease_s);
+  snprintf(aging, sizeof aging, "%.17g", aging_s);
   snprintf(lim, sizeof lim, "%d", limit);
-  const char *values[] = {ascii(node_id, node, sizeof node), lease, lim,
-                          only_id ? ascii(only_id, id, sizeof id) : NULL};
+  const char *values[] = {ascii(node_id, node, sizeof node), lease, lim, only_id ? ascii(only_id, id, sizeof id) : NULL,
+                          aging};
   PGresult *res = NULL;
   int ret = op__postgres_exec_params(
       pg(base),
       "UPDATE tasks SET node_id = $1, lease_until = " DB_NOW " + $2::double precision, claim = claim + 1 "
       "WHERE id IN (SELECT id FROM tasks WHERE status IN ('queued', 'running') "
       "AND (node_id = '' OR (node_id <> $1 AND lease_until < " DB_NOW ")) AND ($4::text IS NULL OR id = $4::text) "
-      "ORDER BY priority DESC, created_at, id LIMIT $3::integer FOR UPDATE SKIP LOCKED) "
+      "ORDER BY priority + CASE WHEN $5::double precision > 0 THEN greatest(0, " DB_NOW " - created_at) / "
+      "$5::double precision ELSE 0 END DESC, created_at, id LIMIT $3::integer FOR UPDATE SKIP LOCKED) "
       "RETURNING " TASK_COLS,
-      4, values, 1, &res, "claiming tasks", err);
+      5, values, 1, &res, "claiming tasks", err);
   if (ret < 0)
     return ret;
   int count = PQntuples(res);

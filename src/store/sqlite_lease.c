@@ -35,15 +35,16 @@ static int run_write(sq_store_t *store, sqlite3_stmt *st, int rc, int *changed, 
   return ret;
 }
 
-int op__sqlite_tasks_claim(op_store_t *base, const char *node_id, double lease_s, int limit, const char *only_id,
-                           op_task_row_t **rows, size_t *n, op_error_t *err) {
+int op__sqlite_tasks_claim(op_store_t *base, const char *node_id, double lease_s, double aging_s, int limit,
+                           const char *only_id, op_task_row_t **rows, size_t *n, op_error_t *err) {
   sq_store_t *store = sq(base);
   sqlite3_stmt *st = NULL;
   int ret = prepare(store,
                     "UPDATE tasks SET node_id = ?1, lease_until = ?2 + ?3, claim = claim + 1 "
                     "WHERE id IN (SELECT id FROM tasks WHERE status IN ('queued', 'running') "
                     "AND (node_id = '' OR (node_id <> ?1 AND lease_until < ?2)) AND (?5 IS NULL OR id = ?5) "
-                    "ORDER BY priority DESC, created_at, id LIMIT ?4) RETURNING " TASK_COLS,
+                    "ORDER BY priority + CASE WHEN ?6 > 0 THEN max(0, ?2 - created_at) / ?6 ELSE 0 END DESC, "
+                    "created_at, id LIMIT ?4) RETURNING " TASK_COLS,
                     &st, "claiming tasks", err);
   if (ret < 0)
     return ret;
@@ -52,6 +53,7 @@ int op__sqlite_tasks_claim(op_store_t *base, const char *node_id, double lease_s
   rc = rc ? rc : sqlite3_bind_double(st, 3, lease_s);
   rc = rc ? rc : sqlite3_bind_int(st, 4, limit);
   rc = rc ? rc : (only_id ? sqlite3_bind_text(st, 5, only_id, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, 5));
+  rc = rc ? rc : sqlite3_bind_double(st, 6, aging_s);
   if (rc != SQLITE_OK)
     ret = op__sqlite_error(store, rc, "claiming tasks", err);
   else

@@ -199,20 +199,20 @@ int op_store_node_forget(op_store_t *store, const char *id, double forget_after_
   return store->ops->node_forget(store, id, forget_after_s, err);
 }
 
-int op_store_tasks_claim(op_store_t *store, const char *node_id, double lease_s, int limit, op_task_row_t **rows,
-                         size_t *n, op_error_t *err) {
+int op_store_tasks_claim(op_store_t *store, const char *node_id, double lease_s, double aging_s, int limit,
+                         op_task_row_t **rows, size_t *n, op_error_t *err) {
   *rows = NULL;
   *n = 0;
   if (limit <= 0)
     return 0;
-  return store->ops->tasks_claim(store, node_id, lease_s, limit, NULL, rows, n, err);
+  return store->ops->tasks_claim(store, node_id, lease_s, aging_s, limit, NULL, rows, n, err);
 }
 
 int op_store_task_claim(op_store_t *store, const char *task_id, const char *node_id, double lease_s,
                         op_task_row_t *task, op_error_t *err) {
   op_task_row_t *rows = NULL;
   size_t n = 0;
-  int ret = store->ops->tasks_claim(store, node_id, lease_s, 1, task_id, &rows, &n, err);
+  int ret = store->ops->tasks_claim(store, node_id, lease_s, 0, 1, task_id, &rows, &n, err);
   if (ret == 0 && n == 0)
     ret = op_error_set(err, OP_ENOTFOUND, "not_found", "task %.40s is not claimable", task_id);
   if (ret == 0)

@@ -215,13 +215,14 @@ int op_store_node_forget(op_store_t *store, const char *id, double forget_after_
 /**
  * Claims up to limit unfinished tasks that no node holds: never claimed, let
  * go, or held by another node whose lease lapsed (on the store's clock).
- * Highest priority first, then oldest. Each gets node_id as holder, a lease
+ * Highest priority first, a task gaining one level for every aging_s it has
+ * waited since it was created (0: no aging), then oldest. Each gets node_id as holder, a lease
  * until now + lease_s and its claim number one higher; *rows are the claimed
  * tasks as they are now (malloc'd). Nodes claiming at once never get the same
  * task: a task being claimed or held (op_store_task_hold) is skipped.
  */
-int op_store_tasks_claim(op_store_t *store, const char *node_id, double lease_s, int limit, op_task_row_t **rows,
-                         size_t *n, op_error_t *err);
+int op_store_tasks_claim(op_store_t *store, const char *node_id, double lease_s, double aging_s, int limit,
+                         op_task_row_t **rows, size_t *n, op_error_t *err);
 
 /**
  * Claims the one task task_id as op_store_tasks_claim would (when no live

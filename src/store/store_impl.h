@@ -42,8 +42,8 @@ typedef struct op_store_ops_s {
   int (*nodes)(op_store_t *store, op_node_row_t **rows, size_t *n, op_error_t *err);
   int (*node_forget)(op_store_t *store, const char *id, double forget_after_s, op_error_t *err);
   /* only_id: NULL for any claimable task, else that one alone (limit 1) */
-  int (*tasks_claim)(op_store_t *store, const char *node_id, double lease_s, int limit, const char *only_id,
-                     op_task_row_t **rows, size_t *n, op_error_t *err);
+  int (*tasks_claim)(op_store_t *store, const char *node_id, double lease_s, double aging_s, int limit,
+                     const char *only_id, op_task_row_t **rows, size_t *n, op_error_t *err);
   int (*task_hold)(op_store_t *store, const char *task_id, const char *node_id, int claim, op_error_t *err);
   int (*leases_renew)(op_store_t *store, const char *node_id, double lease_s, op_error_t *err);
   int (*leases_release)(op_store_t *store, const char *node_id, op_error_t *err);

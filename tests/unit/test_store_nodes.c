@@ -154,7 +154,7 @@ static int claim_ids(op_store_t *s, const char *node, double lease, int limit, c
   op_task_row_t *rows = NULL;
   size_t n = 0;
   op_error_t e;
-  int rc = op_store_tasks_claim(s, node, lease, limit, &rows, &n, &e);
+  int rc = op_store_tasks_claim(s, node, lease, 0, limit, &rows, &n, &e);
   if (rc < 0)
     fprintf(stderr, "claim: %s\n", e.message);
   ids_of(rows, n, buf, size);
@@ -274,6 +274,27 @@ static void test_leases(const char *where) {
     /* One node on a file: nothing listens, nothing is heard, and neither fails. */
     CHECK(op_store_listen(other, &e) == 0 && op_store_notify(s, &e) == 0 && op_store_notified(other) == 0);
   }
+
+  /* Aging: a task gains a level for every aging_s it has waited, so an old
+   * task of priority 0 goes before a new one of priority 9 once it has waited
+   * more than 9 of them; without aging, priority first. */
+  const char *old_ids[] = {"t1", "t2", "t3"};
+  for (size_t i = 0; i < 3; i++) {
+    op_task_row_t end = make_task(old_ids[i], 0, 1);
+    end.status = OP_TASK_SUCCEEDED;
+    CHECK(op_store_task_update(s, &end, &e) == 0);
+  }
+  double now = (double)time(NULL);
+  op_task_row_t aged = make_task("a-old", 0, now - 100), fresh = make_task("a-new", 9, now);
+  CHECK(op_store_task_insert(s, &aged, &e) == 0 && op_store_task_insert(s, &fresh, &e) == 0);
+  CHECK(op_store_begin(s, &e) == 0);
+  CHECK(claim_ids(s, "na", 30, 1, got, sizeof got) == 0);
+  CHECK_STR_EQ(got, "a-new");
+  CHECK(op_store_end(s, -1, &e) == -1); /* rolled back: both claimable again */
+  op_task_row_t *rows = NULL;
+  size_t n = 0;
+  CHECK(op_store_tasks_claim(s, "na", 30, 10, 1, &rows, &n, &e) == 0 && n == 1 && strcmp(rows[0].id, "a-old") == 0);
+  free(rows);
 
   /* The test's fault fails the lease writes as a disk error would. */
   op_store_test_fail_every(s, 1);
