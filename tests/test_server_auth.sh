@@ -10,7 +10,7 @@ alice-0123456789abcdef0123456789 submit  alice
 bob-0123456789abcdef0123456789ab submit  bob
 root-0123456789abcdef0123456789a admin   ops
 TOK
-export OCRPOOL_NULL_OPTS=sleep_ms=3000
+export OCRPOOL_NULL_OPTS=sleep_ms=60000 # the task runs until the admin cancels it, however slow the machine
 printf 'models:\n  - name: fast\n    engine: null\n' >"$TMP/models.yaml"
 start_server "$TMP/var" --workers 1 --tokens "$TMP/tokens" --config "$TMP/models.yaml" || { done_testing; exit 1; }
 A=(-H "Authorization: Bearer alice-0123456789abcdef0123456789")
