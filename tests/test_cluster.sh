@@ -116,7 +116,7 @@ check "the documents, fragments and results are stored as blobs" test "$(sql "SE
 ids=()
 for i in $(seq 0 29); do
   on "${names[$((i % 3))]}"
-  ids+=("$(submit "$TMP/two.pdf" "engine=null")")
+  ids+=("$(submit "$TMP/two.pdf" "engine=null&format=txt,json")")
 done
 check "30 more tasks acknowledged" test "$(printf '%s\n' "${ids[@]}" | grep -cx '[0-9a-f]\{32\}')" -eq 30
 c_running() { [ "$(sql "SELECT count(*) FROM tasks WHERE node_id = '$C' AND status = 'running'")" -gt 0 ]; }
@@ -135,6 +135,11 @@ for id in '$held'.split():
     ev = json.load(urllib.request.urlopen('$BASE/v1/tasks/%s/events' % id))['events']
     last = [e['details']['node'] for e in ev if e['type'] == 'page_done'][-1]
     assert last in ('$A', '$B'), (id, last)"
+check "... their JSON results hold both pages (fragments done on c are fetched from the store)" python3 -c "
+import json, urllib.request
+for id in '$held'.split():
+    r = json.load(urllib.request.urlopen('$BASE/v1/tasks/%s/result?format=json' % id))
+    assert [p['page'] for p in r['pages']] == [1, 2], (id, r)"
 took=$(sql "SELECT round((min(time) - $killed_at)::numeric, 2) FROM task_events WHERE type = 'page_started'
   AND details->>'node' <> '$C' AND task_id IN ('$(echo $held | sed "s/ /','/g")') AND time > $killed_at")
 echo "# taken over ${took} s after the kill (lease 3 s, poll 1 s)"

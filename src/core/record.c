@@ -255,38 +255,26 @@ static void on_pressure(void *ctx, op_mem_level_t level, int refusing, uint64_t 
 
 /* ---- a page ends ---- */
 
-/* A done page's fragments, one per format ("p000001.txt"), to the store. */
-static int put_fragments(op_service_t *svc, op__active_t *a, uint32_t index, op_error_t *e) {
-  const op_task_t *t = a->task;
-  char *prefix = op_task_page_prefix(t, index);
+int op__task_blobs(op_service_t *svc, const op_task_t *t, const char *id, int page, int put, op_error_t *e) {
+  char *prefix = page >= 0 ? op_task_page_prefix(t, (uint32_t)page) : NULL;
   const char *base = prefix ? strrchr(prefix, '/') : NULL;
-  int rc = base ? 0 : op_error_set(e, OP_ENOMEM, NULL, "out of memory");
+  int rc = page < 0 || base ? 0 : op_error_set(e, OP_ENOMEM, NULL, "out of memory");
   for (unsigned f = 1; rc == 0 && f <= OP_FMT_PDF; f <<= 1) {
     if (!(t->opts.formats & f))
       continue;
-    char name[80], path[1200];
-    snprintf(name, sizeof name, "%s.%s", base + 1, op_format_ext((op_format_t)f));
-    snprintf(path, sizeof path, "%s.%s", prefix, op_format_ext((op_format_t)f));
-    rc = op_store_blob_put(svc->store, a->row.id, name, path, e);
-  }
-  free(prefix);
-  return rc;
-}
-
-/* A task's results, one per format ("result.txt"), to the store. */
-static int put_results(op_service_t *svc, op__active_t *a, op_error_t *e) {
-  const op_task_t *t = a->task;
-  int rc = 0;
-  for (unsigned f = 1; rc == 0 && f <= OP_FMT_PDF; f <<= 1) {
-    if (!(t->opts.formats & f))
-      continue;
-    char name[32];
-    char *path = op_task_result_path(t, (op_format_t)f);
-    snprintf(name, sizeof name, "result.%s", op_format_ext((op_format_t)f));
-    rc = path ? op_store_blob_put(svc->store, a->row.id, name, path, e)
-              : op_error_set(e, OP_ENOMEM, NULL, "out of memory");
+    const char *ext = op_format_ext((op_format_t)f);
+    char name[80], *path = NULL;
+    snprintf(name, sizeof name, "%s.%s", page >= 0 ? base + 1 : "result", ext);
+    if (page >= 0 ? asprintf(&path, "%s.%s", prefix, ext) < 0
+                  : (path = op_task_result_path(t, (op_format_t)f)) == NULL) {
+      path = NULL;
+      rc = op_error_set(e, OP_ENOMEM, NULL, "out of memory");
+      break;
+    }
+    rc = put ? op_store_blob_put(svc->store, id, name, path, e) : op_store_blob_get(svc->store, id, name, path, e);
     free(path);
   }
+  free(prefix);
   return rc;
 }
 
@@ -303,7 +291,7 @@ static int write_page_end(op_service_t *svc, op__active_t *a, const writes_t *w,
   rc = rc < 0 ? rc : op_store_task_update(svc->store, &a->row, e);
   rc = rc < 0 ? rc : op_store_metric_add(svc->store, a->row.id, peak, "cpu", "page", e);
   if (rc == 0 && done)
-    rc = put_fragments(svc, a, p->index, e);
+    rc = op__task_blobs(svc, a->task, a->row.id, (int)p->index, 1, e);
   if (rc < 0)
     return rc;
   if (done)
@@ -368,7 +356,7 @@ static int write_task_end(op_service_t *svc, op__active_t *a, const writes_t *w,
   rc = rc < 0 ? rc : event(svc, a, "cleanup_completed", NULL, e);
   rc = rc < 0 ? rc : op_store_task_update(svc->store, &a->row, e);
   if (rc == 0 && t->status == OP_TASK_SUCCEEDED)
-    rc = put_results(svc, a, e);
+    rc = op__task_blobs(svc, t, a->row.id, -1, 1, e);
   if (rc < 0)
     return rc;
   if (t->status == OP_TASK_SUCCEEDED)

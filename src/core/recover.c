@@ -43,42 +43,6 @@ static int task_opts_from_json(const char *text, op_task_opts_t *o, op_error_t *
 
 /* ---- loading tasks from the store ---- */
 
-/* A done page's fragments (one per format), fetched from the store where this
- * node lacks them (another node ran it); 0 when every one is here. */
-static int fetch_fragments(op_service_t *svc, const op_task_t *t, uint32_t index) {
-  char *prefix = op_task_page_prefix(t, index);
-  const char *base = prefix ? strrchr(prefix, '/') : NULL;
-  int rc = base == NULL ? OP_ENOMEM : 0;
-  for (unsigned f = 1; rc == 0 && f <= OP_FMT_PDF; f <<= 1) {
-    if (!(t->opts.formats & f))
-      continue;
-    char name[80], path[1200];
-    snprintf(name, sizeof name, "%s.%s", base + 1, op_format_ext((op_format_t)f));
-    snprintf(path, sizeof path, "%s.%s", prefix, op_format_ext((op_format_t)f));
-    op_error_t e;
-    rc = op_store_blob_get(svc->store, t->log_id, name, path, &e);
-  }
-  free(prefix);
-  return rc;
-}
-
-/* Whether every result of the task is here (or fetched from the store): a
- * task that ended just before a kill, its end unrecorded, needs no fragments. */
-static int results_here(op_service_t *svc, const op_task_t *t) {
-  int rc = 0;
-  for (unsigned f = 1; rc == 0 && f <= OP_FMT_PDF; f <<= 1) {
-    if (!(t->opts.formats & f))
-      continue;
-    char name[32];
-    char *path = op_task_result_path(t, (op_format_t)f);
-    op_error_t e;
-    snprintf(name, sizeof name, "result.%s", op_format_ext((op_format_t)f));
-    rc = path ? op_store_blob_get(svc->store, t->log_id, name, path, &e) : OP_ENOMEM;
-    free(path);
-  }
-  return rc == 0;
-}
-
 /* The pages a resumed task already has: done ones keep their fragments (run
  * again if the store has lost them); one that was running when its node died
  * counts a crash attempt, and fails as worker_crashed after max_attempts. */
@@ -93,7 +57,8 @@ static void restore_pages(op_service_t *svc, op__active_t *a) {
     return;
   }
   op_task_t *t = a->task;
-  int results = results_here(svc, t);
+  /* Every result here (or fetched): a task that ended just before a kill, its end unrecorded, needs no fragments. */
+  int results = op__task_blobs(svc, t, a->row.id, -1, 0, &e) == 0;
   t->pages = calloc(n, sizeof *t->pages);
   if (t->pages == NULL) {
     free(rows);
@@ -108,7 +73,7 @@ static void restore_pages(op_service_t *svc, op__active_t *a) {
     p->estimate_bytes = (uint64_t)rows[i].estimated_memory_bytes;
     if (strcmp(rows[i].state, "done") == 0) {
       p->state = OP_PAGE_DONE;
-      if (!results && fetch_fragments(svc, t, p->index) < 0) {
+      if (!results && op__task_blobs(svc, t, a->row.id, (int)p->index, 0, &e) < 0) {
         op_log_task(OP_LOG_WARN, a->row.id, 0, "task %s: page %u's results are missing: it runs again", a->row.id,
                     p->index + 1);
         p->state = OP_PAGE_QUEUED;

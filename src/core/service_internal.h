@@ -81,6 +81,10 @@ struct op_service_s {
 /* record.c: the scheduler's callbacks, written to the store */
 void op__record_install(op_service_t *svc, op_sched_config_t *qcfg);
 op__active_t *op__find_active(op_service_t *svc, const op_task_t *t);
+/* A task's blobs, one per format: page's fragments ("p000001.txt"), or with
+ * page -1 its results ("result.txt"); put to the store, or got from it where
+ * this node lacks them. 0 when every one was put or is here. */
+int op__task_blobs(op_service_t *svc, const op_task_t *t, const char *id, int page, int put, op_error_t *e);
 void op__remove_fragments(const char *dir);
 
 /* recover.c: from the store to the scheduler, and back out */
