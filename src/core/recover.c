@@ -1,16 +1,19 @@
 /*
  * recover.c: tasks from the store into the scheduler, and out of the store.
  *
- * On every scan (each store.poll, and at once when woken: a local submission,
- * a NOTIFY from another node, a task's end) the service claims the tasks no
- * live node holds, in priority order, store.claim_batch at a time and no more
- * than one unfinished task per worker, and gives them to the scheduler, with those it holds but does not run (one whose
- * end could not be written while the store was out of reach). A task claimed from a node that died keeps its done pages
- * (their fragments are fetched from the store where this node lacks them); a page that was running when its node died
- * counts a crash attempt, so a page that kills every node ends failed instead of going round forever. The same scan
- * sees cancels requested on any node, and tasks another node claimed after this one's lease lapsed. Tasks that waited
- * past the queue timeout fail; finished tasks past their retention are removed with their files; at start, files no
- * task owns go.
+ * On every scan (each store.poll, and at once when woken: a local
+ * submission, a NOTIFY from another node, a task's end) the service claims the
+ * tasks no live node holds, in priority order, store.claim_batch at a time and
+ * no more than one unfinished task per worker, and gives them to the
+ * scheduler, with those it holds but does not run (one whose end could not be
+ * written while the store was out of reach). A task claimed from a node that
+ * died keeps its done pages (their fragments are fetched from the store where
+ * this node lacks them); a page that was running when its node died counts a
+ * crash attempt, so a page that kills every node ends failed instead of going
+ * round forever. The same scan sees cancels requested on any node, and tasks
+ * another node claimed after this one's lease lapsed. Tasks that waited past
+ * the queue timeout fail; finished tasks past their retention are removed
+ * with their files; at start, files no task owns go.
  */
 #include "core/service_internal.h"
 

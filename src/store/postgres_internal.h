@@ -92,8 +92,8 @@ void op__postgres_read_task(const PGresult *res, int r, op_task_row_t *t);
 
 /* ---- leases and waking (postgres_lease.c): which node runs a task ---- */
 
-int op__postgres_tasks_claim(op_store_t *base, const char *node_id, double lease_s, double aging_s, int limit, const char *only_id,
-                             op_task_row_t **rows, size_t *n, op_error_t *err);
+int op__postgres_tasks_claim(op_store_t *base, const char *node_id, double lease_s, double aging_s, int limit,
+                             const char *only_id, op_task_row_t **rows, size_t *n, op_error_t *err);
 int op__postgres_task_hold(op_store_t *base, const char *task_id, const char *node_id, int claim, op_error_t *err);
 int op__postgres_leases_renew(op_store_t *base, const char *node_id, double lease_s, op_error_t *err);
 int op__postgres_leases_release(op_store_t *base, const char *node_id, op_error_t *err);

@@ -70,8 +70,8 @@ int op__sqlite_collect_tasks(sq_store_t *store, sqlite3_stmt *st, op_task_row_t 
 
 /* ---- leases (sqlite_lease.c): which node runs a task; one node on SQLite, but the same calls ---- */
 
-int op__sqlite_tasks_claim(op_store_t *base, const char *node_id, double lease_s, double aging_s, int limit, const char *only_id,
-                           op_task_row_t **rows, size_t *n, op_error_t *err);
+int op__sqlite_tasks_claim(op_store_t *base, const char *node_id, double lease_s, double aging_s, int limit,
+                           const char *only_id, op_task_row_t **rows, size_t *n, op_error_t *err);
 int op__sqlite_task_hold(op_store_t *base, const char *task_id, const char *node_id, int claim, op_error_t *err);
 int op__sqlite_leases_renew(op_store_t *base, const char *node_id, double lease_s, op_error_t *err);
 int op__sqlite_leases_release(op_store_t *base, const char *node_id, op_error_t *err);
