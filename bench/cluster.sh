@@ -143,8 +143,9 @@ row() {
 
 echo "### 5. Several nodes on one PostgreSQL"
 echo
-echo "All on this machine, PostgreSQL $(psql -XAtq -d "$PGURL" -c 'SHOW server_version') on a Unix socket (a throwaway"
-echo "cluster, fsync on); 3 workers in all for every contender."
+echo "All on this machine, PostgreSQL $(psql -XAtq -d "$PGURL" -c 'SHOW server_version') on a Unix socket (tests/pg.sh's"
+echo "throwaway cluster: fsync off, synchronous_commit on: commits reach the OS, not the disk);"
+echo "3 workers in all for every contender."
 echo
 echo "**(a) Null-engine tasks.** Tasks/s: $N 1-page tasks from $CLIENTS closed-loop clients, each client"
 echo "on one node in turn (submit, poll every 5 ms, read the result from the node it submitted to)."
