@@ -324,7 +324,7 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
       take_mail(svc);
     /* The store is reviewed each store.poll (its own tasks, cancels, lost
      * leases, expiries); new work is claimed then too, and at once when woken:
-     * a local submission, room made by a task's start or end, or news from
+     * a local submission, room made by a task's end, or news from
      * another node (NOTIFY, read each turn: at most 200 ms late). */
     if (now - last_scan > svc->cfg.poll_s) {
       op__review_tasks(svc);
