@@ -71,19 +71,29 @@ typedef struct setting_s {
   const char *key; /* in server: */
   int flag;        /* its option's letter */
   char kind;       /* s string, u count, d duration in s, z size, r retention days */
+  /* The largest value, in the setting's unit: each is far past any real use
+   * and keeps what is derived from it (days in s, s in ms) within 32 bits. */
+  uint64_t max;
 } setting_t;
 
-static const setting_t settings[] = {{"listen", 'l', 's'},
-                                     {"data_dir", 'd', 's'},
-                                     {"workers", 'w', 'u'},
-                                     {"tokens", 't', 's'},
-                                     {"max_queue", 'q', 'u'},
-                                     {"queue_timeout", 'Q', 'd'},
-                                     {"page_timeout", 'P', 'd'},
-                                     {"retention_days", 'r', 'r'},
-                                     {"max_input_size", 'm', 'z'},
-                                     {"drain_timeout", 'D', 'd'},
-                                     {NULL, 0, 0}};
+static const setting_t settings[] = {{"listen", 'l', 's', 0},
+                                     {"data_dir", 'd', 's', 0},
+                                     {"workers", 'w', 'u', OP_SUPERVISOR_MAX_WORKERS},
+                                     {"tokens", 't', 's', 0},
+                                     {"max_queue", 'q', 'u', 1000000},
+                                     {"queue_timeout", 'Q', 'd', 30 * 86400},
+                                     {"page_timeout", 'P', 'd', 86400},
+                                     {"retention_days", 'r', 'r', 36500},
+                                     {"max_input_size", 'm', 'z', UINT64_C(1) << 40},
+                                     {"drain_timeout", 'D', 'd', 86400},
+                                     {NULL, 0, 0, 0}};
+
+static const setting_t *setting_of_flag(int flag) {
+  const setting_t *st = settings;
+  while (st->key != NULL && st->flag != flag)
+    st++;
+  return st;
+}
 
 /* store: url (OCRPOOL_STORE_URL) unless --store gave it; lease and heartbeat
  * (OCRPOOL_STORE_LEASE, OCRPOOL_STORE_HEARTBEAT), durations. */
@@ -161,7 +171,7 @@ static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_c
       break;
     case 'u':
     case 'r':
-      rc = op_config_uint(cfg, server, st->key, st->flag == 'w' ? OP_SUPERVISOR_MAX_WORKERS : 1000000, &u, err);
+      rc = op_config_uint(cfg, server, st->key, (unsigned)st->max, &u, err);
       if (rc == 0 && json_object_get(server, st->key) != NULL) {
         if (u == 0 && st->kind == 'u')
           rc = op_config_error(cfg, json_object_get(server, st->key), err, "\"%s\" must be at least 1", st->key);
@@ -175,14 +185,20 @@ static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_c
       break;
     case 'd':
       rc = op_config_duration(cfg, server, st->key, &d, err);
-      if (rc == 0 && d >= 0)
+      if (rc == 0 && d > (double)st->max)
+        rc = op_config_error(cfg, json_object_get(server, st->key), err, "\"%s\" must be at most %llus, not %.0fs",
+                             st->key, (unsigned long long)st->max, d);
+      else if (rc == 0 && d >= 0)
         *(st->flag == 'Q'   ? &scfg->queue_timeout_s
           : st->flag == 'P' ? &scfg->page_timeout_s
                             : &scfg->drain_timeout_s) = (unsigned)(d + 0.5);
       break;
     default:
       rc = op_config_size(cfg, server, st->key, &z, err);
-      if (rc == 0 && json_object_get(server, st->key) != NULL)
+      if (rc == 0 && z > st->max)
+        rc = op_config_error(cfg, json_object_get(server, st->key), err, "\"%s\" must be at most %llu bytes", st->key,
+                             (unsigned long long)st->max);
+      else if (rc == 0 && json_object_get(server, st->key) != NULL)
         scfg->limits.max_input_bytes = z;
       break;
     }
@@ -317,18 +333,24 @@ typedef struct serve_args_s {
 /* A flag that takes a count, a duration in seconds or a size. 0 or -1 (a usage error printed). */
 static int set_number(serve_args_t *a, int flag, const char *value) {
   uint64_t v;
-  if (op_parse_size(value, flag == 'm' ? UINT64_C(1) << 40 : 1000000u, &v) < 0 ||
-      (v == 0 && flag != 'r' && flag != 'D')) {
-    const char *name = "";
-    for (const struct option *o = serve_longopts; o->name != NULL; o++)
-      if (o->val == flag)
-        name = o->name;
+  const setting_t *st = setting_of_flag(flag);
+  unsigned long long least = flag == 'r' || flag == 'D' ? 0 : 1;
+  const char *name = "";
+  for (const struct option *o = serve_longopts; o->name != NULL; o++)
+    if (o->val == flag)
+      name = o->name;
+  if (op_parse_size(value, UINT64_MAX, &v) < 0) {
     fprintf(stderr, "ocrpool serve: bad value \"%s\" for --%s\n", value, name);
     return -1;
   }
   if (flag == 'w' && v > OP_SUPERVISOR_MAX_WORKERS) {
     fprintf(stderr, "ocrpool serve: --workers %s is too many: at most %u worker processes\n", value,
             OP_SUPERVISOR_MAX_WORKERS);
+    return -1;
+  }
+  if (v < least || v > st->max) { /* refused, never wrapped: 49,711 days is not 17 hours */
+    fprintf(stderr, "ocrpool serve: --%s %s is out of range: from %llu to %llu\n", name, value, least,
+            (unsigned long long)st->max);
     return -1;
   }
   if (flag == 'D')

@@ -18,6 +18,7 @@
 
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 const op_service_config_t *op_service_config(const op_service_t *svc) {
   return &svc->cfg;
@@ -220,7 +221,7 @@ char *op_service_metrics_text(op_service_t *svc) {
 /* ---- the task as JSON ---- */
 
 static json_t *str_or_null(const char *s) {
-  return s[0] ? json_string(s) : json_null();
+  return s[0] ? op_utf8_json(s) : json_null();
 }
 
 json_t *op_service_task_json(const op_task_row_t *t) {

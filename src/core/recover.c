@@ -39,8 +39,11 @@ static void log_store_error(const char *what, const op_error_t *e) {
  * that does not read at all (cut, edited by hand) is bad options too. */
 static int task_opts_from_json(const char *text, op_task_opts_t *o, op_error_t *err) {
   int rc = op_task_opts_from_json(text, o, err);
-  if (rc == OP_EINTERNAL)
-    rc = op_error_set(err, OP_EUSAGE, "bad_options", "its stored options cannot be read (%.500s)", err->message);
+  if (rc == OP_EINTERNAL) { /* a copy: vsnprintf may not read what it writes */
+    char why[sizeof err->message];
+    snprintf(why, sizeof why, "%s", err->message);
+    rc = op_error_set(err, OP_EUSAGE, "bad_options", "its stored options cannot be read (%.500s)", why);
+  }
   return rc;
 }
 

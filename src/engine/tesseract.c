@@ -17,6 +17,7 @@
 #include "engine/engine.h"
 #include "engine/fragments.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 /* Tesseract's own min_orientation_margin. OCRmyPDF's default of 14 leaves
  * short pages upside down: phototest turned 180 degrees scores 11. */
@@ -98,7 +99,7 @@ static json_t *line_text(char *text) {
   size_t len = strlen(text);
   while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
     text[--len] = '\0';
-  json_t *j = json_string(text);
+  json_t *j = op_utf8_json(text);
   TessDeleteText(text);
   return j ? j : json_string("");
 }
@@ -129,7 +130,7 @@ static json_t *page_json(op_model_t *m, PIX *pix, const op_page_opts_t *opts, co
                                         line_text(TessResultIteratorGetUTF8Text(ri, RIL_TEXTLINE)), "words", words));
       }
       float conf = TessResultIteratorConfidence(ri, RIL_WORD);
-      json_t *w = json_pack("{s:s, s:o, s:f}", "text", word, "bbox", bbox_json(pi, RIL_WORD), "conf",
+      json_t *w = json_pack("{s:o, s:o, s:f}", "text", op_utf8_json(word), "bbox", bbox_json(pi, RIL_WORD), "conf",
                             (double)((int)(conf * 100.0f + 0.5f)) / 100.0);
       if (w != NULL)
         json_array_append_new(words, w);

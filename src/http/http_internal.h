@@ -10,8 +10,10 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "core/service.h"
 #include "doc/doc.h"
@@ -25,6 +27,10 @@ struct op_http_s {
   op__tokens_t tokens;
   int auth; /**< tokens are checked on /v1 */
   uint16_t port;
+  /** libmicrohttpd's own messages this minute, so that a flood of bad clients cannot flood the log. */
+  pthread_mutex_t log_lock;
+  time_t log_minute;
+  unsigned log_count, log_dropped;
 };
 
 typedef struct op__req_s op__req_t;

@@ -10,6 +10,7 @@
 
 #include "core/metrics.h"
 #include "http/http_internal.h"
+#include "util/utf8.h"
 
 static void count_response(const op__req_t *q, unsigned status) {
   op_metrics_http(op_service_metrics(q->http->svc), q->path ? q->path : "other", q->method, status);
@@ -82,8 +83,9 @@ static const char *status_title(unsigned status) {
 
 enum MHD_Result op__send_problem(op__req_t *q, unsigned status, const char *detail, json_t *extra, const char *h1,
                                  const char *v1) {
-  json_t *j = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank", "title", status_title(status), "status",
-                        (int)status, "detail", detail);
+  /* A detail may quote what a client sent: made valid UTF-8, or jansson would drop the whole reply. */
+  json_t *j = json_pack("{s:s, s:s, s:i, s:o}", "type", "about:blank", "title", status_title(status), "status",
+                        (int)status, "detail", op_utf8_json(detail));
   if (extra != NULL) {
     json_object_update(j, extra);
     json_decref(extra);

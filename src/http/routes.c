@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "http/http_internal.h"
+#include "util/utf8.h"
 
 /* Order matters only to the OpenAPI document and to Allow headers; matching
  * prefers literal segments whatever the order. */
@@ -49,7 +50,7 @@ const op__route_t op__routes[] = {
 const size_t op__routes_len = sizeof op__routes / sizeof op__routes[0];
 
 /* Matches url against a template, where "{...}" stands for one non-empty
- * segment; returns the number of captures, or -1 when it does not match. The
+ * segment of valid UTF-8; returns the number of captures, or -1 when it does not match. The
  * last capture is copied to capture (no route has two). */
 static int match_template(const char *tmpl, const char *url, char *capture, size_t capture_len) {
   int captures = 0;
@@ -60,6 +61,8 @@ static int match_template(const char *tmpl, const char *url, char *capture, size
         return -1;
       memcpy(capture, url, n);
       capture[n] = '\0';
+      if (!op_utf8_valid(capture)) /* no id or name is that: not found, and never quoted back raw */
+        return -1;
       url += n;
       tmpl = strchr(tmpl, '}');
       tmpl = tmpl ? tmpl + 1 : "";

@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/http_internal.h"
+#include "util/log.h"
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
   (void)cls;
@@ -28,6 +30,43 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
   *con_cls = NULL;
 }
 
+/* What the framing headers say, counted over all of them: a proxy in front
+ * may read a body differently from libmicrohttpd (request smuggling). */
+typedef struct {
+  int lengths;        /* Content-Length headers */
+  int lengths_differ; /* ... not all of them the same */
+  const char *length; /* the first */
+  int encodings;      /* Transfer-Encoding headers */
+  int chunked_only;   /* ... exactly one, and it says "chunked" */
+} framing_t;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+  (void)kind;
+  framing_t *f = cls;
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+    if (f->lengths++ == 0)
+      f->length = value;
+    else if (strcmp(f->length, value ? value : "") != 0)
+      f->lengths_differ = 1;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+    f->chunked_only = f->encodings++ == 0 && value != NULL && strcasecmp(value, "chunked") == 0;
+  }
+  return MHD_YES;
+}
+
+/* A reason to refuse the request's framing, or NULL when it is unambiguous. */
+static const char *bad_framing(struct MHD_Connection *c) {
+  framing_t f = {0};
+  MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
+  if (f.lengths > 0 && f.encodings > 0)
+    return "both Content-Length and Transfer-Encoding: the body's length is ambiguous";
+  if (f.lengths_differ)
+    return "Content-Length headers that differ: the body's length is ambiguous";
+  if (f.encodings > 0 && !f.chunked_only)
+    return "the only Transfer-Encoding taken is one \"chunked\"";
+  return NULL;
+}
+
 /* The first call: the headers are in, the body (if any) is not. */
 static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char *url, const char *method,
                              void **con_cls) {
@@ -39,6 +78,11 @@ static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char 
   q->conn = c;
   q->method = method;
   op__route_match(q, method, url);
+  const char *framing = bad_framing(c);
+  if (framing != NULL) { /* and the connection closes: what follows cannot be told from the body */
+    q->refused = 1;
+    return op__send_problem(q, 400, framing, NULL, "Connection", "close");
+  }
   if (strncmp(url, "/v1/", 4) == 0 && h->auth) {
     q->token = op__tokens_check(&h->tokens, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
     if (q->token == NULL) {
@@ -85,6 +129,44 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   return q->route != NULL ? q->route->handler(q) : no_route(q);
 }
 
+/* ---- libmicrohttpd's messages ---- */
+
+/* At most this many a minute reach the log; the rest are counted, and the
+ * count logged with the first message of a later minute. */
+#define MHD_LOG_PER_MINUTE 20
+
+/* libmicrohttpd reports what clients do wrong (a connection cut mid-header,
+ * a malformed request line) on its own; through our logger, in our format
+ * and rate-limited, instead of raw lines on stderr. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  op_http_t *h = cls;
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  size_t len = strlen(msg);
+  while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+    msg[--len] = '\0';
+  time_t minute = time(NULL) / 60;
+  unsigned dropped = 0;
+  int print;
+  pthread_mutex_lock(&h->log_lock);
+  if (minute != h->log_minute) {
+    dropped = h->log_dropped;
+    h->log_minute = minute;
+    h->log_count = h->log_dropped = 0;
+  }
+  print = h->log_count < MHD_LOG_PER_MINUTE;
+  if (print)
+    h->log_count++;
+  else
+    h->log_dropped++;
+  pthread_mutex_unlock(&h->log_lock);
+  if (dropped > 0)
+    op_log_warn("http: %u more messages from libmicrohttpd were not logged in the last minute (over %d a minute)",
+                dropped, MHD_LOG_PER_MINUTE);
+  if (print)
+    op_log_warn("http: %s", msg);
+}
+
 /* ---- life cycle ---- */
 
 void op_http_config_init(op_http_config_t *cfg) {
@@ -120,16 +202,18 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ou
   if (h == NULL)
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
   h->svc = svc;
+  pthread_mutex_init(&h->log_lock, NULL);
   if (cfg->tokens_file != NULL) {
     if ((rc = op__tokens_load(cfg->tokens_file, &h->tokens, err)) < 0)
       goto out;
     h->auth = 1;
   }
-  h->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
-                               NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
-                               cfg->max_connections ? cfg->max_connections : 256u, MHD_OPTION_CONNECTION_TIMEOUT,
-                               (unsigned)120, MHD_OPTION_END);
+  h->daemon =
+      MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
+                       NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, /* first, or some go raw */
+                       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                       MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 256u,
+                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
   if (h->daemon == NULL) {
     rc = op_error_set(err, OP_EIO, "internal", "cannot listen on %s (in use, or not an address of this host?)",
                       cfg->listen);
@@ -142,6 +226,7 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ou
 out:
   if (h != NULL) {
     op__tokens_dispose(&h->tokens);
+    pthread_mutex_destroy(&h->log_lock);
     free(h);
   }
   return rc;
@@ -156,5 +241,6 @@ void op_http_stop(op_http_t *h) {
     return;
   MHD_stop_daemon(h->daemon);
   op__tokens_dispose(&h->tokens);
+  pthread_mutex_destroy(&h->log_lock);
   free(h);
 }

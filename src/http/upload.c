@@ -18,6 +18,7 @@
 
 #include "http/http_internal.h"
 #include "util/fs.h"
+#include "util/utf8.h"
 
 /* One upload's state across the handler's calls. */
 struct op__upload_s {
@@ -27,8 +28,10 @@ struct op__upload_s {
   char failed_detail[256];
   struct MHD_PostProcessor *pp; /* multipart bodies only */
   json_t *params;               /* options from the query string and form fields */
-  int got_file;                 /* multipart: a "file" field came */
-  char id[40];                  /* the task's id; "" once it is a task */
+  int multipart;
+  int got_file;        /* multipart: a "file" field came */
+  uint64_t file_bytes; /* ... with this many bytes so far */
+  char id[40];         /* the task's id; "" once it is a task */
   char *dir;
   char title[256];
 };
@@ -51,7 +54,7 @@ void op__upload_destroy(op__upload_t *u) {
 static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
   (void)kind;
   json_t *params = cls;
-  json_object_set_new(params, key, json_string(value ? value : ""));
+  json_object_set_new(params, key, op_utf8_json(value));
   return MHD_YES;
 }
 
@@ -76,17 +79,24 @@ static enum MHD_Result on_form_field(void *cls, enum MHD_ValueKind kind, const c
   (void)transfer_encoding;
   op__upload_t *u = cls;
   if (strcmp(key, "file") == 0) {
+    if (off == 0 && u->file_bytes > 0 && u->failed_status == 0) { /* a second part: never one input of two */
+      u->failed_status = 400;
+      snprintf(u->failed_detail, sizeof u->failed_detail, "the form has more than one \"file\" field");
+    }
+    if (u->failed_status != 0)
+      return MHD_YES;
     if (off == 0 && filename != NULL)
-      snprintf(u->title, sizeof u->title, "%s", filename);
+      op_utf8_copy(u->title, sizeof u->title, filename);
     u->got_file = 1;
     u->bytes += size;
+    u->file_bytes += size;
     return size == 0 || write_all(u->fd, data, size) == 0 ? MHD_YES : MHD_NO;
   }
   /* A short option value; longer ones are bad options anyway. */
   const char *old = json_string_value(json_object_get(u->params, key));
   char buf[512];
   snprintf(buf, sizeof buf, "%s%.*s", off > 0 && old ? old : "", (int)size, data);
-  json_object_set_new(u->params, key, json_string(buf));
+  json_object_set_new(u->params, key, op_utf8_json(buf));
   return MHD_YES;
 }
 
@@ -144,12 +154,13 @@ enum MHD_Result op__upload_start(op__req_t *q) {
   /* Only multipart bodies are forms; anything else is the document itself
    * (curl --data-binary sends files as x-www-form-urlencoded by default). */
   if (type != NULL && strncasecmp(type, "multipart/form-data", 19) == 0) {
+    u->multipart = 1;
     u->pp = MHD_create_post_processor(c, 64 * 1024, on_form_field, u);
     if (u->pp == NULL)
       return refuse(q, 400, "malformed form body (no boundary?)", NULL, NULL);
   }
   const char *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name");
-  snprintf(u->title, sizeof u->title, "%s", name ? name : "document");
+  op_utf8_copy(u->title, sizeof u->title, name ? name : "document");
   json_object_del(u->params, "name");
   return MHD_YES;
 }
@@ -191,9 +202,15 @@ static enum MHD_Result finish_upload(op__req_t *q, int sync) {
   op__upload_t *u = q->upload;
   close(u->fd);
   u->fd = -1;
+  /* The post processor ends well only after the closing boundary: a body
+   * cut short is refused, not taken as whatever part of the file came. */
+  int form_ended = u->pp == NULL || MHD_destroy_post_processor(u->pp) == MHD_YES;
+  u->pp = NULL;
   if (u->failed_status != 0)
     return op__send_problem(q, u->failed_status, u->failed_detail, NULL, NULL, NULL);
-  if (u->pp != NULL && !u->got_file)
+  if (!form_ended)
+    return op__send_problem(q, 400, "the multipart body ends without its closing boundary", NULL, NULL, NULL);
+  if (u->multipart && !u->got_file)
     return op__send_problem(q, 400, "the form has no \"file\" field", NULL, NULL, NULL);
   json_t *options = NULL;
   int priority;

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/utf8.h"
+
 void op_error_clear(op_error_t *err) {
   if (err == NULL)
     return;
@@ -72,6 +74,13 @@ int op_error_set(op_error_t *err, int code, const char *reason, const char *fmt,
   va_start(ap, fmt);
   vsnprintf(err->message, sizeof err->message, fmt, ap);
   va_end(ap);
+  /* Messages quote files and libraries and end up in JSON and the store,
+   * which take only UTF-8; the cut above may also split a character. */
+  if (!op_utf8_valid(err->message)) {
+    char copy[sizeof err->message];
+    op_utf8_copy(copy, sizeof copy, err->message);
+    memcpy(err->message, copy, sizeof copy);
+  }
   return code;
 }
 

@@ -26,6 +26,7 @@
 #include "doc/doc.h"
 #include "engine/engine.h"
 #include "util/log.h"
+#include "util/utf8.h"
 #include "worker/models.h"
 #include "worker/protocol.h"
 
@@ -70,9 +71,10 @@ static void add_memory(json_t *reply) {
 }
 
 static json_t *reply_failed(json_t *job, const op_error_t *e) {
-  json_t *r = json_pack("{s:s, s:O?, s:i, s:s, s:s}", "op", "failed", "job", json_object_get(job, "job"), "code",
+  /* A library's message may quote the document's bytes (a PDF's filter name): made valid UTF-8, or no reply goes. */
+  json_t *r = json_pack("{s:s, s:O?, s:i, s:s, s:o}", "op", "failed", "job", json_object_get(job, "job"), "code",
                         e->code ? e->code : OP_EINTERNAL, "reason", e->reason[0] ? e->reason : "internal", "message",
-                        e->message[0] ? e->message : "unknown error");
+                        op_utf8_json(e->message[0] ? e->message : "unknown error"));
   add_memory(r);
   return r;
 }

@@ -1,4 +1,4 @@
-/* test_util.c: bounded number parsing and the atomic file writer. */
+/* test_util.c: bounded number parsing, the atomic file writer and UTF-8 repair. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -6,6 +6,7 @@
 #include "check.h"
 #include "util/fs.h"
 #include "util/parse.h"
+#include "util/utf8.h"
 
 int main(void) {
   uint64_t v = 0;
@@ -41,5 +42,28 @@ int main(void) {
     fclose(in);
   CHECK_STR_EQ(buf, "whole");
   remove(dest);
+
+  /* UTF-8: what jansson and PostgreSQL refuse is repaired, what they take is kept. */
+  CHECK(op_utf8_valid("plain") && op_utf8_valid("caf\xC3\xA9"
+                                                " \xE2\x82\xAC \xF0\x9F\x98\x80"));
+  CHECK(!op_utf8_valid("\xFF\xFE"));
+  CHECK(!op_utf8_valid("\xC0\xAF"));         /* an overlong "/" */
+  CHECK(!op_utf8_valid("\xED\xA0\x80"));     /* a surrogate */
+  CHECK(!op_utf8_valid("\xF4\x90\x80\x80")); /* past U+10FFFF */
+  CHECK(!op_utf8_valid("caf\xC3"));          /* cut inside a character */
+  char u[16];
+  CHECK(op_utf8_copy(u, sizeof u,
+                     "a\xFF"
+                     "b") == 5);
+  CHECK_STR_EQ(u, "a\xEF\xBF\xBD"
+                  "b");
+  CHECK(op_utf8_copy(u, 6, "abcd\xC3\xA9") == 4); /* cut before the character, not in it */
+  CHECK_STR_EQ(u, "abcd");
+  CHECK(op_utf8_copy(u, sizeof u, NULL) == 0 && u[0] == '\0');
+  json_t *j = op_utf8_json("\xFF\xFE"
+                           "bad");
+  CHECK(j != NULL && strcmp(json_string_value(j), "\xEF\xBF\xBD\xEF\xBF\xBD"
+                                                  "bad") == 0);
+  json_decref(j);
   return CHECK_DONE();
 }

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Hostile requests (issue 18): each fault a security review found by probing
+# a running server, made again here by the test itself, and what the server
+# must do instead: refuse with a clear 4xx, keep every reply valid JSON, and
+# lose or block nothing that was accepted.
+source "$(dirname "$0")/lib.sh"
+
+python3 - "$TMP/tiny.png" <<'PY'
+import struct, sys, zlib
+raw = b"".join(b"\0" + b"\xff" * 8 for _ in range(8))
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+PY
+
+# raw PORT FILE: sends FILE's bytes as they are on one connection, prints what
+# came back (the connection closed, or "<open>" after 5 s of silence).
+raw() {
+  python3 - "$1" "$2" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+s.sendall(open(sys.argv[2], "rb").read())
+out = b""
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+except socket.timeout:
+    out += b"<open>"
+sys.stdout.write(out.decode("utf-8", "replace"))
+PY
+}
+port() { echo "${BASE##*:}"; }
+json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+export -f json_field
+
+# ---- 9. settings out of range are refused, never wrapped in 32 bits ----
+# 49,711 days of retention would wrap to 17.5 hours, a page timeout of
+# 4,294,968 s to 0.7 s: each must be refused, as a flag, in the file and from the environment.
+refused() { # WHAT PATTERN COMMAND...: the command exits 2 and says PATTERN
+  local what=$1 pattern=$2
+  shift 2
+  "$@" >"$TMP/out9" 2>&1
+  local rc=$?
+  check "9: $what is refused (exit $rc)" test "$rc" -eq 2
+  check "9: ... saying \"$pattern\"" grep -q -- "$pattern" "$TMP/out9" || cat "$TMP/out9"
+}
+refused "--retention-days 49711" "from 0 to 36500" "$OCRPOOL" serve --data-dir "$TMP/never" --retention-days 49711
+refused "--page-timeout 4294968" "from 1 to 86400" "$OCRPOOL" serve --data-dir "$TMP/never" --page-timeout 4294968
+printf 'server:\n  page_timeout: 4294968s\n' >"$TMP/timeout.yaml"
+refused "server.page_timeout: 4294968s" "at most 86400s" "$OCRPOOL" serve --data-dir "$TMP/never" --config "$TMP/timeout.yaml"
+refused "OCRPOOL_SERVER_RETENTION_DAYS=49711" "up to 36500" \
+  env OCRPOOL_SERVER_RETENTION_DAYS=49711 "$OCRPOOL" serve --data-dir "$TMP/never"
+check "9: no server started on any of them" test ! -e "$TMP/never"
+
+start_server "$TMP/data" --workers 1 --max-queue 5 || { done_testing; exit 1; }
+
+# ---- 1. option values that cannot be stored whole are refused, never cut ----
+long_pages="1$(printf '%%20%.0s' $(seq 1 1100))"
+for i in 1 2 3 4 5 6; do
+  code=$(curl -s -o "$TMP/long.json" -w '%{http_code}' --data-binary @"$TMP/tiny.png" "$BASE/v1/tasks?engine=null&pages=$long_pages")
+  [ "$code" = 400 ] || break
+done
+check "1: a pages value of 1101 characters is refused with 400, six times" test "$code" = 400
+check "1: ... and the answer says why" grep -q "over the limit" "$TMP/long.json"
+id=$(submit "$TMP/tiny.png" "engine=null")
+check "1: after them a submission is still accepted (the queue did not fill)" test -n "$id"
+check "1: ... and succeeds" test "$(wait_task "$id")" = succeeded
+
+# ---- 2. bytes that are not UTF-8 never make a reply vanish ----
+code=$(curl -s -o "$TMP/name.json" -w '%{http_code}' --data-binary @"$TMP/tiny.png" "$BASE/v1/tasks?engine=null&name=%ff%fe.png")
+check "2: ?name=%ff%fe.png is accepted with a JSON reply" test "$code" = 202
+id=$(json_field id <"$TMP/name.json" 2>/dev/null)
+check "2: ... the stored title has U+FFFD for each bad byte" \
+  test "$(json_field title <"$TMP/name.json" 2>/dev/null)" = $'\uFFFD\uFFFD.png'
+check "2: ... the task succeeds" test "$(wait_task "$id")" = succeeded
+check "2: ... GET /v1/tasks/ID answers it" http_code_is "$BASE/v1/tasks/$id" 200
+check "2: ... and the list shows it" bash -c "curl -s '$BASE/v1/tasks' | grep -q '\"$id\"'"
+code=$(curl -s -o "$TMP/form.json" -w '%{http_code}' -F "file=@$TMP/tiny.png;filename=$(printf '\xff\xfe')" "$BASE/v1/tasks?engine=null")
+check "2: a multipart filename of \\xff\\xfe is accepted with a JSON reply" \
+  bash -c "[ $code = 202 ] && python3 -c 'import json,sys; json.load(sys.stdin)' <'$TMP/form.json'"
+check "2: ... and succeeds" test "$(wait_task "$(json_field id <"$TMP/form.json")")" = succeeded
+code=$(curl -s -o "$TMP/lang.json" -w '%{http_code}' --data-binary @"$TMP/tiny.png" "$BASE/v1/tasks?engine=null&lang=%ff")
+check "2: lang=%ff is a bad option (400, JSON), not silently dropped" \
+  bash -c "[ $code = 400 ] && grep -q 'bad lang' '$TMP/lang.json'"
+code=$(curl -s -o "$TMP/id.json" -w '%{http_code}' "$BASE/v1/tasks/%ff")
+check "2: GET /v1/tasks/%ff answers 404 with problem+json" \
+  bash -c "[ $code = 404 ] && python3 -c 'import json,sys; json.load(sys.stdin)' <'$TMP/id.json'"
+# A PDF whose encryption filter's name is the bytes FF FE: MuPDF quotes it in
+# its message. The worker must still answer, so the task fails at once as bad
+# input instead of burning page timeouts.
+python3 - "$TMP/badfilter.pdf" <<'PY'
+import sys
+objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+        b"<< /Filter /#FF#FEbad /V 1 /R 2 /O (x) /U (x) /P -4 >>"]
+out, offs = bytearray(b"%PDF-1.4\n"), []
+for i, o in enumerate(objs, 1):
+    offs.append(len(out))
+    out += b"%d 0 obj\n" % i + o + b"\nendobj\n"
+xref = len(out)
+out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offs)
+out += b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [(a)(a)] >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+open(sys.argv[1], "wb").write(out)
+PY
+id=$(submit "$TMP/badfilter.pdf" "engine=null")
+check "2: a PDF whose filter name is FF FE fails (not times out)" test "$(wait_task "$id" 60)" = failed
+curl -s "$BASE/v1/tasks/$id" >"$TMP/badfilter.json"
+check "2: ... as bad input, with MuPDF's message made valid UTF-8" \
+  bash -c "[ \"\$(json_field failure_reason <'$TMP/badfilter.json')\" = bad_input ] && grep -q 'encryption' '$TMP/badfilter.json'" \
+  || cat "$TMP/badfilter.json"
+
+# ---- 6. framing a proxy could read differently is refused, and the connection closed ----
+printf 'POST /v1/tasks?engine=null HTTP/1.1\r\nHost: x\r\nContent-Length: 45\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' >"$TMP/smuggle"
+raw "$(port)" "$TMP/smuggle" >"$TMP/smuggle.out"
+check "6: Content-Length with Transfer-Encoding: 400" grep -q '^HTTP/1.1 400' "$TMP/smuggle.out"
+check "6: ... the smuggled GET is not answered, the connection is closed" \
+  bash -c "[ \$(grep -c '^HTTP/1.1' '$TMP/smuggle.out') = 1 ] && ! grep -q '<open>' '$TMP/smuggle.out'"
+{ printf 'POST /v1/tasks?engine=null HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nContent-Length: 5\r\n\r\n' \
+  "$(stat -c %s "$TMP/tiny.png")"; cat "$TMP/tiny.png"; } >"$TMP/twolengths"
+raw "$(port)" "$TMP/twolengths" >"$TMP/twolengths.out"
+check "6: two different Content-Length headers: 400, connection closed" \
+  bash -c "grep -q '^HTTP/1.1 400' '$TMP/twolengths.out' && ! grep -q '<open>' '$TMP/twolengths.out'"
+
+# ---- 7. multipart bodies are taken only whole and with one file ----
+form() { # FILE_PARTS CLOSED: a form of FILE_PARTS "file" parts, with or without its closing boundary
+  local body="$TMP/form.body" i
+  : >"$body"
+  for i in $(seq 1 "$1"); do
+    printf -- '--XYZ\r\nContent-Disposition: form-data; name="file"; filename="p%d.png"\r\nContent-Type: image/png\r\n\r\n' "$i" >>"$body"
+    cat "$TMP/tiny.png" >>"$body"
+    printf '\r\n' >>"$body"
+  done
+  [ "$2" = 0 ] || printf -- '--XYZ--\r\n' >>"$body"
+  curl -s -o "$TMP/form.json" -w '%{http_code}' -H 'Content-Type: multipart/form-data; boundary=XYZ' \
+    --data-binary @"$body" "$BASE/v1/tasks?engine=null"
+}
+before=$(db "$TMP/data" "SELECT count(*) FROM tasks")
+check "7: two \"file\" parts: 400" test "$(form 2 1)" = 400
+check "7: ... saying so" grep -q 'more than one' "$TMP/form.json"
+check "7: a form without its closing boundary: 400" test "$(form 1 0)" = 400
+check "7: ... saying so" grep -q 'closing boundary' "$TMP/form.json"
+check "7: neither became a task" test "$(db "$TMP/data" "SELECT count(*) FROM tasks")" = "$before"
+check "7: one file with its closing boundary is accepted" test "$(form 1 1)" = 202
+
+# ---- 11. libmicrohttpd's own messages go through the logger, rate-limited ----
+python3 - "$(port)" <<'PY'
+import socket, sys
+for _ in range(60):  # uploads cut short: libmicrohttpd reports each one
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"POST /v1/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+    s.close()
+PY
+wait_for 10 grep -q 'http: Connection was closed' "$TMP/server.log"
+check "11: libmicrohttpd's messages are logged as logfmt lines" grep -q 'level=warn .*msg="http: ' "$TMP/server.log"
+check "11: every line the server wrote is logfmt (none raw)" bash -c "! grep -v '^time=' '$TMP/server.log'"
+check "11: at most 20 of them a minute (60 cut uploads, within two minutes at worst)" \
+  test "$(grep -c 'msg="http: Connection was closed' "$TMP/server.log")" -le 40
+
+stop_server
+
+# ---- 1. a stored task whose options no longer read fails with a reason ----
+# (a row written by an older version, or cut by hand): it must not stay queued
+# for ever, holding a queue slot.
+db "$TMP/data" "UPDATE tasks SET status = 'queued', started_at = 0, finished_at = 0, pages_done = 0, node_id = '', lease_until = 0,
+  options = '{\"format\":\"txt\",\"engine\":\"null\",\"pages\":\"1' WHERE id = '$id'" >/dev/null
+start_server "$TMP/data" --workers 1 || { done_testing; exit 1; }
+check "1: a stored task whose options are cut JSON fails" test "$(wait_task "$id" 30)" = failed
+curl -s "$BASE/v1/tasks/$id" >"$TMP/cut.json"
+check "1: ... as bad options, saying its options cannot be read" \
+  bash -c "[ \"\$(json_field failure_reason <'$TMP/cut.json')\" = bad_options ] && grep -q 'options cannot be read' '$TMP/cut.json'" \
+  || cat "$TMP/cut.json"
+stop_server
+
+done_testing
