@@ -145,6 +145,49 @@ check "7: a form without its closing boundary: 400" test "$(form 1 0)" = 400
 check "7: ... saying so" grep -q 'closing boundary' "$TMP/form.json"
 check "7: neither became a task" test "$(db "$TMP/data" "SELECT count(*) FROM tasks")" = "$before"
 check "7: one file with its closing boundary is accepted" test "$(form 1 1)" = 202
+check "7: ... and succeeds" test "$(wait_task "$(json_field id <"$TMP/form.json")")" = succeeded
+
+# ---- 5. slow uploads hold their queue slots from their headers on ----
+# Five uploads (the --max-queue) send their headers and part of their body
+# and wait; a sixth is refused at once, the five then finish and are taken.
+uploads_in_progress() { [ "$(curl -s "$BASE/metrics" | sed -n 's/^ocrpool_uploads_in_progress //p')" = "$1" ]; }
+python3 - "$(port)" "$TMP/tiny.png" "$TMP/slow" <<'PY' &
+import os, socket, sys, time
+port, png, fifo = int(sys.argv[1]), open(sys.argv[2], "rb").read(), sys.argv[3]
+def head(extra=b""):
+    return b"POST /v1/tasks?engine=null HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n" % (len(png), extra)
+def answer(s):
+    out = b""
+    while b"\r\n\r\n" not in out:
+        d = s.recv(4096)
+        if not d:
+            break
+        out += d
+    return out.split(b" ")[1].decode() if out else "none"
+slow = []
+for _ in range(5):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(head() + png[:10])
+    slow.append(s)
+open(fifo + ".sent", "w").close()
+while not os.path.exists(fifo + ".go"):  # the test saw the five slots taken
+    time.sleep(0.02)
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(head(b"Connection: close\r\n") + png)
+codes = [answer(s)]
+for s in slow:
+    s.sendall(png[10:])
+    codes.append(answer(s))
+open(fifo + ".codes", "w").write(" ".join(codes))
+PY
+slow_pid=$!
+wait_for 30 test -e "$TMP/slow.sent"
+check "5: five slow uploads hold five slots" wait_for 30 uploads_in_progress 5
+: >"$TMP/slow.go"
+wait "$slow_pid"
+check "5: the sixth upload is refused with 429, the five are then accepted" \
+  test "$(cat "$TMP/slow.codes" 2>/dev/null)" = "429 202 202 202 202 202" || cat "$TMP/slow.codes"
+check "5: no slot is held after them" wait_for 10 uploads_in_progress 0
 
 # ---- 11. libmicrohttpd's own messages go through the logger, rate-limited ----
 python3 - "$(port)" <<'PY'
@@ -160,6 +203,15 @@ check "11: every line the server wrote is logfmt (none raw)" bash -c "! grep -v 
 check "11: at most 20 of them a minute (60 cut uploads, within two minutes at worst)" \
   test "$(grep -c 'msg="http: Connection was closed' "$TMP/server.log")" -le 40
 
+stop_server
+
+# ---- 5. uploads stop short of filling the disk ----
+start_server "$TMP/data" --workers 1 --min-free-space 1000000G || { done_testing; exit 1; }
+before=$(db "$TMP/data" "SELECT count(*) FROM tasks")
+code=$(curl -s -o "$TMP/full.json" -w '%{http_code}' --data-binary @"$TMP/tiny.png" "$BASE/v1/tasks?engine=null")
+check "5: below --min-free-space an upload gets 507" test "$code" = 507
+check "5: ... saying the disk is nearly full" grep -q 'nearly full' "$TMP/full.json"
+check "5: ... and nothing was recorded" test "$(db "$TMP/data" "SELECT count(*) FROM tasks")" = "$before"
 stop_server
 
 # ---- 1. a stored task whose options no longer read fails with a reason ----

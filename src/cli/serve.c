@@ -57,6 +57,8 @@ static void usage(FILE *out) {
         "      --page-timeout SEC    a page running longer is killed and retried (default 300)\n"
         "      --retention-days N    finished tasks are removed after N days (default 7)\n"
         "      --max-input-size N    largest upload in bytes (K, M, G suffixes; default 256M)\n"
+        "      --min-free-space N    uploads are refused (507) rather than leave less free on the data\n"
+        "                            directory's disk (default 512M; 0 = no floor)\n"
         "      --drain-timeout SEC   on SIGTERM, running pages get this long to finish (default 30)\n"
         "      --port-file FILE      write the bound port there once listening\n"
         "      --log-level LEVEL     debug, info (default), warn, error; SIGHUP reloads it from --config\n"
@@ -85,6 +87,7 @@ static const setting_t settings[] = {{"listen", 'l', 's', 0},
                                      {"page_timeout", 'P', 'd', 86400},
                                      {"retention_days", 'r', 'r', 36500},
                                      {"max_input_size", 'm', 'z', UINT64_C(1) << 40},
+                                     {"min_free_space", 'f', 'z', UINT64_C(1) << 50},
                                      {"drain_timeout", 'D', 'd', 86400},
                                      {NULL, 0, 0, 0}};
 
@@ -199,7 +202,7 @@ static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_c
         rc = op_config_error(cfg, json_object_get(server, st->key), err, "\"%s\" must be at most %llu bytes", st->key,
                              (unsigned long long)st->max);
       else if (rc == 0 && json_object_get(server, st->key) != NULL)
-        scfg->limits.max_input_bytes = z;
+        *(st->flag == 'm' ? &scfg->limits.max_input_bytes : &scfg->min_free_bytes) = z;
       break;
     }
   }
@@ -247,6 +250,9 @@ static void print_config(op_config_t *cfg, const unsigned char *given, const op_
       break;
     case 'm':
       snprintf(value, sizeof value, "%lluMB", (unsigned long long)(scfg->limits.max_input_bytes >> 20));
+      break;
+    case 'f':
+      snprintf(value, sizeof value, "%lluMB", (unsigned long long)(scfg->min_free_bytes >> 20));
       break;
     default:
       snprintf(value, sizeof value, "%us", scfg->drain_timeout_s);
@@ -306,16 +312,25 @@ int op_cli_migrate(int argc, char **argv) {
   return op_cli_serve(argc, argv);
 }
 
-static const struct option serve_longopts[] = {
-    {"listen", required_argument, NULL, 'l'},         {"data-dir", required_argument, NULL, 'd'},
-    {"workers", required_argument, NULL, 'w'},        {"tokens", required_argument, NULL, 't'},
-    {"max-queue", required_argument, NULL, 'q'},      {"queue-timeout", required_argument, NULL, 'Q'},
-    {"page-timeout", required_argument, NULL, 'P'},   {"retention-days", required_argument, NULL, 'r'},
-    {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
-    {"log-level", required_argument, NULL, 'L'},      {"help", no_argument, NULL, 'h'},
-    {"drain-timeout", required_argument, NULL, 'D'},  {"memory-budget", required_argument, NULL, 'B'},
-    {"config", required_argument, NULL, 'C'},         {"log-format", required_argument, NULL, 'F'},
-    {"store", required_argument, NULL, 'S'},          {NULL, 0, NULL, 0}};
+static const struct option serve_longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                               {"data-dir", required_argument, NULL, 'd'},
+                                               {"workers", required_argument, NULL, 'w'},
+                                               {"tokens", required_argument, NULL, 't'},
+                                               {"max-queue", required_argument, NULL, 'q'},
+                                               {"queue-timeout", required_argument, NULL, 'Q'},
+                                               {"page-timeout", required_argument, NULL, 'P'},
+                                               {"retention-days", required_argument, NULL, 'r'},
+                                               {"max-input-size", required_argument, NULL, 'm'},
+                                               {"port-file", required_argument, NULL, 'p'},
+                                               {"min-free-space", required_argument, NULL, 'f'},
+                                               {"log-level", required_argument, NULL, 'L'},
+                                               {"help", no_argument, NULL, 'h'},
+                                               {"drain-timeout", required_argument, NULL, 'D'},
+                                               {"memory-budget", required_argument, NULL, 'B'},
+                                               {"config", required_argument, NULL, 'C'},
+                                               {"log-format", required_argument, NULL, 'F'},
+                                               {"store", required_argument, NULL, 'S'},
+                                               {NULL, 0, NULL, 0}};
 
 /* What the command line, the environment and the file settle between them. */
 typedef struct serve_args_s {
@@ -334,7 +349,7 @@ typedef struct serve_args_s {
 static int set_number(serve_args_t *a, int flag, const char *value) {
   uint64_t v;
   const setting_t *st = setting_of_flag(flag);
-  unsigned long long least = flag == 'r' || flag == 'D' ? 0 : 1;
+  unsigned long long least = flag == 'r' || flag == 'D' || flag == 'f' ? 0 : 1;
   const char *name = "";
   for (const struct option *o = serve_longopts; o->name != NULL; o++)
     if (o->val == flag)
@@ -365,6 +380,8 @@ static int set_number(serve_args_t *a, int flag, const char *value) {
     a->scfg.page_timeout_s = (unsigned)v;
   else if (flag == 'r')
     a->scfg.retention_s = (unsigned)v * 86400u;
+  else if (flag == 'f')
+    a->scfg.min_free_bytes = v;
   else
     a->scfg.limits.max_input_bytes = v;
   return 0;
@@ -424,6 +441,7 @@ static int parse_serve_args(int argc, char **argv, serve_args_t *a) {
     case 'P':
     case 'r':
     case 'm':
+    case 'f':
       if (set_number(a, c, optarg) < 0)
         return OP_EXIT_USAGE;
       break;

@@ -38,6 +38,7 @@ void op_service_config_init(op_service_config_t *cfg) {
   if (cfg->workers > OP_SUPERVISOR_MAX_WORKERS)
     cfg->workers = OP_SUPERVISOR_MAX_WORKERS; /* a default never fails the start */
   cfg->max_queue = 100;
+  cfg->min_free_bytes = UINT64_C(512) << 20;
   cfg->queue_timeout_s = 300;
   cfg->page_timeout_s = 300;
   cfg->retention_s = 7 * 24 * 3600;

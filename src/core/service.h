@@ -32,6 +32,7 @@ typedef struct op_service_config_s {
   unsigned retention_s;     /**< finished tasks and their files are removed after this; default 7 days */
   unsigned max_attempts;    /**< runs of one page in all; default 3 */
   unsigned drain_timeout_s; /**< on stop, running pages get this long to finish; default 30 */
+  uint64_t min_free_bytes;  /**< uploads are refused (507) rather than leave less free in data_dir; default 512 MB */
   op_doc_limits_t limits;
   const char *log_level;     /**< passed to workers */
   const char *memory_budget; /**< the CPU budget: a size or a share of capacity; NULL = "80%" */

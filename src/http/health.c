@@ -38,7 +38,16 @@ enum MHD_Result op__readyz(op__req_t *q) {
 }
 
 enum MHD_Result op__metrics_get(op__req_t *q) {
-  char *text = op_service_metrics_text(q->http->svc);
+  char *core = op_service_metrics_text(q->http->svc), *text = NULL;
+  pthread_mutex_lock(&q->http->slots_lock);
+  unsigned uploads = q->http->uploads;
+  pthread_mutex_unlock(&q->http->slots_lock);
+  if (core == NULL || asprintf(&text,
+                               "%s# HELP ocrpool_uploads_in_progress Uploads whose body is arriving; each holds a "
+                               "queue slot\n# TYPE ocrpool_uploads_in_progress gauge\nocrpool_uploads_in_progress %u\n",
+                               core, uploads) < 0)
+    text = NULL;
+  free(core);
   if (text == NULL)
     return op__send_problem(q, 500, "cannot render the metrics", NULL, NULL, NULL);
   enum MHD_Result r = op__send_body(q, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text), NULL, NULL);

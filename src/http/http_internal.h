@@ -27,6 +27,10 @@ struct op_http_s {
   op__tokens_t tokens;
   int auth; /**< tokens are checked on /v1 */
   uint16_t port;
+  /** Uploads under way, each holding a queue slot from its headers on, so
+   * that slow bodies cannot pass --max-queue together. */
+  pthread_mutex_t slots_lock;
+  unsigned uploads;
   /** libmicrohttpd's own messages this minute, so that a flood of bad clients cannot flood the log. */
   pthread_mutex_t log_lock;
   time_t log_minute;

@@ -72,6 +72,8 @@ static const char *status_title(unsigned status) {
     return "Unprocessable Content";
   case 429:
     return "Too Many Requests";
+  case 507:
+    return "Insufficient Storage";
   case 503:
     return "Service Unavailable";
   case 504:

@@ -203,6 +203,7 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ou
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
   h->svc = svc;
   pthread_mutex_init(&h->log_lock, NULL);
+  pthread_mutex_init(&h->slots_lock, NULL);
   if (cfg->tokens_file != NULL) {
     if ((rc = op__tokens_load(cfg->tokens_file, &h->tokens, err)) < 0)
       goto out;
@@ -227,6 +228,7 @@ out:
   if (h != NULL) {
     op__tokens_dispose(&h->tokens);
     pthread_mutex_destroy(&h->log_lock);
+    pthread_mutex_destroy(&h->slots_lock);
     free(h);
   }
   return rc;
@@ -242,5 +244,6 @@ void op_http_stop(op_http_t *h) {
   MHD_stop_daemon(h->daemon);
   op__tokens_dispose(&h->tokens);
   pthread_mutex_destroy(&h->log_lock);
+  pthread_mutex_destroy(&h->slots_lock);
   free(h);
 }

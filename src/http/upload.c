@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "http/http_internal.h"
@@ -22,7 +23,9 @@
 
 /* One upload's state across the handler's calls. */
 struct op__upload_s {
-  int fd; /* the task's input file */
+  op_http_t *http;
+  int slot; /* holds one of the queue's slots (http->uploads) */
+  int fd;   /* the task's input file */
   uint64_t bytes;
   unsigned failed_status; /* the body is bad: answer this once it has been read */
   char failed_detail[256];
@@ -36,9 +39,30 @@ struct op__upload_s {
   char title[256];
 };
 
+static void release_slot(op__upload_t *u) {
+  if (!u->slot)
+    return;
+  pthread_mutex_lock(&u->http->slots_lock);
+  u->http->uploads--;
+  pthread_mutex_unlock(&u->http->slots_lock);
+  u->slot = 0;
+}
+
+/* Bytes free to unprivileged writers on the data directory's disk (UINT64_MAX when unknown). */
+static uint64_t free_bytes(const char *dir) {
+  struct statvfs vfs;
+  if (statvfs(dir, &vfs) < 0)
+    return UINT64_MAX;
+  return (uint64_t)vfs.f_bavail * vfs.f_frsize;
+}
+
+/* Checked again every this many bytes of a body: a chunked upload has no length to check first. */
+#define FREE_SPACE_CHECK_BYTES (UINT64_C(8) << 20)
+
 void op__upload_destroy(op__upload_t *u) {
   if (u == NULL)
     return;
+  release_slot(u);
   if (u->pp != NULL)
     MHD_destroy_post_processor(u->pp);
   if (u->fd >= 0)
@@ -112,6 +136,7 @@ enum MHD_Result op__upload_start(op__req_t *q) {
   op__upload_t *u = q->upload = calloc(1, sizeof *u);
   if (u == NULL)
     return MHD_NO;
+  u->http = q->http;
   u->fd = -1;
   if (op_service_draining(svc))
     return refuse(q, 503, "the server is shutting down", "Retry-After", "10");
@@ -127,18 +152,37 @@ enum MHD_Result op__upload_start(op__req_t *q) {
              (unsigned long long)cfg->limits.max_input_bytes);
     return refuse(q, 413, detail, NULL, NULL);
   }
+  uint64_t need = length != NULL ? strtoull(length, NULL, 10) : 0, avail = free_bytes(cfg->data_dir);
+  if (cfg->min_free_bytes > 0 && (avail < need || avail - need < cfg->min_free_bytes)) {
+    char detail[192];
+    snprintf(detail, sizeof detail,
+             "the server's disk is nearly full (%llu MB free, %llu MB kept free); try again later",
+             (unsigned long long)(avail >> 20), (unsigned long long)(cfg->min_free_bytes >> 20));
+    return refuse(q, 507, detail, "Retry-After", "60");
+  }
+  /* The slot is taken now, under the lock, and given back if the upload
+   * fails: the queue's count and the uploads under way are one limit. */
   op_store_t *st = NULL;
   op_error_t e;
-  int queued = 0, rc = op_service_store_get(svc, &st, &e);
+  int queued = 0, rc;
+  pthread_mutex_lock(&q->http->slots_lock);
+  rc = op_service_store_get(svc, &st, &e);
   if (rc == 0) {
     rc = op_store_count_status(st, "queued", &queued, &e);
     op_service_store_put(svc, st);
   }
+  unsigned uploads = q->http->uploads;
+  if (rc == 0 && (unsigned)queued + uploads < cfg->max_queue) {
+    q->http->uploads++;
+    u->slot = 1;
+  }
+  pthread_mutex_unlock(&q->http->slots_lock);
   if (rc < 0) /* before the body: nothing is accepted that could not be recorded */
     return e.code == OP_EIO ? refuse(q, 503, e.message, "Retry-After", "5") : refuse(q, 500, e.message, NULL, NULL);
-  if ((unsigned)queued >= cfg->max_queue) {
-    char detail[128];
-    snprintf(detail, sizeof detail, "the queue is full (%d tasks waiting); try again later", queued);
+  if (!u->slot) {
+    char detail[160];
+    snprintf(detail, sizeof detail, "the queue is full (%d tasks waiting, %u more arriving); try again later", queued,
+             uploads);
     return refuse(q, 429, detail, "Retry-After", "2");
   }
   u->params = json_object();
@@ -186,6 +230,13 @@ enum MHD_Result op__upload_chunk(op__req_t *q, const char *data, size_t size) {
       u->failed_status = 500;
       snprintf(u->failed_detail, sizeof u->failed_detail, "cannot store the upload");
     }
+  }
+  if (u->failed_status == 0 && cfg->min_free_bytes > 0 &&
+      u->bytes / FREE_SPACE_CHECK_BYTES != (u->bytes - size) / FREE_SPACE_CHECK_BYTES &&
+      free_bytes(cfg->data_dir) < cfg->min_free_bytes) {
+    u->failed_status = 507;
+    snprintf(u->failed_detail, sizeof u->failed_detail,
+             "the server's disk filled up during the upload; try again later");
   }
   if (u->failed_status == 0 && u->bytes > cfg->limits.max_input_bytes) {
     u->failed_status = 413;
@@ -238,9 +289,19 @@ static enum MHD_Result finish_upload(op__req_t *q, int sync) {
   snprintf(row.input_type, sizeof row.input_type, "%s", op_doc_type_name(type));
   char *text = json_dumps(options, JSON_COMPACT);
   json_decref(options);
-  snprintf(row.options, sizeof row.options, "%s", text ? text : "{}");
+  size_t len = text ? strlen(text) : 0;
+  if (text == NULL)
+    return op__send_problem(q, 500, "out of memory", NULL, NULL, NULL);
+  if (len >= sizeof row.options) { /* refused, never stored cut (the codec's bounds keep it far below) */
+    free(text);
+    snprintf(why, sizeof why, "the options take %zu bytes, over the limit of %zu", len, sizeof row.options - 1);
+    return op__send_problem(q, 400, why, NULL, NULL, NULL);
+  }
+  memcpy(row.options, text, len + 1);
   free(text);
-  if (op_service_submit(h->svc, &row, &e) < 0)
+  int rc = op_service_submit(h->svc, &row, &e);
+  release_slot(u); /* a queued task now, counted by the store; or nothing */
+  if (rc < 0)
     return op__send_store_error(q, &e);
   u->id[0] = '\0'; /* a task now: its files stay */
   if (!sync) {
