@@ -214,6 +214,41 @@ check "5: ... saying the disk is nearly full" grep -q 'nearly full' "$TMP/full.j
 check "5: ... and nothing was recorded" test "$(db "$TMP/data" "SELECT count(*) FROM tasks")" = "$before"
 stop_server
 
+# ---- 8. auth hygiene ----
+cat >"$TMP/tokens" <<'TOK'
+alice-0123456789abcdef0123456789 submit alice
+bob-0123456789abcdef0123456789ab submit bob
+root-0123456789abcdef0123456789a admin ops
+TOK
+chmod 644 "$TMP/tokens"
+A=(-H "Authorization: Bearer alice-0123456789abcdef0123456789")
+B=(-H "Authorization: Bearer bob-0123456789abcdef0123456789ab")
+R=(-H "Authorization: Bearer root-0123456789abcdef0123456789a")
+start_server "$TMP/auth" --workers 1 --tokens "$TMP/tokens" || { done_testing; exit 1; }
+check "8: a tokens file every user can read is warned about" grep -q 'tokens file .* can be read by every user' "$TMP/server.log"
+AUTH=("${A[@]}")
+aid=$(submit "$TMP/tiny.png" "engine=null")
+check "8: alice's task succeeds" test "$(wait_task "$aid")" = succeeded
+AUTH=() # each request below names its token
+other=$(curl -s -w ' %{http_code}' "${B[@]}" "$BASE/v1/tasks?after=$aid")
+unknown=$(curl -s -w ' %{http_code}' "${B[@]}" "$BASE/v1/tasks?after=00000000000000000000000000000000")
+check "8: after=<another tenant's id> answers as an unknown id does (400)" \
+  bash -c "[ \"\$1\" = \"\$2\" ] && [ \"\${1##* }\" = 400 ]" _ "$other" "$unknown" || echo "$other / $unknown"
+check "8: the admin sees worker pids in /v1/memory" \
+  wait_for 30 bash -c "curl -s ${R[*]@Q} '$BASE/v1/memory' | grep -q '\"pid\"'"
+curl -s "${A[@]}" "$BASE/v1/memory" >"$TMP/mem.json"
+check "8: a submit token sees the workers' states, without pids or memory" \
+  bash -c "grep -q '\"state\"' '$TMP/mem.json' && ! grep -q '\"pid\"\|\"used_bytes\":[0-9]*,\"reserved_bytes\":[0-9]*,\"models\"' '$TMP/mem.json'"
+check "8: memory reports need an admin token (403)" http_code_is "$BASE/v1/memory/reports" 403 "${A[@]}"
+# Revoking bob: his line goes, SIGHUP, and his next request is refused.
+grep -v '^bob' "$TMP/tokens" >"$TMP/tokens.new" && mv "$TMP/tokens.new" "$TMP/tokens"
+check "8: before the reload bob's token works" http_code_is "$BASE/v1/tasks" 200 "${B[@]}"
+kill -HUP "$SERVER_PID"
+bob_refused() { http_code_is "$BASE/v1/tasks" 401 "${B[@]}"; }
+check "8: after SIGHUP bob's revoked token gets 401" wait_for 30 bob_refused
+check "8: ... while alice's still works" http_code_is "$BASE/v1/tasks" 200 "${A[@]}"
+stop_server
+
 # ---- 1. a stored task whose options no longer read fails with a reason ----
 # (a row written by an older version, or cut by hand): it must not stay queued
 # for ever, holding a queue slot.

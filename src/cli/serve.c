@@ -549,7 +549,7 @@ static int serve(serve_args_t *a) {
   char status_line[128];
   snprintf(status_line, sizeof status_line, "READY=1\nSTATUS=listening on port %u", op_http_port(http));
   op_notify(status_line);
-  op_service_watch_reload(svc, &reload_requested);
+  op_service_watch_reload(svc, &reload_requested, op_http_reload, http);
   if (op_service_run(svc, &stop_requested, &e) < 0) {
     fprintf(stderr, "ocrpool serve: %s\n", e.message);
     status = OP_EXIT_INTERNAL;

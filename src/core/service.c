@@ -211,12 +211,16 @@ static void watchdog(void) {
   }
 }
 
-void op_service_watch_reload(op_service_t *svc, volatile sig_atomic_t *flag) {
+void op_service_watch_reload(op_service_t *svc, volatile sig_atomic_t *flag, void (*on_reload)(void *arg), void *arg) {
   svc->reload = flag;
+  svc->on_reload = on_reload;
+  svc->on_reload_arg = arg;
 }
 
 /* SIGHUP: the file again; what may change while tasks run is applied (settings.c). */
 static void reload(op_service_t *svc) {
+  if (svc->on_reload != NULL)
+    svc->on_reload(svc->on_reload_arg);
   if (svc->cfg.config_file == NULL) {
     op_log_info("reload: no --config file: nothing to read again");
     return;
@@ -232,7 +236,7 @@ static void reload(op_service_t *svc) {
   op_settings_apply(&svc->settings, &fresh, &svc->cfg);
   const op_settings_t *s = &svc->settings;
   op_sched_set_limits(svc->sched, s->budget, s->warning_share, s->critical_share, s->cooldown_s, (int)s->defer_below);
-  op_log_info("reload: done (--listen, --workers, --data-dir, --tokens, log format and GPUs need a restart)");
+  op_log_info("reload: done (--listen, --workers, --data-dir, the --tokens path, log format and GPUs need a restart)");
   op_settings_dispose(&fresh);
 }
 

@@ -163,8 +163,12 @@ char *op_service_metrics_text(op_service_t *svc);
  */
 json_t *op_service_tasks_summary(op_service_t *svc);
 
-/** The flag (set by a SIGHUP handler) on which op_service_run reads the configuration again. */
-void op_service_watch_reload(op_service_t *svc, volatile sig_atomic_t *flag);
+/**
+ * The flag (set by a SIGHUP handler) on which op_service_run reads the
+ * configuration again; on_reload (may be NULL) is called then too, from the
+ * service's thread, for what the service does not own (the HTTP tokens).
+ */
+void op_service_watch_reload(op_service_t *svc, volatile sig_atomic_t *flag, void (*on_reload)(void *arg), void *arg);
 
 /** Whether the service is draining (shutting down): new tasks get 503. */
 int op_service_draining(const op_service_t *svc);

@@ -74,6 +74,8 @@ struct op_service_s {
   const char *report_reason;     /* a memory report to write: "critical" (set by the service thread) */
   op_metrics_t *metrics;         /* GET /metrics */
   volatile sig_atomic_t *reload; /* set by SIGHUP: read the configuration again */
+  void (*on_reload)(void *arg);  /* ... and tell the HTTP layer */
+  void *on_reload_arg;
   op__node_t node;
   double aging_s; /* the scheduler's: claims age tasks the same way */
 };

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+
+#include "util/log.h"
 
 int op__tokens_load(const char *path, op__tokens_t *tokens, op_error_t *err) {
   tokens->list = NULL;
@@ -14,6 +17,10 @@ int op__tokens_load(const char *path, op__tokens_t *tokens, op_error_t *err) {
   FILE *f = fopen(path, "r");
   if (f == NULL)
     return op_error_set(err, OP_EUSAGE, "bad_options", "cannot read tokens file %s: %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fileno(f), &sb) == 0 && (sb.st_mode & 077) != 0)
+    op_log_warn("tokens file %s can be read by %s (mode %03o): tokens are secrets, chmod 600 it", path,
+                (sb.st_mode & 007) ? "every user" : "its group", (unsigned)(sb.st_mode & 0777));
   char line[512];
   unsigned lineno = 0;
   int rc = 0;

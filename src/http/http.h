@@ -34,6 +34,13 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ht
 /** The port actually bound (useful with port 0). */
 uint16_t op_http_port(const op_http_t *http);
 
+/**
+ * Reads the tokens file again (SIGHUP): a revoked token is refused from the
+ * next request on. On an error (logged) the tokens in use stay. arg is the
+ * op_http_t, as op_service_watch_reload passes it.
+ */
+void op_http_reload(void *arg);
+
 /** Stops accepting, waits for requests in flight, frees. */
 void op_http_stop(op_http_t *http);
 

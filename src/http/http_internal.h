@@ -24,7 +24,9 @@
 struct op_http_s {
   struct MHD_Daemon *daemon;
   op_service_t *svc;
-  op__tokens_t tokens;
+  op__tokens_t tokens; /**< under tokens_lock: SIGHUP replaces them */
+  pthread_rwlock_t tokens_lock;
+  char *tokens_file;
   int auth; /**< tokens are checked on /v1 */
   uint16_t port;
   /** Uploads under way, each holding a queue slot from its headers on, so
@@ -67,7 +69,8 @@ struct op__req_s {
   const char *path;              /**< the matched template, or NULL when no route has this path */
   const op__route_t *route;      /**< the row for path and method; NULL: 404 (path NULL) or 405 */
   char capture[OP__CAPTURE_MAX]; /**< the {id} or {name} of the path, "" when it has none */
-  const op__token_t *token;      /**< the caller's token when authentication is on */
+  const op__token_t *token;      /**< the caller's token when authentication is on: &caller */
+  op__token_t caller;            /**< a copy: a reload may free the list while the request runs */
   int refused;                   /**< an answer was queued before the body ended */
   op__upload_t *upload;          /**< the body being stored, for upload routes */
 };

@@ -11,6 +11,16 @@
 enum MHD_Result op__memory_get(op__req_t *q) {
   op_service_t *svc = q->http->svc;
   json_t *m = op_service_memory_json(svc);
+  /* Worker pids and what each worker holds (another tenant's page's size)
+   * are for operators: a submit token sees each worker's state only. */
+  json_t *w;
+  size_t i;
+  if (m != NULL && q->http->auth && !q->token->admin)
+    json_array_foreach(json_object_get(m, "workers"), i, w) {
+      json_t *kept = json_pack("{s:O?, s:O?, s:O?}", "id", json_object_get(w, "id"), "device",
+                               json_object_get(w, "device"), "state", json_object_get(w, "state"));
+      json_array_set_new(json_object_get(m, "workers"), i, kept ? kept : json_object());
+    }
   const char *history = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "history");
   if (m != NULL && history != NULL && strcmp(history, "0") != 0 && strcmp(history, "false") != 0)
     json_object_set_new(json_array_get(json_object_get(m, "devices"), 0), "history", op_service_memory_history(svc));
@@ -27,10 +37,14 @@ enum MHD_Result op__memory_report(op__req_t *q) {
 }
 
 enum MHD_Result op__memory_reports(op__req_t *q) {
+  if (q->http->auth && !q->token->admin)
+    return op__send_problem(q, 403, "memory reports need an admin token", NULL, NULL, NULL);
   return op__send_json(q, 200, op_service_reports_json(q->http->svc), NULL, NULL);
 }
 
 enum MHD_Result op__memory_report_get(op__req_t *q) {
+  if (q->http->auth && !q->token->admin)
+    return op__send_problem(q, 403, "memory reports need an admin token", NULL, NULL, NULL);
   /* The service refuses names that are not its reports' (no way out of the directory). */
   char *path = op_service_report_path(q->http->svc, q->capture);
   json_t *report = path ? json_load_file(path, 0, NULL) : NULL;

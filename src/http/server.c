@@ -84,7 +84,14 @@ static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char 
     return op__send_problem(q, 400, framing, NULL, "Connection", "close");
   }
   if (strncmp(url, "/v1/", 4) == 0 && h->auth) {
-    q->token = op__tokens_check(&h->tokens, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+    pthread_rwlock_rdlock(&h->tokens_lock);
+    const op__token_t *t =
+        op__tokens_check(&h->tokens, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+    if (t != NULL) {
+      q->caller = *t;
+      q->token = &q->caller;
+    }
+    pthread_rwlock_unlock(&h->tokens_lock);
     if (q->token == NULL) {
       q->refused = 1;
       return op__send_problem(q, 401, "a bearer token is needed", NULL, "WWW-Authenticate", "Bearer realm=\"ocrpool\"");
@@ -204,9 +211,14 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ou
   h->svc = svc;
   pthread_mutex_init(&h->log_lock, NULL);
   pthread_mutex_init(&h->slots_lock, NULL);
+  pthread_rwlock_init(&h->tokens_lock, NULL);
   if (cfg->tokens_file != NULL) {
     if ((rc = op__tokens_load(cfg->tokens_file, &h->tokens, err)) < 0)
       goto out;
+    if ((h->tokens_file = strdup(cfg->tokens_file)) == NULL) {
+      rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+      goto out;
+    }
     h->auth = 1;
   }
   h->daemon =
@@ -227,6 +239,8 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ou
 out:
   if (h != NULL) {
     op__tokens_dispose(&h->tokens);
+    free(h->tokens_file);
+    pthread_rwlock_destroy(&h->tokens_lock);
     pthread_mutex_destroy(&h->log_lock);
     pthread_mutex_destroy(&h->slots_lock);
     free(h);
@@ -243,7 +257,27 @@ void op_http_stop(op_http_t *h) {
     return;
   MHD_stop_daemon(h->daemon);
   op__tokens_dispose(&h->tokens);
+  free(h->tokens_file);
+  pthread_rwlock_destroy(&h->tokens_lock);
   pthread_mutex_destroy(&h->log_lock);
   pthread_mutex_destroy(&h->slots_lock);
   free(h);
+}
+
+void op_http_reload(void *arg) {
+  op_http_t *h = arg;
+  if (h == NULL || !h->auth)
+    return;
+  op__tokens_t fresh, old;
+  op_error_t e;
+  if (op__tokens_load(h->tokens_file, &fresh, &e) < 0) {
+    op_log_error("reload: %s; the tokens in use stay", e.message);
+    return;
+  }
+  pthread_rwlock_wrlock(&h->tokens_lock);
+  old = h->tokens;
+  h->tokens = fresh;
+  pthread_rwlock_unlock(&h->tokens_lock);
+  op__tokens_dispose(&old);
+  op_log_info("reload: %zu tokens from %s", fresh.n, h->tokens_file);
 }

@@ -240,7 +240,13 @@ enum MHD_Result op__tasks_list(op__req_t *q) {
   int rc = op_service_store_get(h->svc, &st, &e);
   if (rc == 0) {
     const char *owner = h->auth && !q->token->admin ? q->token->name : NULL;
-    rc = op_store_task_list(st, status ? status : "", owner, after ? after : "", (int)limit, &rows, &n, &e);
+    /* Another tenant's id is as unknown as one that never was: the same 400, not a page. */
+    op_task_row_t mark;
+    if (owner != NULL && after != NULL && (rc = op_store_task_get(st, after, &mark, &e)) == 0 &&
+        strcmp(mark.owner, owner) != 0)
+      rc = OP_ENOTFOUND;
+    if (rc == 0)
+      rc = op_store_task_list(st, status ? status : "", owner, after ? after : "", (int)limit, &rows, &n, &e);
     op_service_store_put(h->svc, st);
   }
   if (rc == OP_ENOTFOUND)
