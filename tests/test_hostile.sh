@@ -249,6 +249,57 @@ check "8: after SIGHUP bob's revoked token gets 401" wait_for 30 bob_refused
 check "8: ... while alice's still works" http_code_is "$BASE/v1/tasks" 200 "${A[@]}"
 stop_server
 
+# ---- 3. idle connections cannot shut out probes or hold threads ----
+export OCRPOOL_NULL_OPTS=sleep_ms=60000 # pages that outlast the waiters below
+start_server "$TMP/conn" --workers 1 --max-connections-per-client 8 --health-listen 127.0.0.1:0 --drain-timeout 1 ||
+  { done_testing; exit 1; }
+unset OCRPOOL_NULL_OPTS
+health=$(sed -n 's/.*health listener on port \([0-9]*\).*/\1/p' "$TMP/server.log" | tail -1)
+check "3: the health listener's port is logged" test -n "$health"
+connections() { curl -s "http://127.0.0.1:$health/metrics" | sed -n 's/^ocrpool_http_connections //p'; }
+# Eight idle connections (the cap from one address); a ninth is turned away,
+# probes still answer on the health listener, and the eight are closed when
+# they send no request within the header deadline.
+python3 - "$(port)" "$health" >"$TMP/idle.out" <<'PY'
+import socket, sys, time, urllib.request
+port, health = int(sys.argv[1]), int(sys.argv[2])
+idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+def closed(s, wait):
+    s.settimeout(wait)
+    try:
+        return s.recv(1) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+ninth = socket.create_connection(("127.0.0.1", port))
+ninth.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+print("ninth", "refused" if closed(ninth, 10) else "served")
+with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % health, timeout=10) as r:
+    print("probe", r.status)
+try:
+    urllib.request.urlopen("http://127.0.0.1:%d/v1/tasks" % health, timeout=10)
+    print("api served")
+except urllib.error.HTTPError as e:
+    print("api", e.code)
+print("idle", "closed" if all(closed(s, 60) for s in idle) else "open")
+PY
+check "3: a ninth connection from the same address is turned away" grep -qx 'ninth refused' "$TMP/idle.out"
+check "3: the health listener answers /healthz meanwhile" grep -qx 'probe 200' "$TMP/idle.out"
+check "3: ... and nothing but health (404 for /v1/tasks)" grep -qx 'api 404' "$TMP/idle.out"
+check "3: idle connections are closed at the header deadline" grep -qx 'idle closed' "$TMP/idle.out" || cat "$TMP/idle.out"
+# Waiters on POST /v1/ocr that leave: their threads are let go at once.
+waiters=()
+for _ in 1 2 3; do
+  curl -s -o /dev/null --max-time 2 --data-binary @"$TMP/tiny.png" "$BASE/v1/ocr?engine=null&timeout=600" &
+  waiters+=($!)
+done
+wait "${waiters[@]}" # (not the server, also a child)
+few_connections() { [ "$(connections)" = 0 ]; }
+check "3: waiters that left hold no connection (ocrpool_http_connections 0)" wait_for 30 few_connections ||
+  connections
+stop_server
+
 # ---- 1. a stored task whose options no longer read fails with a reason ----
 # (a row written by an older version, or cut by hand): it must not stay queued
 # for ever, holding a queue slot.

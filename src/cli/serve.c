@@ -59,6 +59,11 @@ static void usage(FILE *out) {
         "      --max-input-size N    largest upload in bytes (K, M, G suffixes; default 256M)\n"
         "      --min-free-space N    uploads are refused (507) rather than leave less free on the data\n"
         "                            directory's disk (default 512M; 0 = no floor)\n"
+        "      --max-connections-per-client N\n"
+        "                            open connections from one address (default 128 of 256)\n"
+        "      --health-listen ADDR:PORT\n"
+        "                            a second listener for /healthz, /readyz and /metrics only, so\n"
+        "                            probes get in while clients hold every connection\n"
         "      --drain-timeout SEC   on SIGTERM, running pages get this long to finish (default 30)\n"
         "      --port-file FILE      write the bound port there once listening\n"
         "      --log-level LEVEL     debug, info (default), warn, error; SIGHUP reloads it from --config\n"
@@ -88,6 +93,8 @@ static const setting_t settings[] = {{"listen", 'l', 's', 0},
                                      {"retention_days", 'r', 'r', 36500},
                                      {"max_input_size", 'm', 'z', UINT64_C(1) << 40},
                                      {"min_free_space", 'f', 'z', UINT64_C(1) << 50},
+                                     {"max_connections_per_client", 'c', 'u', 100000},
+                                     {"health_listen", 'H', 's', 0},
                                      {"drain_timeout", 'D', 'd', 86400},
                                      {NULL, 0, 0, 0}};
 
@@ -170,7 +177,10 @@ static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_c
     case 's':
       rc = op_config_string(cfg, server, st->key, &str, err);
       if (rc == 0 && str != NULL)
-        *(st->flag == 'l' ? &hcfg->listen : st->flag == 'd' ? &scfg->data_dir : &hcfg->tokens_file) = str;
+        *(st->flag == 'l'   ? &hcfg->listen
+          : st->flag == 'd' ? &scfg->data_dir
+          : st->flag == 'H' ? &hcfg->health_listen
+                            : &hcfg->tokens_file) = str;
       break;
     case 'u':
     case 'r':
@@ -182,6 +192,8 @@ static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_c
           scfg->workers = u;
         else if (st->flag == 'q')
           scfg->max_queue = u;
+        else if (st->flag == 'c')
+          hcfg->max_connections_per_client = u;
         else
           scfg->retention_s = u * 86400u;
       }
@@ -235,6 +247,12 @@ static void print_config(op_config_t *cfg, const unsigned char *given, const op_
       break;
     case 't':
       snprintf(value, sizeof value, "%s", hcfg->tokens_file ? hcfg->tokens_file : "(none: no auth)");
+      break;
+    case 'H':
+      snprintf(value, sizeof value, "%s", hcfg->health_listen ? hcfg->health_listen : "(none: health on --listen)");
+      break;
+    case 'c':
+      snprintf(value, sizeof value, "%u", hcfg->max_connections_per_client);
       break;
     case 'q':
       snprintf(value, sizeof value, "%u", scfg->max_queue);
@@ -323,6 +341,8 @@ static const struct option serve_longopts[] = {{"listen", required_argument, NUL
                                                {"max-input-size", required_argument, NULL, 'm'},
                                                {"port-file", required_argument, NULL, 'p'},
                                                {"min-free-space", required_argument, NULL, 'f'},
+                                               {"max-connections-per-client", required_argument, NULL, 'c'},
+                                               {"health-listen", required_argument, NULL, 'H'},
                                                {"log-level", required_argument, NULL, 'L'},
                                                {"help", no_argument, NULL, 'h'},
                                                {"drain-timeout", required_argument, NULL, 'D'},
@@ -374,6 +394,8 @@ static int set_number(serve_args_t *a, int flag, const char *value) {
     a->scfg.workers = (unsigned)v;
   else if (flag == 'q')
     a->scfg.max_queue = (unsigned)v;
+  else if (flag == 'c')
+    a->hcfg.max_connections_per_client = (unsigned)v;
   else if (flag == 'Q')
     a->scfg.queue_timeout_s = (unsigned)v;
   else if (flag == 'P')
@@ -403,6 +425,9 @@ static int parse_serve_args(int argc, char **argv, serve_args_t *a) {
       break;
     case 't':
       a->hcfg.tokens_file = optarg;
+      break;
+    case 'H':
+      a->hcfg.health_listen = optarg;
       break;
     case 'p':
       a->port_file = optarg;
@@ -437,6 +462,7 @@ static int parse_serve_args(int argc, char **argv, serve_args_t *a) {
     case 'D':
     case 'w':
     case 'q':
+    case 'c':
     case 'Q':
     case 'P':
     case 'r':
@@ -539,6 +565,8 @@ static int serve(serve_args_t *a) {
   char store[256];
   op_store_describe(a->scfg.store_url ? a->scfg.store_url : "sqlite in the data directory", store, sizeof store);
   op_log_info("listening on port %u, data in %s, store %s", op_http_port(http), a->scfg.data_dir, store);
+  if (op_http_health_port(http) != 0)
+    op_log_info("health listener on port %u: /healthz, /readyz and /metrics", op_http_health_port(http));
   if (a->port_file != NULL) {
     FILE *f = fopen(a->port_file, "w");
     if (f != NULL) {

@@ -38,14 +38,19 @@ enum MHD_Result op__readyz(op__req_t *q) {
 }
 
 enum MHD_Result op__metrics_get(op__req_t *q) {
-  char *core = op_service_metrics_text(q->http->svc), *text = NULL;
-  pthread_mutex_lock(&q->http->slots_lock);
-  unsigned uploads = q->http->uploads;
-  pthread_mutex_unlock(&q->http->slots_lock);
-  if (core == NULL || asprintf(&text,
-                               "%s# HELP ocrpool_uploads_in_progress Uploads whose body is arriving; each holds a "
-                               "queue slot\n# TYPE ocrpool_uploads_in_progress gauge\nocrpool_uploads_in_progress %u\n",
-                               core, uploads) < 0)
+  op_http_t *h = q->http;
+  char *core = op_service_metrics_text(h->svc), *text = NULL;
+  pthread_mutex_lock(&h->slots_lock);
+  unsigned uploads = h->uploads;
+  pthread_mutex_unlock(&h->slots_lock);
+  const union MHD_DaemonInfo *open = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+  if (core == NULL ||
+      asprintf(&text,
+               "%s# HELP ocrpool_uploads_in_progress Uploads whose body is arriving; each holds a queue slot\n"
+               "# TYPE ocrpool_uploads_in_progress gauge\nocrpool_uploads_in_progress %u\n"
+               "# HELP ocrpool_http_connections Open connections on --listen (each holds a thread)\n"
+               "# TYPE ocrpool_http_connections gauge\nocrpool_http_connections %u\n",
+               core, uploads, open ? open->num_connections : 0) < 0)
     text = NULL;
   free(core);
   if (text == NULL)

@@ -23,6 +23,10 @@ typedef struct op_http_config_s {
   const char *listen;      /**< "ADDR:PORT", default "127.0.0.1:8080" */
   const char *tokens_file; /**< NULL: no authentication */
   unsigned max_connections;
+  unsigned max_connections_per_client; /**< from one address; default 128 */
+  /** "ADDR:PORT" of a second listener for /healthz, /readyz and /metrics
+   * only, so probes get in while clients hold every connection; NULL = none. */
+  const char *health_listen;
 } op_http_config_t;
 
 /** Fills cfg with the defaults. */
@@ -33,6 +37,9 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ht
 
 /** The port actually bound (useful with port 0). */
 uint16_t op_http_port(const op_http_t *http);
+
+/** The port the health listener bound; 0 when there is none. */
+uint16_t op_http_health_port(const op_http_t *http);
 
 /**
  * Reads the tokens file again (SIGHUP): a revoked token is refused from the

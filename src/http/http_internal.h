@@ -23,6 +23,8 @@
 /** The server: libmicrohttpd's daemon and what its handlers read. */
 struct op_http_s {
   struct MHD_Daemon *daemon;
+  struct MHD_Daemon *health; /**< the health listener, or NULL */
+  uint16_t health_port;
   op_service_t *svc;
   op__tokens_t tokens; /**< under tokens_lock: SIGHUP replaces them */
   pthread_rwlock_t tokens_lock;
@@ -144,8 +146,12 @@ int op__build_options(op_service_t *svc, json_t *params, int sync, json_t **out,
 
 /* ---- tasks.c ---- */
 
-/** Waits for a task to end, up to timeout_s; returns 0 when it ended (row holds it then). */
-int op__task_wait_finished(op_http_t *h, const char *id, double timeout_s, op_task_row_t *row);
+/**
+ * Waits for a task to end, up to timeout_s; returns 0 when it ended (row
+ * holds it then), -1 at the timeout, -2 as soon as the client of q has gone
+ * (its request thread is not held for nothing; the task goes on).
+ */
+int op__task_wait_finished(op__req_t *q, const char *id, double timeout_s, op_task_row_t *row);
 
 /** The first format the task was asked for. */
 op_format_t op__task_first_format(const op_task_row_t *row);

@@ -18,16 +18,23 @@
 #include "http/http_internal.h"
 #include "util/log.h"
 
+/* Until a request's headers are in, a connection silent this long is
+ * closed: idle connections cannot hold the server's threads for the
+ * body's two minutes. */
+#define HEADER_TIMEOUT_S 10u
+#define BODY_TIMEOUT_S 120u
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
   (void)cls;
-  (void)c;
-  (void)why;
   op__req_t *q = *con_cls;
   if (q != NULL) {
     op__upload_destroy(q->upload);
     free(q);
   }
   *con_cls = NULL;
+  /* Kept alive for another request: its headers have the short deadline again. */
+  if (why == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, HEADER_TIMEOUT_S);
 }
 
 /* What the framing headers say, counted over all of them: a proxy in front
@@ -67,6 +74,19 @@ static const char *bad_framing(struct MHD_Connection *c) {
   return NULL;
 }
 
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  (void)cls;
+  (void)socket_context;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, HEADER_TIMEOUT_S);
+}
+
+static int is_health_route(const op__route_t *r) {
+  return r != NULL &&
+         (strcmp(r->path, "/healthz") == 0 || strcmp(r->path, "/readyz") == 0 || strcmp(r->path, "/metrics") == 0);
+}
+
 /* The first call: the headers are in, the body (if any) is not. */
 static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char *url, const char *method,
                              void **con_cls) {
@@ -78,6 +98,12 @@ static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char 
   q->conn = c;
   q->method = method;
   op__route_match(q, method, url);
+  MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, BODY_TIMEOUT_S);
+  const union MHD_ConnectionInfo *from = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
+  if (h->health != NULL && from != NULL && from->daemon == h->health && !is_health_route(q->route)) {
+    q->route = NULL;
+    q->path = NULL; /* the health listener answers its three routes and nothing else */
+  }
   const char *framing = bad_framing(c);
   if (framing != NULL) { /* and the connection closes: what follows cannot be told from the body */
     q->refused = 1;
@@ -180,6 +206,7 @@ void op_http_config_init(op_http_config_t *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->listen = "127.0.0.1:8080";
   cfg->max_connections = 256;
+  cfg->max_connections_per_client = 128;
 }
 
 static int parse_listen(const char *listen, struct sockaddr_in *sa, op_error_t *err) {
@@ -197,6 +224,15 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa, op_error_t *
   if (*end != '\0' || port < 0 || port > 65535 || inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) != 1)
     return op_error_set(err, OP_EUSAGE, "bad_options", "bad --listen \"%s\": want an IPv4 ADDR:PORT", listen);
   return 0;
+}
+
+static struct MHD_Daemon *listen_on(op_http_t *h, const struct sockaddr_in *sa, unsigned limit, unsigned per_client) {
+  return MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
+                          NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, /* first, or some go raw */
+                          MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                          NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT, limit,
+                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client, MHD_OPTION_CONNECTION_TIMEOUT, BODY_TIMEOUT_S,
+                          MHD_OPTION_END);
 }
 
 int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **out, op_error_t *err) {
@@ -221,12 +257,9 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ou
     }
     h->auth = 1;
   }
-  h->daemon =
-      MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                       NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, /* first, or some go raw */
-                       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                       MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 256u,
-                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+  unsigned limit = cfg->max_connections ? cfg->max_connections : 256u;
+  unsigned per_client = cfg->max_connections_per_client ? cfg->max_connections_per_client : limit;
+  h->daemon = listen_on(h, &sa, limit, per_client);
   if (h->daemon == NULL) {
     rc = op_error_set(err, OP_EIO, "internal", "cannot listen on %s (in use, or not an address of this host?)",
                       cfg->listen);
@@ -234,10 +267,24 @@ int op_http_start(const op_http_config_t *cfg, op_service_t *svc, op_http_t **ou
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
   h->port = info ? info->port : ntohs(sa.sin_port);
+  if (cfg->health_listen != NULL) {
+    struct sockaddr_in hsa;
+    if ((rc = parse_listen(cfg->health_listen, &hsa, err)) < 0)
+      goto out;
+    /* Few connections, few per client: probes need little, and it must not become a second way in. */
+    if ((h->health = listen_on(h, &hsa, 16, 4)) == NULL) {
+      rc = op_error_set(err, OP_EIO, "internal", "cannot listen on %s for health (in use?)", cfg->health_listen);
+      goto out;
+    }
+    info = MHD_get_daemon_info(h->health, MHD_DAEMON_INFO_BIND_PORT);
+    h->health_port = info ? info->port : ntohs(hsa.sin_port);
+  }
   *out = h;
   h = NULL;
 out:
   if (h != NULL) {
+    if (h->daemon != NULL)
+      MHD_stop_daemon(h->daemon);
     op__tokens_dispose(&h->tokens);
     free(h->tokens_file);
     pthread_rwlock_destroy(&h->tokens_lock);
@@ -252,9 +299,15 @@ uint16_t op_http_port(const op_http_t *h) {
   return h->port;
 }
 
+uint16_t op_http_health_port(const op_http_t *h) {
+  return h->health_port;
+}
+
 void op_http_stop(op_http_t *h) {
   if (h == NULL)
     return;
+  if (h->health != NULL)
+    MHD_stop_daemon(h->health);
   MHD_stop_daemon(h->daemon);
   op__tokens_dispose(&h->tokens);
   free(h->tokens_file);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,7 +93,18 @@ enum MHD_Result op__task_send_result(op__req_t *q, const op_task_row_t *row, op_
   return op__send_file(q, op_format_content_type(fmt), fd, (uint64_t)st.st_size);
 }
 
-int op__task_wait_finished(op_http_t *h, const char *id, double timeout_s, op_task_row_t *row) {
+/* Whether the client closed its end: a peek that reads end-of-file. */
+static int client_gone(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (info == NULL)
+    return 0;
+  char byte;
+  ssize_t n = recv(info->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+int op__task_wait_finished(op__req_t *q, const char *id, double timeout_s, op_task_row_t *row) {
+  op_http_t *h = q->http;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
@@ -103,6 +115,8 @@ int op__task_wait_finished(op_http_t *h, const char *id, double timeout_s, op_ta
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9 > timeout_s)
       return -1;
+    if (client_gone(q->conn))
+      return -2;
     /* Woken by any task's end here; the 50 ms cap covers a task another node finishes. */
     op_service_wait_finished(h->svc, seen, 50);
   }
@@ -126,7 +140,10 @@ enum MHD_Result op__task_cancel(op__req_t *q) {
                             json_pack("{s:s}", "task_status", op_task_status_name(row.status)), NULL, NULL);
   if (op_service_cancel(q->http->svc, q->capture) < 0)
     return op__send_problem(q, 503, "too many requests for the service at once; try again", NULL, "Retry-After", "1");
-  if (op__task_wait_finished(q->http, q->capture, 10, &row) < 0)
+  int waited = op__task_wait_finished(q, q->capture, 10, &row);
+  if (waited == -2)
+    return MHD_NO; /* nobody to answer; the cancel is recorded */
+  if (waited < 0)
     return op__send_json(q, 202, op_service_task_json(&row), NULL, NULL);
   return op__send_json(q, 200, op_service_task_json(&row), NULL, NULL);
 }

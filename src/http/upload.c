@@ -309,7 +309,10 @@ static enum MHD_Result finish_upload(op__req_t *q, int sync) {
     snprintf(location, sizeof location, "/v1/tasks/%s", row.id);
     return op__send_json(q, 202, op_service_task_json(&row), "Location", location);
   }
-  if (op__task_wait_finished(h, row.id, timeout_s, &row) < 0)
+  int waited = op__task_wait_finished(q, row.id, timeout_s, &row);
+  if (waited == -2)
+    return MHD_NO; /* the client left: the task goes on, GET /v1/tasks/ID has it */
+  if (waited < 0)
     return op__send_problem(q, 504, "the task did not finish in time; it goes on", json_pack("{s:s}", "id", row.id),
                             NULL, NULL);
   if (row.status != OP_TASK_SUCCEEDED)
