@@ -50,7 +50,10 @@ int op__assemble(op_task_t *t, op_error_t *err) {
       goto out;
     }
     rc = op_output_assemble((op_format_t)f, files, errors, numbers, n, t->title, fp, err);
-    if (op_atomic_finish(fp, tmp, dest, rc == 0) < 0 && rc == 0)
+    /* On the disk before the task is recorded succeeded: a power loss must
+     * not leave a finished task without its result (fragments need not be:
+     * a page whose fragment is lost runs again). */
+    if ((op_atomic_finish(fp, tmp, dest, rc == 0) < 0 || op_fsync_path(dest, 1) < 0) && rc == 0)
       rc = op_error_set(err, OP_EIO, "internal", "writing the %s result failed", op_format_name((op_format_t)f));
     free(dest);
     if (rc < 0)

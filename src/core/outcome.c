@@ -174,7 +174,9 @@ void op__on_stage_event(op_sched_t *s, op_task_t *t, const op_sup_event_t *ev) {
     return;
   }
   t->stage_crashes++;
-  if (t->stage_crashes < s->cfg.max_crash_attempts && t->stage_attempts < s->cfg.max_attempts) {
+  t->stage_timeouts += ev->code == OP_ETIMEOUT;
+  if (t->stage_crashes < s->cfg.max_crash_attempts && t->stage_attempts < s->cfg.max_attempts &&
+      t->stage_timeouts < OP_SCHED_MAX_TIMEOUTS) {
     op_log_task(OP_LOG_WARN, t->log_id, 0, "task %s: %s: %s; trying again", t->log_id, what, ev->message);
     return;
   }
@@ -295,7 +297,15 @@ static void page_lost(op_sched_t *s, op_page_job_t *p, const op_sup_event_t *ev)
   }
   if (ev->code == OP_ECRASH)
     p->crash_attempts++;
-  if (ev->code == OP_ECRASH && p->crash_attempts >= s->cfg.max_crash_attempts) {
+  if (ev->code == OP_ETIMEOUT)
+    p->timeout_attempts++;
+  if (ev->code == OP_ETIMEOUT && p->timeout_attempts >= OP_SCHED_MAX_TIMEOUTS) {
+    op_error_set(&e, OP_ETIMEOUT, "timeout",
+                 "the page ran past the page timeout %u times, each on a fresh worker: it is not tried again "
+                 "(the last time %s)",
+                 p->timeout_attempts, ev->message);
+    op__page_fail(s, p, &e);
+  } else if (ev->code == OP_ECRASH && p->crash_attempts >= s->cfg.max_crash_attempts) {
     op_error_set(&e, OP_ECRASH, "worker_crashed", "the page crashed its worker %u times (the last time %s)",
                  p->crash_attempts, ev->message);
     op__page_fail(s, p, &e);

@@ -51,10 +51,14 @@ typedef struct op_sched_config_s {
   unsigned page_timeout_ms;    /**< default 300000 */
   unsigned max_attempts;       /**< runs of one page in all, default 3 */
   unsigned max_crash_attempts; /**< runs lost to a crash before the page fails, default 3 */
-  double retry_backoff_s;      /**< the first retry waits this long, each next one twice as long; default 0.5 */
-  double aging_s;              /**< a waiting task gains one priority level per aging_s; default 60 */
-  op_page_cb on_page_start;    /**< may be NULL */
-  op_retry_cb on_retry;        /**< may be NULL */
+  /** Runs killed at the page timeout before the page fails: 2, since a
+   * second timeout on a fresh worker says the page itself is the cost, and a
+   * third run would only spend another page timeout of CPU on it. */
+#define OP_SCHED_MAX_TIMEOUTS 2u
+  double retry_backoff_s;   /**< the first retry waits this long, each next one twice as long; default 0.5 */
+  double aging_s;           /**< a waiting task gains one priority level per aging_s; default 60 */
+  op_page_cb on_page_start; /**< may be NULL */
+  op_retry_cb on_retry;     /**< may be NULL */
   op_page_cb on_page;
   op_task_cb on_task;
   /** Called once when a page first waits because its memory does not fit; may be NULL. */

@@ -36,14 +36,15 @@ typedef struct op_page_job_s {
   uint32_t index; /**< 0-based page number in the document */
   uint32_t width_px, height_px;
   op_page_state_t state;
-  unsigned attempts;       /**< runs started */
-  unsigned crash_attempts; /**< runs lost to a dying worker */
-  op_error_t error;        /**< why it failed */
-  long peak_rss_kb;        /**< the worker's peak resident memory when it finished */
-  double started_s;        /**< when its last run started (wall clock) */
-  double not_before_s;     /**< a retried page waits until then (exponential backoff) */
-  unsigned worker_id;      /**< the worker that ran it last */
-  pid_t worker_pid;        /**< ... and its process */
+  unsigned attempts;         /**< runs started */
+  unsigned crash_attempts;   /**< runs lost to a dying worker */
+  unsigned timeout_attempts; /**< runs killed at the page timeout */
+  op_error_t error;          /**< why it failed */
+  long peak_rss_kb;          /**< the worker's peak resident memory when it finished */
+  double started_s;          /**< when its last run started (wall clock) */
+  double not_before_s;       /**< a retried page waits until then (exponential backoff) */
+  unsigned worker_id;        /**< the worker that ran it last */
+  pid_t worker_pid;          /**< ... and its process */
   double ocr_ms;
   int rotated_deg;
   int depth;                /**< bits per pixel as decoded (from the probe), 0 = unknown */
@@ -79,7 +80,7 @@ typedef struct op_task_s {
   /* the scheduler's */
   op_task_stage_t stage;
   int ended; /* its end is decided (once): its callback runs after the step */
-  unsigned stage_attempts, stage_crashes;
+  unsigned stage_attempts, stage_crashes, stage_timeouts;
   int stage_running;
   int resumed;                     /* added with its pages already known: a restart */
   int deferred;                    /* it waited under memory pressure (counted once) */

@@ -11,6 +11,7 @@
 
 #include "doc/doc.h"
 #include "doc/pdf_internal.h"
+#include "util/fs.h"
 
 int op_doc_pdf_merge(const char *const *inputs, size_t n, const char *output, op_error_t *err) {
   fz_context *ctx = op__mupdf_context();
@@ -44,8 +45,8 @@ int op_doc_pdf_merge(const char *const *inputs, size_t n, const char *output, op
     opts.do_compress = 1;
     opts.do_garbage = 1;
     pdf_save_document(ctx, dst, tmp, &opts);
-    if (rename(tmp, output) < 0)
-      fz_throw(ctx, FZ_ERROR_GENERIC, "cannot rename %s to %s", tmp, output);
+    if (op_fsync_path(tmp, 0) < 0 || rename(tmp, output) < 0 || op_fsync_path(output, 1) < 0)
+      fz_throw(ctx, FZ_ERROR_GENERIC, "cannot write %s to the disk as %s", tmp, output);
   }
   fz_always(ctx) {
     pdf_drop_graft_map(ctx, map);

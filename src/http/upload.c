@@ -251,8 +251,16 @@ enum MHD_Result op__upload_chunk(op__req_t *q, const char *data, size_t size) {
 static enum MHD_Result finish_upload(op__req_t *q, int sync) {
   op_http_t *h = q->http;
   op__upload_t *u = q->upload;
+  /* The document on the disk, and its name in the task's directory, before
+   * the task is recorded and acknowledged: a power loss keeps both. */
+  int synced = u->failed_status != 0 || fsync(u->fd) == 0;
   close(u->fd);
   u->fd = -1;
+  synced = synced && (u->failed_status != 0 || op_fsync_path(u->dir, 1) == 0);
+  if (!synced && u->failed_status == 0) {
+    u->failed_status = 500;
+    snprintf(u->failed_detail, sizeof u->failed_detail, "cannot store the upload (fsync failed)");
+  }
   /* The post processor ends well only after the closing boundary: a body
    * cut short is refused, not taken as whatever part of the file came. */
   int form_ended = u->pp == NULL || MHD_destroy_post_processor(u->pp) == MHD_YES;

@@ -2,9 +2,9 @@
  * sqlite.c: the store on SQLite, the embedded default (see store.h).
  *
  * One WAL-mode database, data_dir/ocrpool.db, with one connection per thread.
- * WAL lets readers run beside the one writer, synchronous=NORMAL keeps every
- * commit durable against a killed process (only a power cut may lose the last
- * commits), and busy_timeout makes concurrent writers wait for each other
+ * WAL lets readers run beside the one writer, synchronous=FULL puts every
+ * commit on the disk before it returns (a power cut loses no acknowledged
+ * commit; NORMAL would be safe against a killed process only), and busy_timeout makes concurrent writers wait for each other
  * instead of failing. Several-row changes run in BEGIN IMMEDIATE transactions:
  * taking the write lock up front means the busy handler applies, where a
  * deferred transaction that upgrades later would fail at once with SQLITE_BUSY.

@@ -1,6 +1,6 @@
 /*
  * sqlite_open.c: opening the SQLite store: the connection's settings (WAL,
- * synchronous=NORMAL, a busy timeout, foreign keys) and the schema.
+ * synchronous=FULL, a busy timeout, foreign keys) and the schema.
  *
  * The schema is a list of migrations; PRAGMA user_version counts the ones
  * applied, and each runs in its own transaction, so a new version appends a
@@ -182,7 +182,7 @@ int op__sqlite_open(const char *path, op_store_t **store_out, op_error_t *err) {
   sqlite3_busy_timeout(store->db, 5000);
   ret = set_pragma(store, "PRAGMA journal_mode = WAL", "wal", err);
   if (ret == 0)
-    ret = set_pragma(store, "PRAGMA synchronous = NORMAL", NULL, err);
+    ret = set_pragma(store, "PRAGMA synchronous = FULL", NULL, err); /* each commit on the disk: see docs/security.md */
   if (ret == 0)
     ret = set_pragma(store, "PRAGMA foreign_keys = ON", NULL, err);
   if (ret == 0)

@@ -1,9 +1,11 @@
 /* fs.c: removing a directory tree, and the wall clock. */
 #include "util/fs.h"
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +44,33 @@ int op_atomic_finish(FILE *f, char *tmp, const char *dest, int ok) {
   if (rc < 0)
     unlink(tmp);
   free(tmp);
+  return rc;
+}
+
+static int fsync_one(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+int op_fsync_path(const char *path, int parent) {
+  if (fsync_one(path) < 0)
+    return -1;
+  if (!parent)
+    return 0;
+  char *dir = strdup(path);
+  if (dir == NULL)
+    return -1;
+  char *slash = strrchr(dir, '/');
+  if (slash == dir)
+    slash[1] = '\0'; /* "/x": the root */
+  else if (slash != NULL)
+    *slash = '\0';
+  int rc = fsync_one(slash ? dir : ".");
+  free(dir);
   return rc;
 }
 

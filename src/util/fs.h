@@ -17,6 +17,12 @@ FILE *op_atomic_create(const char *dest, char **tmp);
 /** Closes f, then renames it over dest when ok (and the close worked) or removes it. 0 or -1. */
 int op_atomic_finish(FILE *f, char *tmp, const char *dest, int ok);
 
+/**
+ * Flushes path (a file or a directory) to the disk, and with parent the
+ * directory that names it, so that it survives a power loss. 0 or -1 (errno).
+ */
+int op_fsync_path(const char *path, int parent);
+
 /** Seconds since the epoch, as a double (wall clock: for records, not for intervals). */
 double op_wall_time_s(void);
 
