@@ -8,6 +8,9 @@
 #      PostgreSQL (the clients spread over them), and one node claiming one
 #      task per query (store.claim_batch: 1; a node never holds more tasks
 #      than workers, so the batch matters only where it has room for several);
+#      The reference keeps every acknowledgement through a power loss (each
+#      commit, upload and result fsynced); OCRPOOL_SYNC=normal, beside it,
+#      shows what that costs (issue 18);
 #  (b) OCR throughput: the image directory twice, one node with 3 workers
 #      against three nodes with one worker each, on PostgreSQL.
 # Every node runs on this machine: the figures are what several nodes cost,
@@ -127,6 +130,7 @@ for r in $(seq 1 "$RUNS"); do
   log "cluster round $r of $RUNS"
   quiet
   null_round sqlite1 1 3 ""
+  OCRPOOL_SYNC=normal null_round sqlite1n 1 3 ""
   new_db && null_round pg1 1 3 "$DB"
   new_db && null_round pg3 3 1 "$DB"
   new_db && OCRPOOL_STORE_CLAIM_BATCH=1 null_round pg1_b1 1 3 "$DB"
@@ -159,6 +163,7 @@ echo
 echo "| contender | median tasks/s | min-max | ratio to reference | CPU ms per task | min-max | median p50 ms | min-max | median p99 ms | min-max | statements per task | min-max | client polls per task | min-max |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 row sqlite1 "1 node, SQLite, \`--workers 3\` (reference)"
+row sqlite1n "... the same with \`OCRPOOL_SYNC=normal\` (safe against a killed process, not a power loss)"
 row pg1 "1 node, PostgreSQL, \`--workers 3\`"
 row pg1_b1 "... the same with \`store.claim_batch: 1\`"
 row pg3 "3 nodes, PostgreSQL, \`--workers 1\` each"

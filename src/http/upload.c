@@ -253,7 +253,7 @@ static enum MHD_Result finish_upload(op__req_t *q, int sync) {
   op__upload_t *u = q->upload;
   /* The document on the disk, and its name in the task's directory, before
    * the task is recorded and acknowledged: a power loss keeps both. */
-  int synced = u->failed_status != 0 || fsync(u->fd) == 0;
+  int synced = u->failed_status != 0 || !op_sync_full() || fsync(u->fd) == 0;
   close(u->fd);
   u->fd = -1;
   synced = synced && (u->failed_status != 0 || op_fsync_path(u->dir, 1) == 0);

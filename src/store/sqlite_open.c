@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "store/sqlite_internal.h"
+#include "util/fs.h"
 
 /* Each string brings the schema from version i to i + 1 and says so itself,
  * so that no SQL is ever built at run time. Append; never edit a shipped step. */
@@ -181,8 +182,9 @@ int op__sqlite_open(const char *path, op_store_t **store_out, op_error_t *err) {
   /* busy_timeout first: switching to WAL takes a lock another opener may hold. */
   sqlite3_busy_timeout(store->db, 5000);
   ret = set_pragma(store, "PRAGMA journal_mode = WAL", "wal", err);
-  if (ret == 0)
-    ret = set_pragma(store, "PRAGMA synchronous = FULL", NULL, err); /* each commit on the disk: see docs/security.md */
+  if (ret == 0) { /* each commit on the disk unless the operator chose speed: docs/security.md */
+    ret = set_pragma(store, op_sync_full() ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL", NULL, err);
+  }
   if (ret == 0)
     ret = set_pragma(store, "PRAGMA foreign_keys = ON", NULL, err);
   if (ret == 0)

@@ -18,8 +18,16 @@ FILE *op_atomic_create(const char *dest, char **tmp);
 int op_atomic_finish(FILE *f, char *tmp, const char *dest, int ok);
 
 /**
+ * Whether what is acknowledged must survive a power loss (the default), or
+ * only a killed process: OCRPOOL_SYNC=normal chooses the latter, for speed
+ * (docs/security.md). Read once.
+ */
+int op_sync_full(void);
+
+/**
  * Flushes path (a file or a directory) to the disk, and with parent the
- * directory that names it, so that it survives a power loss. 0 or -1 (errno).
+ * directory that names it, so that it survives a power loss; nothing when
+ * !op_sync_full(). 0 or -1 (errno).
  */
 int op_fsync_path(const char *path, int parent);
 
