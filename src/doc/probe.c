@@ -2,7 +2,8 @@
  * probe.c: a document's pages and their sizes, before anything is decoded.
  *
  * Images are measured from their headers (Leptonica reads only the header
- * bytes), TIFF page by page; PDF pages from their page boxes, at the render
+ * bytes), TIFF pages in one walk of the file's page list and JPEG scans
+ * counted (structure.c); PDF pages from their page boxes, at the render
  * dpi, never at the resolution of the images they hold. The page count limit
  * is checked before any page is measured and the pixel limit before any page
  * is decoded, so a decompression bomb or a 1.2-gigapixel page costs nothing.
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "doc/doc.h"
+#include "doc/image_internal.h"
 #include "doc/pdf_internal.h"
 
 static void mp_string(uint64_t pixels, char *buf, size_t len) {
@@ -158,13 +160,40 @@ static int probe_image(const char *path, op_doc_type_t type, const op_page_set_t
                        op_doc_probe_t *probe, op_error_t *err) {
   FILE *fp = NULL;
   uint32_t *indices = NULL;
+  op__tiff_page_t *tiff = NULL; /* every page's header, from one walk of the chain */
   size_t n = 0;
   int rc = 0;
   int count = 1;
+  if (type == OP_DOC_TIFF || type == OP_DOC_JPEG) {
+    if ((fp = fopen(path, "rb")) == NULL) {
+      rc = op_error_set(err, OP_EIO, "internal", "cannot open the document");
+      goto out;
+    }
+  }
+  if (type == OP_DOC_JPEG) {
+    unsigned scans = 0;
+    if (op__jpeg_count_scans(fp, OP__JPEG_MAX_SCANS, &scans) == 0 && scans > OP__JPEG_MAX_SCANS) {
+      rc = op_error_set(err, OP_ELIMIT, "bad_input",
+                        "the JPEG has more than %u scans (each refines the whole image: decoding would take "
+                        "minutes); re-encode it",
+                        OP__JPEG_MAX_SCANS);
+      goto out;
+    }
+  }
   if (type == OP_DOC_TIFF) {
-    fp = fopen(path, "rb");
-    if (fp == NULL || tiffGetCount(fp, &count) != 0 || count <= 0) {
-      rc = op_error_set(err, OP_EBADINPUT, "bad_input", "not a readable TIFF file");
+    uint32_t pages = 0;
+    const char *why = "";
+    rc = op__tiff_pages(fp, OP__TIFF_MAX_IFDS, &tiff, &pages, &why);
+    if (rc == OP__TIFF_TOO_MANY) {
+      rc = op_error_set(err, OP_ELIMIT, "bad_input", "the TIFF has more than %u pages", OP__TIFF_MAX_IFDS);
+      goto out;
+    }
+    if (rc == OP__TIFF_UNSUPPORTED) /* the library walks it, page by page */
+      rc = tiffGetCount(fp, &count) != 0 || count <= 0 ? -1 : 0;
+    else if (rc == 0)
+      count = (int)pages;
+    if (rc < 0) {
+      rc = op_error_set(err, OP_EBADINPUT, "bad_input", "not a readable TIFF file (%s)", why);
       goto out;
     }
   }
@@ -180,7 +209,15 @@ static int probe_image(const char *path, op_doc_type_t type, const op_page_set_t
     op_page_info_t *p = &probe->pages[i];
     l_int32 w = 0, h = 0, bps = 0, spp = 0, res = 0, cmap = 0, format = 0;
     int bad;
-    if (type == OP_DOC_TIFF)
+    if (tiff != NULL) {
+      const op__tiff_page_t *tp = &tiff[indices[i]];
+      bad = tp->width == 0 || tp->height == 0 || tp->width > INT32_MAX || tp->height > INT32_MAX;
+      w = (l_int32)tp->width;
+      h = (l_int32)tp->height;
+      bps = (l_int32)tp->depth;
+      spp = 1;
+      res = tp->xres;
+    } else if (type == OP_DOC_TIFF)
       bad = freadHeaderTiff(fp, (l_int32)indices[i], &w, &h, &bps, &spp, &res, &cmap, &format) != 0;
     else
       bad = pixReadHeader(path, &format, &w, &h, &bps, &spp, &cmap) != 0;
@@ -203,6 +240,7 @@ static int probe_image(const char *path, op_doc_type_t type, const op_page_set_t
 out:
   if (fp != NULL)
     fclose(fp);
+  free(tiff);
   free(indices);
   return rc;
 }

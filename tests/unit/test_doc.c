@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "doc/doc.h"
+#include "doc/image_internal.h"
 
 static void test_sniff(void) {
   static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0};
@@ -481,11 +482,110 @@ static void test_merge(void) {
   CHECK(op_doc_pdf_merge(two, 2, "/nonexistent/dir/out.pdf", &e) == OP_EIO);
 }
 
+static long file_bytes(const char *path, unsigned char **out) {
+  FILE *f = fopen(path, "rb");
+  long n = -1;
+  if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+      (*out = malloc((size_t)n)) != NULL && fread(*out, 1, (size_t)n, f) != (size_t)n) {
+    free(*out);
+    n = -1;
+  }
+  if (f != NULL)
+    fclose(f);
+  return n;
+}
+
+/* The structure walks (structure.c): the same TIFF headers as Leptonica
+ * reads page by page, JPEG scans counted, and hostile files refused. */
+static void test_structure(void) {
+  static const char *const tiffs[] = {"tests/data/phototest.tif", "tests/data/eurotext.tif",
+                                      "tests/data/HelloGoogle.tif", "tests/data/8071_093.3B.tif",
+                                      "tests/data/deslant.tif", "tests/data/phototestrot.tif",
+                                      "/tmp/ocrpool-unit-2p.tif"};
+  for (size_t k = 0; k < sizeof tiffs / sizeof tiffs[0]; k++) {
+    FILE *fp = fopen(tiffs[k], "rb");
+    op__tiff_page_t *pages = NULL;
+    uint32_t n = 0;
+    const char *why;
+    l_int32 count = 0;
+    CHECK(fp != NULL && op__tiff_pages(fp, OP__TIFF_MAX_IFDS, &pages, &n, &why) == 0);
+    CHECK(fp != NULL && tiffGetCount(fp, &count) == 0 && (uint32_t)count == n);
+    for (uint32_t i = 0; fp != NULL && i < n; i++) {
+      l_int32 w, h, bps, spp, res, cmap, format;
+      CHECK(freadHeaderTiff(fp, (l_int32)i, &w, &h, &bps, &spp, &res, &cmap, &format) == 0);
+      CHECK(pages[i].width == (uint32_t)w && pages[i].height == (uint32_t)h);
+      CHECK(pages[i].depth == (uint32_t)(bps * spp) && pages[i].xres == res);
+      if (pages[i].xres != res)
+        fprintf(stderr, "%s page %u: res %d, Leptonica %d\n", tiffs[k], i + 1, pages[i].xres, res);
+    }
+    free(pages);
+    if (fp != NULL)
+      fclose(fp);
+  }
+
+  /* A TIFF whose page list points back at itself: refused, not walked for ever. */
+  unsigned char *b = NULL;
+  long len = file_bytes("tests/data/phototest.tif", &b);
+  CHECK(len > 8 && b[0] == 'I');
+  op_doc_limits_t lim;
+  op_doc_limits_init(&lim);
+  op_doc_probe_t p;
+  op_error_t e;
+  if (len > 8 && b[0] == 'I') {
+    uint32_t ifd = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
+    uint32_t entries = (uint32_t)b[ifd] | (uint32_t)b[ifd + 1] << 8, next = ifd + 2 + entries * 12;
+    for (int i = 0; i < 4; i++)
+      b[next + (uint32_t)i] = (unsigned char)(ifd >> (8 * i));
+    FILE *f = fopen("/tmp/ocrpool-unit-loop.tif", "wb");
+    CHECK(f != NULL && fwrite(b, 1, (size_t)len, f) == (size_t)len);
+    if (f != NULL)
+      fclose(f);
+    CHECK(op_doc_probe("/tmp/ocrpool-unit-loop.tif", NULL, &lim, &p, &e) == OP_EBADINPUT);
+    CHECK(strstr(e.message, "loops") != NULL);
+    op_doc_probe_dispose(&p);
+    remove("/tmp/ocrpool-unit-loop.tif");
+  }
+  free(b);
+
+  /* A real progressive JPEG has a few scans; one of 20,000 is refused by the probe. */
+  PIX *src = pixRead("tests/data/phototest.tif");
+  CHECK(src != NULL && pixWriteJpeg("/tmp/ocrpool-unit-prog.jpg", src, 75, 1) == 0);
+  pixDestroy(&src);
+  FILE *fp = fopen("/tmp/ocrpool-unit-prog.jpg", "rb");
+  unsigned scans = 0;
+  CHECK(fp != NULL && op__jpeg_count_scans(fp, OP__JPEG_MAX_SCANS, &scans) == 0 && scans > 1 && scans <= 20);
+  if (fp != NULL)
+    fclose(fp);
+  CHECK(op_doc_probe("/tmp/ocrpool-unit-prog.jpg", NULL, &lim, &p, &e) == 0 && p.n_pages == 1);
+  op_doc_probe_dispose(&p);
+  len = file_bytes("/tmp/ocrpool-unit-prog.jpg", &b);
+  FILE *bomb = fopen("/tmp/ocrpool-unit-scans.jpg", "wb");
+  CHECK(len > 4 && bomb != NULL);
+  if (len > 4 && bomb != NULL) {
+    /* Its own header and first scans, then 20,000 more tiny scans before the end. */
+    long cut = len - 2; /* before EOI */
+    fwrite(b, 1, (size_t)cut, bomb);
+    static const unsigned char sos[] = {0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00, 0x00};
+    for (int i = 0; i < 20000; i++)
+      fwrite(sos, 1, sizeof sos, bomb);
+    fwrite("\xFF\xD9", 1, 2, bomb);
+  }
+  if (bomb != NULL)
+    fclose(bomb);
+  free(b);
+  CHECK(op_doc_probe("/tmp/ocrpool-unit-scans.jpg", NULL, &lim, &p, &e) == OP_ELIMIT);
+  CHECK(strstr(e.message, "scans") != NULL);
+  op_doc_probe_dispose(&p);
+  remove("/tmp/ocrpool-unit-prog.jpg");
+  remove("/tmp/ocrpool-unit-scans.jpg");
+}
+
 int main(void) {
   setMsgSeverity(L_SEVERITY_NONE); /* as workers run: failures are asserted, not printed */
   test_sniff();
   test_page_sets();
   test_probe();
+  test_structure();
   test_reader();
   test_merge();
   return CHECK_DONE();
