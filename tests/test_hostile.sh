@@ -106,9 +106,9 @@ out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1) + b"".join(b"%010d
 out += b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [(a)(a)] >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
 open(sys.argv[1], "wb").write(out)
 PY
-id=$(submit "$TMP/badfilter.pdf" "engine=null")
-check "2: a PDF whose filter name is FF FE fails (not times out)" test "$(wait_task "$id" 60)" = failed
-curl -s "$BASE/v1/tasks/$id" >"$TMP/badfilter.json"
+cut_id=$(submit "$TMP/badfilter.pdf" "engine=null") # section 1 below rewrites its stored options
+check "2: a PDF whose filter name is FF FE fails (not times out)" test "$(wait_task "$cut_id" 60)" = failed
+curl -s "$BASE/v1/tasks/$cut_id" >"$TMP/badfilter.json"
 check "2: ... as bad input, with MuPDF's message made valid UTF-8" \
   bash -c "[ \"\$(json_field failure_reason <'$TMP/badfilter.json')\" = bad_input ] && grep -q 'encryption' '$TMP/badfilter.json'" \
   || cat "$TMP/badfilter.json"
@@ -300,14 +300,28 @@ check "3: waiters that left hold no connection (ocrpool_http_connections 0)" wai
   connections
 stop_server
 
+# ---- 4. one small file cannot cost hours: the task's CPU budget ----
+# Six pages of 1.5 s each against a budget of 2 s: the task fails once its
+# page runs add up past it, its other pages not run.
+export OCRPOOL_NULL_OPTS=sleep_ms=1500
+start_server "$TMP/budget" --workers 1 --task-cpu-budget 2 || { done_testing; exit 1; }
+unset OCRPOOL_NULL_OPTS
+bid=$(submit "$DATA/multipage.pdf" "engine=null")
+check "4: a task past --task-cpu-budget fails" test "$(wait_task "$bid" 120)" = failed
+curl -s "$BASE/v1/tasks/$bid" >"$TMP/budget.json"
+check "4: ... as a timeout naming the budget, before its six pages all ran" \
+  python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); sys.exit(not (t["failure_reason"] == "timeout" and "task_cpu_budget" in t["error"] and t["pages_done"] < 6))' \
+  "$TMP/budget.json" || cat "$TMP/budget.json"
+stop_server
+
 # ---- 1. a stored task whose options no longer read fails with a reason ----
 # (a row written by an older version, or cut by hand): it must not stay queued
 # for ever, holding a queue slot.
 db "$TMP/data" "UPDATE tasks SET status = 'queued', started_at = 0, finished_at = 0, pages_done = 0, node_id = '', lease_until = 0,
-  options = '{\"format\":\"txt\",\"engine\":\"null\",\"pages\":\"1' WHERE id = '$id'" >/dev/null
+  options = '{\"format\":\"txt\",\"engine\":\"null\",\"pages\":\"1' WHERE id = '$cut_id'" >/dev/null
 start_server "$TMP/data" --workers 1 || { done_testing; exit 1; }
-check "1: a stored task whose options are cut JSON fails" test "$(wait_task "$id" 30)" = failed
-curl -s "$BASE/v1/tasks/$id" >"$TMP/cut.json"
+check "1: a stored task whose options are cut JSON fails" test "$(wait_task "$cut_id" 30)" = failed
+curl -s "$BASE/v1/tasks/$cut_id" >"$TMP/cut.json"
 check "1: ... as bad options, saying its options cannot be read" \
   bash -c "[ \"\$(json_field failure_reason <'$TMP/cut.json')\" = bad_options ] && grep -q 'options cannot be read' '$TMP/cut.json'" \
   || cat "$TMP/cut.json"

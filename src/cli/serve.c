@@ -65,6 +65,7 @@ static void usage(FILE *out) {
         "                            a second listener for /healthz, /readyz and /metrics only, so\n"
         "                            probes get in while clients hold every connection\n"
         "      --drain-timeout SEC   on SIGTERM, running pages get this long to finish (default 30)\n"
+        "      --task-cpu-budget SEC a task whose page runs add up to more fails (default 7200; 0 = none)\n"
         "      --port-file FILE      write the bound port there once listening\n"
         "      --log-level LEVEL     debug, info (default), warn, error; SIGHUP reloads it from --config\n"
         "      --log-format F        logfmt (default) or json; also OCRPOOL_LOG_FORMAT\n"
@@ -96,6 +97,7 @@ static const setting_t settings[] = {{"listen", 'l', 's', 0},
                                      {"max_connections_per_client", 'c', 'u', 100000},
                                      {"health_listen", 'H', 's', 0},
                                      {"drain_timeout", 'D', 'd', 86400},
+                                     {"task_cpu_budget", 'T', 'd', 30 * 86400},
                                      {NULL, 0, 0, 0}};
 
 static const setting_t *setting_of_flag(int flag) {
@@ -206,6 +208,7 @@ static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_c
       else if (rc == 0 && d >= 0)
         *(st->flag == 'Q'   ? &scfg->queue_timeout_s
           : st->flag == 'P' ? &scfg->page_timeout_s
+          : st->flag == 'T' ? &scfg->task_cpu_budget_s
                             : &scfg->drain_timeout_s) = (unsigned)(d + 0.5);
       break;
     default:
@@ -262,6 +265,9 @@ static void print_config(op_config_t *cfg, const unsigned char *given, const op_
       break;
     case 'P':
       snprintf(value, sizeof value, "%us", scfg->page_timeout_s);
+      break;
+    case 'T':
+      snprintf(value, sizeof value, "%us", scfg->task_cpu_budget_s);
       break;
     case 'r':
       snprintf(value, sizeof value, "%u", scfg->retention_s / 86400u);
@@ -330,27 +336,18 @@ int op_cli_migrate(int argc, char **argv) {
   return op_cli_serve(argc, argv);
 }
 
-static const struct option serve_longopts[] = {{"listen", required_argument, NULL, 'l'},
-                                               {"data-dir", required_argument, NULL, 'd'},
-                                               {"workers", required_argument, NULL, 'w'},
-                                               {"tokens", required_argument, NULL, 't'},
-                                               {"max-queue", required_argument, NULL, 'q'},
-                                               {"queue-timeout", required_argument, NULL, 'Q'},
-                                               {"page-timeout", required_argument, NULL, 'P'},
-                                               {"retention-days", required_argument, NULL, 'r'},
-                                               {"max-input-size", required_argument, NULL, 'm'},
-                                               {"port-file", required_argument, NULL, 'p'},
-                                               {"min-free-space", required_argument, NULL, 'f'},
-                                               {"max-connections-per-client", required_argument, NULL, 'c'},
-                                               {"health-listen", required_argument, NULL, 'H'},
-                                               {"log-level", required_argument, NULL, 'L'},
-                                               {"help", no_argument, NULL, 'h'},
-                                               {"drain-timeout", required_argument, NULL, 'D'},
-                                               {"memory-budget", required_argument, NULL, 'B'},
-                                               {"config", required_argument, NULL, 'C'},
-                                               {"log-format", required_argument, NULL, 'F'},
-                                               {"store", required_argument, NULL, 'S'},
-                                               {NULL, 0, NULL, 0}};
+static const struct option serve_longopts[] = {
+    {"listen", required_argument, NULL, 'l'},         {"data-dir", required_argument, NULL, 'd'},
+    {"workers", required_argument, NULL, 'w'},        {"tokens", required_argument, NULL, 't'},
+    {"max-queue", required_argument, NULL, 'q'},      {"queue-timeout", required_argument, NULL, 'Q'},
+    {"page-timeout", required_argument, NULL, 'P'},   {"retention-days", required_argument, NULL, 'r'},
+    {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
+    {"min-free-space", required_argument, NULL, 'f'}, {"max-connections-per-client", required_argument, NULL, 'c'},
+    {"health-listen", required_argument, NULL, 'H'},  {"task-cpu-budget", required_argument, NULL, 'T'},
+    {"log-level", required_argument, NULL, 'L'},      {"help", no_argument, NULL, 'h'},
+    {"drain-timeout", required_argument, NULL, 'D'},  {"memory-budget", required_argument, NULL, 'B'},
+    {"config", required_argument, NULL, 'C'},         {"log-format", required_argument, NULL, 'F'},
+    {"store", required_argument, NULL, 'S'},          {NULL, 0, NULL, 0}};
 
 /* What the command line, the environment and the file settle between them. */
 typedef struct serve_args_s {
@@ -369,7 +366,7 @@ typedef struct serve_args_s {
 static int set_number(serve_args_t *a, int flag, const char *value) {
   uint64_t v;
   const setting_t *st = setting_of_flag(flag);
-  unsigned long long least = flag == 'r' || flag == 'D' || flag == 'f' ? 0 : 1;
+  unsigned long long least = flag == 'r' || flag == 'D' || flag == 'f' || flag == 'T' ? 0 : 1;
   const char *name = "";
   for (const struct option *o = serve_longopts; o->name != NULL; o++)
     if (o->val == flag)
@@ -400,6 +397,8 @@ static int set_number(serve_args_t *a, int flag, const char *value) {
     a->scfg.queue_timeout_s = (unsigned)v;
   else if (flag == 'P')
     a->scfg.page_timeout_s = (unsigned)v;
+  else if (flag == 'T')
+    a->scfg.task_cpu_budget_s = (unsigned)v;
   else if (flag == 'r')
     a->scfg.retention_s = (unsigned)v * 86400u;
   else if (flag == 'f')
@@ -463,6 +462,7 @@ static int parse_serve_args(int argc, char **argv, serve_args_t *a) {
     case 'w':
     case 'q':
     case 'c':
+    case 'T':
     case 'Q':
     case 'P':
     case 'r':

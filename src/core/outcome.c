@@ -319,8 +319,30 @@ static void page_lost(op_sched_t *s, op_page_job_t *p, const op_sup_event_t *ev)
   }
 }
 
+/* Charges the page's run to its task; once the budget is spent the task
+ * fails, its other running pages stopped (1: the event needs nothing more). */
+static int charge(op_sched_t *s, op_page_job_t *p) {
+  op_task_t *t = p->task;
+  if (p->started_s > 0)
+    t->run_s += op_wall_time_s() - p->started_s;
+  if (s->cfg.task_cpu_budget_s <= 0 || t->run_s <= s->cfg.task_cpu_budget_s || t->ended)
+    return 0;
+  op_error_t e;
+  op_error_set(&e, OP_ETIMEOUT, "timeout",
+               "its pages ran %.0f s in all, over the task's budget of %.0f s (server.task_cpu_budget); the last "
+               "was page %u",
+               t->run_s, s->cfg.task_cpu_budget_s, p->index + 1);
+  op_log_task(OP_LOG_WARN, t->log_id, p->index + 1, "task %s: %s", t->log_id, e.message);
+  p->state = OP_PAGE_FAILED; /* its run is over: not stopped again */
+  p->error = e;
+  op_sched_fail(s, t, &e);
+  return 1;
+}
+
 void op__on_page_event(op_sched_t *s, op_page_job_t *p, const op_sup_event_t *ev) {
   op_task_t *t = p->task;
+  if (charge(s, p))
+    return;
   if (ev->type != OP_SUP_EV_REPLY) {
     page_lost(s, p, ev);
     return;

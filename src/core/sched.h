@@ -55,7 +55,11 @@ typedef struct op_sched_config_s {
    * second timeout on a fresh worker says the page itself is the cost, and a
    * third run would only spend another page timeout of CPU on it. */
 #define OP_SCHED_MAX_TIMEOUTS 2u
-  double retry_backoff_s;   /**< the first retry waits this long, each next one twice as long; default 0.5 */
+  double retry_backoff_s; /**< the first retry waits this long, each next one twice as long; default 0.5 */
+  /** A task whose page runs add up to more seconds fails as a timeout: what
+   * one small hostile file can cost (pages x attempts x page timeout) is
+   * bounded whatever its page count. 0 = no budget. */
+  double task_cpu_budget_s;
   double aging_s;           /**< a waiting task gains one priority level per aging_s; default 60 */
   op_page_cb on_page_start; /**< may be NULL */
   op_retry_cb on_retry;     /**< may be NULL */

@@ -44,6 +44,7 @@ void op_service_config_init(op_service_config_t *cfg) {
   cfg->retention_s = 7 * 24 * 3600;
   cfg->max_attempts = 3;
   cfg->drain_timeout_s = 30;
+  cfg->task_cpu_budget_s = 7200;
   cfg->heartbeat_s = 10;
   cfg->lease_s = 30;
   cfg->poll_s = 1;
@@ -130,6 +131,7 @@ static int start_pool(op_service_t *svc, op_error_t *err) {
   op_sched_config_init(&qcfg);
   qcfg.scratch_root = svc->tasks_dir;
   qcfg.page_timeout_ms = cfg->page_timeout_s * 1000u;
+  qcfg.task_cpu_budget_s = cfg->task_cpu_budget_s;
   if (cfg->max_attempts > 0)
     qcfg.max_attempts = cfg->max_attempts;
   op__record_install(svc, &qcfg);

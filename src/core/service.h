@@ -23,16 +23,17 @@ typedef struct op_service_s op_service_t;
 
 /** How the service runs. */
 typedef struct op_service_config_s {
-  const char *data_dir;     /**< default "./var" */
-  const char *store_url;    /**< "postgresql://..." or "sqlite:PATH"; NULL = SQLite in data_dir */
-  unsigned workers;         /**< default: usable cores */
-  unsigned max_queue;       /**< tasks waiting before submissions get 429; default 100 */
-  unsigned queue_timeout_s; /**< a task not started by then fails with queue_timeout; default 300 */
-  unsigned page_timeout_s;  /**< default 300 */
-  unsigned retention_s;     /**< finished tasks and their files are removed after this; default 7 days */
-  unsigned max_attempts;    /**< runs of one page in all; default 3 */
-  unsigned drain_timeout_s; /**< on stop, running pages get this long to finish; default 30 */
-  uint64_t min_free_bytes;  /**< uploads are refused (507) rather than leave less free in data_dir; default 512 MB */
+  const char *data_dir;       /**< default "./var" */
+  const char *store_url;      /**< "postgresql://..." or "sqlite:PATH"; NULL = SQLite in data_dir */
+  unsigned workers;           /**< default: usable cores */
+  unsigned max_queue;         /**< tasks waiting before submissions get 429; default 100 */
+  unsigned queue_timeout_s;   /**< a task not started by then fails with queue_timeout; default 300 */
+  unsigned page_timeout_s;    /**< default 300 */
+  unsigned retention_s;       /**< finished tasks and their files are removed after this; default 7 days */
+  unsigned max_attempts;      /**< runs of one page in all; default 3 */
+  unsigned drain_timeout_s;   /**< on stop, running pages get this long to finish; default 30 */
+  unsigned task_cpu_budget_s; /**< a task's page runs add up to at most this; default 2 h; 0 = none */
+  uint64_t min_free_bytes;    /**< uploads are refused (507) rather than leave less free in data_dir; default 512 MB */
   op_doc_limits_t limits;
   const char *log_level;     /**< passed to workers */
   const char *memory_budget; /**< the CPU budget: a size or a share of capacity; NULL = "80%" */

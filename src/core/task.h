@@ -81,6 +81,7 @@ typedef struct op_task_s {
   op_task_stage_t stage;
   int ended; /* its end is decided (once): its callback runs after the step */
   unsigned stage_attempts, stage_crashes, stage_timeouts;
+  double run_s; /* its page runs' seconds added up, retries and timeouts included: its CPU, at a core a run */
   int stage_running;
   int resumed;                     /* added with its pages already known: a restart */
   int deferred;                    /* it waited under memory pressure (counted once) */
