@@ -219,12 +219,15 @@ cat >"$TMP/tokens" <<'TOK'
 alice-0123456789abcdef0123456789 submit alice
 bob-0123456789abcdef0123456789ab submit bob
 root-0123456789abcdef0123456789a admin ops
+erin-0123456789abcdef0123456789a submit erin max_tasks=1 max_pages=2 max_bytes=2M
 TOK
 chmod 644 "$TMP/tokens"
 A=(-H "Authorization: Bearer alice-0123456789abcdef0123456789")
 B=(-H "Authorization: Bearer bob-0123456789abcdef0123456789ab")
 R=(-H "Authorization: Bearer root-0123456789abcdef0123456789a")
+export OCRPOOL_NULL_OPTS=sleep_ms=2000 # erin's task is still running when she submits again
 start_server "$TMP/auth" --workers 1 --tokens "$TMP/tokens" || { done_testing; exit 1; }
+unset OCRPOOL_NULL_OPTS
 check "8: a tokens file every user can read is warned about" grep -q 'tokens file .* can be read by every user' "$TMP/server.log"
 AUTH=("${A[@]}")
 aid=$(submit "$TMP/tiny.png" "engine=null")
@@ -247,6 +250,25 @@ kill -HUP "$SERVER_PID"
 bob_refused() { http_code_is "$BASE/v1/tasks" 401 "${B[@]}"; }
 check "8: after SIGHUP bob's revoked token gets 401" wait_for 30 bob_refused
 check "8: ... while alice's still works" http_code_is "$BASE/v1/tasks" 200 "${A[@]}"
+
+# ---- 4. per-token quotas: bytes per upload, pages per document, unfinished tasks ----
+E=(-H "Authorization: Bearer erin-0123456789abcdef0123456789a")
+head -c 3000000 /dev/zero >"$TMP/3m.bin"
+check "4: an upload over the token's max_bytes gets 413 naming the quota" \
+  bash -c "curl -s -o '$TMP/q.json' -w '%{http_code}' ${E[*]@Q} --data-binary @'$TMP/3m.bin' '$BASE/v1/tasks?engine=null' |
+    grep -qx 413 && grep -q 'quota' '$TMP/q.json'"
+AUTH=("${E[@]}")
+eid=$(submit "$DATA/multipage.pdf" "engine=null")
+check "4: a 6-page PDF against the token's max_pages=2 fails as bad input" test "$(wait_task "$eid" 60)" = failed
+check "4: ... saying the limit" bash -c "curl -s ${E[*]@Q} '$BASE/v1/tasks/$eid' | grep -q 'over the limit of 2'"
+eid=$(submit "$TMP/tiny.png" "engine=null")
+check "4: with one task unfinished (max_tasks=1) ..." test -n "$eid"
+code=$(curl -s -o "$TMP/q.json" -w '%{http_code}' "${E[@]}" --data-binary @"$TMP/tiny.png" "$BASE/v1/tasks?engine=null")
+check "4: ... the token's next submission gets 429 naming the quota" \
+  bash -c "[ $code = 429 ] && grep -q 'quota of 1 unfinished' '$TMP/q.json'" || cat "$TMP/q.json"
+check "4: ... and once it ends, the next is taken" test "$(wait_task "$eid" 60)" = succeeded
+check "4: ... (202)" test -n "$(submit "$TMP/tiny.png" "engine=null")"
+AUTH=()
 stop_server
 
 # ---- 3. idle connections cannot shut out probes or hold threads ----

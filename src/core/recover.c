@@ -148,7 +148,9 @@ static op_task_t *task_of_row(op_service_t *svc, const op_task_row_t *row, op_er
       goto out;
     }
   }
-  opts.limits.max_pages = svc->cfg.limits.max_pages;
+  /* The server's limit, or the lower quota its token stored with it. */
+  if (opts.limits.max_pages > svc->cfg.limits.max_pages)
+    opts.limits.max_pages = svc->cfg.limits.max_pages;
   opts.limits.max_page_pixels = svc->cfg.limits.max_page_pixels;
   t = op_task_create(input, row->title[0] ? row->title : "document", op_doc_type_from_name(row->input_type), &opts);
   op_task_opts_dispose(&opts);

@@ -10,6 +10,34 @@
 #include <sys/stat.h>
 
 #include "util/log.h"
+#include "util/parse.h"
+
+/* The optional `KEY=VALUE` quotas after a token's name. */
+static int parse_quotas(const char *rest, op__token_t *q, const char *path, unsigned lineno, op_error_t *err) {
+  char field[96];
+  int used;
+  while (sscanf(rest, " %95s%n", field, &used) == 1) {
+    rest += used;
+    char *eq = strchr(field, '=');
+    uint64_t v = 0;
+    if (eq != NULL)
+      *eq++ = '\0';
+    int ok = eq != NULL;
+    if (ok && strcmp(field, "max_tasks") == 0 && (ok = op_parse_size(eq, 1000000, &v) == 0 && v > 0))
+      q->max_tasks = (unsigned)v;
+    else if (ok && strcmp(field, "max_pages") == 0 && (ok = op_parse_size(eq, 10000000, &v) == 0 && v > 0))
+      q->max_pages = (uint32_t)v;
+    else if (ok && strcmp(field, "max_bytes") == 0 && (ok = op_parse_size(eq, UINT64_C(1) << 40, &v) == 0 && v > 0))
+      q->max_bytes = v;
+    else
+      ok = 0;
+    if (!ok)
+      return op_error_set(err, OP_EUSAGE, "bad_options",
+                          "%s line %u: bad quota \"%s\": want max_tasks=N, max_pages=N or max_bytes=SIZE, each above 0",
+                          path, lineno, field);
+  }
+  return 0;
+}
 
 int op__tokens_load(const char *path, op__tokens_t *tokens, op_error_t *err) {
   tokens->list = NULL;
@@ -28,18 +56,22 @@ int op__tokens_load(const char *path, op__tokens_t *tokens, op_error_t *err) {
     lineno++;
     char token[160], scope[32], name[96];
     char *p = line;
+    int used = 0;
     while (isspace((unsigned char)*p))
       p++;
     if (*p == '\0' || *p == '#')
       continue;
-    if (sscanf(p, "%159s %31s %95s", token, scope, name) != 3 || strlen(token) < 16 || strlen(token) >= 128 ||
+    if (sscanf(p, "%159s %31s %95s%n", token, scope, name, &used) != 3 || strlen(token) < 16 || strlen(token) >= 128 ||
         strlen(name) >= 64 || (strcmp(scope, "submit") != 0 && strcmp(scope, "admin") != 0)) {
       rc = op_error_set(err, OP_EUSAGE, "bad_options",
-                        "%s line %u: want `TOKEN SCOPE NAME` with a token of 16 to 127 characters and scope submit "
-                        "or admin",
+                        "%s line %u: want `TOKEN SCOPE NAME [QUOTA=N ...]` with a token of 16 to 127 characters and "
+                        "scope submit or admin",
                         path, lineno);
       break;
     }
+    op__token_t quota = {0};
+    if ((rc = parse_quotas(p + used, &quota, path, lineno, err)) < 0)
+      break;
     op__token_t *nl = realloc(tokens->list, (tokens->n + 1) * sizeof *nl);
     if (nl == NULL) {
       rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory reading tokens");
@@ -51,6 +83,9 @@ int op__tokens_load(const char *path, op__tokens_t *tokens, op_error_t *err) {
     memcpy(t->token, token, strlen(token) + 1); /* lengths checked above */
     memcpy(t->name, name, strlen(name) + 1);
     t->admin = strcmp(scope, "admin") == 0;
+    t->max_tasks = quota.max_tasks;
+    t->max_pages = quota.max_pages;
+    t->max_bytes = quota.max_bytes;
   }
   fclose(f);
   if (rc == 0 && tokens->n == 0)

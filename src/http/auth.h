@@ -1,12 +1,14 @@
 /*
  * auth.h: bearer tokens (RFC 6750) from a file: one token a line, with its
- * scope (submit or admin) and a name: `TOKEN SCOPE NAME`. Blank lines and
- * lines starting with # are skipped. Internal to src/http.
+ * scope (submit or admin), a name and optional quotas: `TOKEN SCOPE NAME
+ * [max_tasks=N] [max_pages=N] [max_bytes=SIZE]`. Blank lines and lines
+ * starting with # are skipped. Internal to src/http.
  */
 #ifndef OCRPOOL_HTTP_AUTH_H
 #define OCRPOOL_HTTP_AUTH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/error.h"
 
@@ -14,6 +16,10 @@ typedef struct op__token_s {
   char token[128];
   char name[64];
   int admin;
+  /* Quotas, 0 = none: unfinished tasks at once, pages per document, bytes per upload. */
+  unsigned max_tasks;
+  uint32_t max_pages;
+  uint64_t max_bytes;
 } op__token_t;
 
 typedef struct op__tokens_s {

@@ -27,6 +27,7 @@ struct op__upload_s {
   int slot; /* holds one of the queue's slots (http->uploads) */
   int fd;   /* the task's input file */
   uint64_t bytes;
+  uint64_t max_bytes;     /* the server's limit, or the token's quota when lower */
   unsigned failed_status; /* the body is bad: answer this once it has been read */
   char failed_detail[256];
   struct MHD_PostProcessor *pp; /* multipart bodies only */
@@ -129,6 +130,22 @@ static enum MHD_Result refuse(op__req_t *q, unsigned status, const char *detail,
   return op__send_problem(q, status, detail, NULL, h1, v1);
 }
 
+/* How many of owner's tasks are queued or running, counted up to limit. */
+static int count_unfinished(op_store_t *st, const char *owner, unsigned limit, size_t *n, op_error_t *err) {
+  static const char *const unfinished[] = {"queued", "running"};
+  *n = 0;
+  for (size_t k = 0; k < 2 && *n < limit; k++) {
+    op_task_row_t *rows = NULL;
+    size_t got = 0;
+    int rc = op_store_task_list(st, unfinished[k], owner, "", (int)(limit - *n), &rows, &got, err);
+    free(rows);
+    if (rc < 0)
+      return rc;
+    *n += got;
+  }
+  return 0;
+}
+
 enum MHD_Result op__upload_start(op__req_t *q) {
   op_service_t *svc = q->http->svc;
   struct MHD_Connection *c = q->conn;
@@ -145,11 +162,16 @@ enum MHD_Result op__upload_start(op__req_t *q) {
                   "memory is critical and nothing is left to free; work already accepted goes on, "
                   "try again later (see GET /v1/memory)",
                   "Retry-After", "5");
+  const op__token_t *who = q->http->auth ? q->token : NULL;
+  u->max_bytes = cfg->limits.max_input_bytes;
+  if (who != NULL && who->max_bytes > 0 && who->max_bytes < u->max_bytes)
+    u->max_bytes = who->max_bytes;
   const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-  if (length != NULL && strtoull(length, NULL, 10) > cfg->limits.max_input_bytes) {
+  if (length != NULL && strtoull(length, NULL, 10) > u->max_bytes) {
     char detail[160];
-    snprintf(detail, sizeof detail, "the body is %s bytes, over the limit of %llu", length,
-             (unsigned long long)cfg->limits.max_input_bytes);
+    snprintf(detail, sizeof detail, "the body is %.40s bytes, over the limit of %llu%s", length,
+             (unsigned long long)u->max_bytes,
+             u->max_bytes < cfg->limits.max_input_bytes ? " (the token's quota)" : "");
     return refuse(q, 413, detail, NULL, NULL);
   }
   uint64_t need = length != NULL ? strtoull(length, NULL, 10) : 0, avail = free_bytes(cfg->data_dir);
@@ -160,11 +182,26 @@ enum MHD_Result op__upload_start(op__req_t *q) {
              (unsigned long long)(avail >> 20), (unsigned long long)(cfg->min_free_bytes >> 20));
     return refuse(q, 507, detail, "Retry-After", "60");
   }
-  /* The slot is taken now, under the lock, and given back if the upload
-   * fails: the queue's count and the uploads under way are one limit. */
   op_store_t *st = NULL;
   op_error_t e;
   int queued = 0, rc;
+  if (who != NULL && who->max_tasks > 0) {
+    size_t unfinished = 0;
+    if ((rc = op_service_store_get(svc, &st, &e)) == 0) {
+      rc = count_unfinished(st, who->name, who->max_tasks, &unfinished, &e);
+      op_service_store_put(svc, st);
+    }
+    if (rc < 0)
+      return e.code == OP_EIO ? refuse(q, 503, e.message, "Retry-After", "5") : refuse(q, 500, e.message, NULL, NULL);
+    if (unfinished >= who->max_tasks) {
+      char detail[160];
+      snprintf(detail, sizeof detail, "this token's quota of %u unfinished tasks is reached; try again when one ends",
+               who->max_tasks);
+      return refuse(q, 429, detail, "Retry-After", "5");
+    }
+  }
+  /* The slot is taken now, under the lock, and given back if the upload
+   * fails: the queue's count and the uploads under way are one limit. */
   pthread_mutex_lock(&q->http->slots_lock);
   rc = op_service_store_get(svc, &st, &e);
   if (rc == 0) {
@@ -217,7 +254,7 @@ enum MHD_Result op__upload_chunk(op__req_t *q, const char *data, size_t size) {
   op__upload_t *u = q->upload;
   if (u->failed_status != 0) {
     u->bytes += size;
-    return u->bytes > cfg->limits.max_input_bytes + (64u << 20) ? MHD_NO : MHD_YES;
+    return u->bytes > u->max_bytes + (64u << 20) ? MHD_NO : MHD_YES;
   }
   if (u->pp != NULL) {
     if (MHD_post_process(u->pp, data, size) != MHD_YES) {
@@ -226,7 +263,7 @@ enum MHD_Result op__upload_chunk(op__req_t *q, const char *data, size_t size) {
     }
   } else {
     u->bytes += size;
-    if (u->bytes <= cfg->limits.max_input_bytes && write_all(u->fd, data, size) < 0) {
+    if (u->bytes <= u->max_bytes && write_all(u->fd, data, size) < 0) {
       u->failed_status = 500;
       snprintf(u->failed_detail, sizeof u->failed_detail, "cannot store the upload");
     }
@@ -238,10 +275,10 @@ enum MHD_Result op__upload_chunk(op__req_t *q, const char *data, size_t size) {
     snprintf(u->failed_detail, sizeof u->failed_detail,
              "the server's disk filled up during the upload; try again later");
   }
-  if (u->failed_status == 0 && u->bytes > cfg->limits.max_input_bytes) {
+  if (u->failed_status == 0 && u->bytes > u->max_bytes) {
     u->failed_status = 413;
     snprintf(u->failed_detail, sizeof u->failed_detail, "the body is over the limit of %llu bytes",
-             (unsigned long long)cfg->limits.max_input_bytes);
+             (unsigned long long)u->max_bytes);
   }
   return MHD_YES;
 }
@@ -276,6 +313,8 @@ static enum MHD_Result finish_upload(op__req_t *q, int sync) {
   char why[256];
   if (op__build_options(h->svc, u->params, sync, &options, &priority, why, sizeof why) < 0)
     return op__send_problem(q, 400, why, NULL, NULL, NULL);
+  if (h->auth && q->token->max_pages > 0) /* stored with the task: the probe refuses a longer document */
+    json_object_set_new(options, "max_pages", json_integer(q->token->max_pages));
   char path[1024];
   snprintf(path, sizeof path, "%s/input", u->dir);
   op_doc_type_t type;
