@@ -56,6 +56,36 @@ refused "OCRPOOL_SERVER_RETENTION_DAYS=49711" "up to 36500" \
   env OCRPOOL_SERVER_RETENTION_DAYS=49711 "$OCRPOOL" serve --data-dir "$TMP/never"
 check "9: no server started on any of them" test ! -e "$TMP/never"
 
+# ---- 4. a PDF page whose drawing never ends is refused, not run to its timeout twice ----
+# 2 KB of nested forms, each drawing the next ten times, eight deep: 10^8
+# strokes. Its render is stopped at half the page timeout of CPU (6 s here;
+# the wall-clock timeout, 12 s, leaves the worker half a core to get there).
+python3 - "$TMP/fanout.pdf" <<'PY'
+import sys
+levels, first = 8, 5
+objs = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R /Resources << /XObject << /X %d 0 R >> >> >>" % first}
+stream = lambda d, body: d + b" /Length %d >>\nstream\n" % len(body) + body + b"\nendstream"
+objs[4] = stream(b"<<", b"/X Do\n")
+for i in range(levels):
+    last = i + 1 == levels
+    res = b"" if last else b" /Resources << /XObject << /X %d 0 R >> >>" % (first + i + 1)
+    objs[first + i] = stream(b"<< /Type /XObject /Subtype /Form /BBox [0 0 200 200]" + res,
+                             b"0 0 m 10 10 l S\n" if last else b"/X Do\n" * 10)
+out, offs = bytearray(b"%PDF-1.4\n"), {}
+for k in sorted(objs):
+    offs[k] = len(out)
+    out += b"%d 0 obj\n" % k + objs[k] + b"\nendobj\n"
+xref, n = len(out), max(objs) + 1
+out += b"xref\n0 %d\n0000000000 65535 f \n" % n + b"".join(b"%010d 00000 n \n" % offs[k] for k in range(1, n))
+out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (n, xref)
+open(sys.argv[1], "wb").write(out)
+PY
+run_ocr "$TMP/fanout.txt" "$TMP/fanout.err" "$TMP/fanout.pdf" --engine null --page-timeout 12 -j 1
+check "4: a page of nested forms is bad input (exit 3), not a timeout" test "$RC" -eq 3 || cat "$TMP/fanout.err"
+check "4: ... stopped at its CPU cap, saying so" grep -q 'drawing it took over 6.0 s of CPU' "$TMP/fanout.err"
+check "4: ... and not run again" bash -c "! grep -q 'running it again' '$TMP/fanout.err'"
+
 start_server "$TMP/data" --workers 1 --max-queue 5 || { done_testing; exit 1; }
 
 # ---- 1. option values that cannot be stored whole are refused, never cut ----

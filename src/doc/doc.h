@@ -130,6 +130,14 @@ void op_doc_reader_destroy(op_doc_reader_t *reader);
 int op_doc_reader_load_page(op_doc_reader_t *reader, const char *path, op_doc_type_t type, uint32_t index, int dpi,
                             uint64_t max_page_pixels, struct Pix **pix, op_error_t *err);
 
+/**
+ * The CPU a PDF page's drawing may take, in ms (0 = no cap, the default).
+ * Past it the render is stopped and the page refused as bad input: a 2 KB
+ * page of nested forms, or a content stream that inflates without end, is
+ * not run to the page timeout again and again.
+ */
+void op_doc_reader_set_render_cpu(op_doc_reader_t *reader, unsigned cpu_ms);
+
 /* ---- formats and assembly ---- */
 
 typedef enum {

@@ -11,8 +11,10 @@
  * Runs in worker processes only.
  */
 #include <leptonica/allheaders.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "doc/doc.h"
 #include "doc/pdf_internal.h"
@@ -21,7 +23,49 @@ struct op_doc_reader_s {
   fz_context *ctx;
   pdf_document *doc; /* the last PDF opened, or NULL */
   char *doc_path;
+  unsigned render_cpu_ms; /* 0 = no cap */
 };
+
+/* ---- the render's CPU cap ----
+ *
+ * MuPDF's interpreter polls its cookie's abort flag as it reads a page's
+ * content; a CPU timer's signal sets the flag once the render has used its
+ * CPU (the render runs on this thread, so a signal is how to reach it). The
+ * cookie's own progress cannot be the measure: MuPDF 1.21 counts it per
+ * content stream and starts again in every form, so nested forms never
+ * raise it. */
+#define RENDER_TICK_MS 20
+
+static fz_cookie *volatile watched;
+static volatile sig_atomic_t ticks_left;
+
+static void on_tick(int sig) {
+  (void)sig;
+  fz_cookie *c = watched;
+  if (c != NULL && --ticks_left <= 0)
+    c->abort = 1;
+}
+
+/* Starts (c, with cpu_ms) or stops (NULL) watching a render. */
+static void watch(fz_cookie *c, unsigned cpu_ms) {
+  struct itimerval tick = {{0, 0}, {0, 0}};
+  if (c != NULL) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_tick;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGVTALRM, &sa, NULL);
+    ticks_left = (sig_atomic_t)(cpu_ms / RENDER_TICK_MS + 1);
+    tick.it_interval.tv_usec = tick.it_value.tv_usec = RENDER_TICK_MS * 1000;
+  }
+  watched = c;
+  setitimer(ITIMER_VIRTUAL, &tick, NULL);
+}
+
+void op_doc_reader_set_render_cpu(op_doc_reader_t *r, unsigned cpu_ms) {
+  r->render_cpu_ms = cpu_ms;
+}
 
 op_doc_reader_t *op_doc_reader_create(void) {
   op_doc_reader_t *r = calloc(1, sizeof *r);
@@ -131,6 +175,8 @@ static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, i
   fz_context *ctx = r->ctx;
   fz_page *volatile page = NULL;
   fz_pixmap *volatile pm = NULL;
+  fz_device *volatile dev = NULL;
+  fz_cookie cookie;
   volatile int rc = 0;
   if (r->doc_path == NULL || strcmp(r->doc_path, path) != 0) {
     close_doc(r);
@@ -159,12 +205,32 @@ static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, i
     rc = over_limit(index, w, h, max_pixels, err);
     if (rc < 0)
       break;
-    pm = fz_new_pixmap_from_page(ctx, page, op__pdf_render_matrix(dpi), fz_device_gray(ctx), 0);
+    /* What fz_new_pixmap_from_page does, with a cookie to stop it. */
+    fz_matrix ctm = op__pdf_render_matrix(dpi);
+    pm = fz_new_pixmap_with_bbox(ctx, fz_device_gray(ctx),
+                                 fz_round_rect(fz_transform_rect(fz_bound_page(ctx, page), ctm)), NULL, 0);
+    fz_clear_pixmap_with_value(ctx, pm, 0xFF);
+    dev = fz_new_draw_device(ctx, ctm, pm);
+    memset(&cookie, 0, sizeof cookie);
+    if (r->render_cpu_ms > 0)
+      watch(&cookie, r->render_cpu_ms);
+    fz_run_page(ctx, page, dev, fz_identity, &cookie);
+    watch(NULL, 0);
+    fz_close_device(ctx, dev);
+    if (cookie.abort) {
+      rc = op_error_set(err, OP_ELIMIT, "bad_input",
+                        "page %u: drawing it took over %.1f s of CPU, the cap (half the page timeout): nested "
+                        "forms, or a content stream that inflates without end?",
+                        index + 1, r->render_cpu_ms / 1000.0);
+      break;
+    }
     *out = pix_from_gray(pm, dpi);
     if (*out == NULL)
       rc = op_error_set(err, OP_ENOMEM, NULL, "page %u: out of memory for a %ux%u image", index + 1, w, h);
   }
   fz_always(ctx) {
+    watch(NULL, 0); /* a render that threw */
+    fz_drop_device(ctx, dev);
     fz_drop_pixmap(ctx, pm);
     fz_drop_page(ctx, page);
     /* Decoded images and fonts would otherwise pile up page after page. */
