@@ -56,8 +56,9 @@ json_t *op__page_job(const op_sched_t *s, const op_task_t *t, const op_page_job_
     json_object_set_new(j, "rotate_threshold", json_real(t->opts.rotate_threshold));
   if (j != NULL) {
     /* Drawing a PDF page may take half its timeout: past that it is refused, not run to the timeout twice. */
-    if (t->type == OP_DOC_PDF && s->cfg.page_timeout_ms > 0)
-      json_object_set_new(j, "render_cpu_ms", json_integer(s->cfg.page_timeout_ms / 2));
+    if (t->type == OP_DOC_PDF && (s->cfg.render_cpu_ms > 0 || s->cfg.page_timeout_ms > 0))
+      json_object_set_new(j, "render_cpu_ms",
+                          json_integer(s->cfg.render_cpu_ms ? s->cfg.render_cpu_ms : s->cfg.page_timeout_ms / 2));
     json_object_set_new(j, "batch", json_integer(p->batch ? p->batch : pol->batch));
     if (pol->memory_limit > 0 && strncmp(pol->device, "cuda:", 5) != 0) /* a GPU model's limit is of VRAM */
       json_object_set_new(j, "memory_limit", json_integer((json_int_t)pol->memory_limit));

@@ -60,6 +60,9 @@ typedef struct op_sched_config_s {
    * one small hostile file can cost (pages x attempts x page timeout) is
    * bounded whatever its page count. 0 = no budget. */
   double task_cpu_budget_s;
+  /** The CPU a PDF page's drawing may take, in ms; 0 = half the page
+   * timeout. OCRPOOL_RENDER_CPU_MS sets it (op_sched_config_init). */
+  unsigned render_cpu_ms;
   double aging_s;           /**< a waiting task gains one priority level per aging_s; default 60 */
   op_page_cb on_page_start; /**< may be NULL */
   op_retry_cb on_retry;     /**< may be NULL */

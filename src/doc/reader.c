@@ -219,8 +219,8 @@ static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, i
     fz_close_device(ctx, dev);
     if (cookie.abort) {
       rc = op_error_set(err, OP_ELIMIT, "bad_input",
-                        "page %u: drawing it took over %.1f s of CPU, the cap (half the page timeout): nested "
-                        "forms, or a content stream that inflates without end?",
+                        "page %u: drawing it took over %.1f s of CPU, the cap (half the page timeout, or "
+                        "OCRPOOL_RENDER_CPU_MS): nested forms, or a content stream that inflates without end?",
                         index + 1, r->render_cpu_ms / 1000.0);
       break;
     }
