@@ -31,6 +31,18 @@ printf 'server:\n  wrokers: 2\n' >"$TMP/typo.yaml"
 "$OCRPOOL" serve --config "$TMP/typo.yaml" --data-dir "$TMP/x" 2>"$TMP/err"
 check "serve refuses a misspelled server key" grep -q 'typo.yaml:2: unknown key "wrokers"' "$TMP/err"
 
+# Every server.* setting `ocrpool config` lists can come from the environment
+# (OCRPOOL_SERVER_<KEY>): a setting added to the table but not to the
+# environment's list would show "default" here.
+cfg
+missed=""
+for key in $(awk '$1 ~ /^server\./ {print $1}' "$TMP/out"); do
+  var=OCRPOOL_$(echo "$key" | tr 'a-z.' 'A-Z_')
+  env "$var=1" "$OCRPOOL" config 2>&1 | awk -v k="$key" '$1 == k && $NF != "env" {bad=1} END {exit !bad}' && missed="$missed $var"
+done
+check "each of the $(grep -c '^server\.' "$TMP/out") server.* settings is read from its OCRPOOL_SERVER_* variable" test -z "$missed" \
+  || echo "# not read:$missed"
+
 # The server runs with what the file and the environment say.
 printf 'server:\n  max_input_size: 1KB\n' >"$TMP/small.yaml"
 OCRPOOL_DEVICES_CPU_BUDGET=123MB start_server "$TMP/var" --config "$TMP/small.yaml" || { done_testing; exit 1; }

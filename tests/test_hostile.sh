@@ -82,12 +82,50 @@ out += b"xref\n0 %d\n0000000000 65535 f \n" % n + b"".join(b"%010d 00000 n \n" %
 out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (n, xref)
 open(sys.argv[1], "wb").write(out)
 PY
-OCRPOOL_RENDER_CPU_MS=2000 run_ocr "$TMP/fanout.txt" "$TMP/fanout.err" "$TMP/fanout.pdf" --engine null --page-timeout 120 -j 1
+run_ocr "$TMP/fanout.txt" "$TMP/fanout.err" "$TMP/fanout.pdf" --engine null --page-timeout 120 --render-cpu 2 -j 1
 check "4: a page of nested forms is bad input (exit 3), not a timeout" test "$RC" -eq 3 || cat "$TMP/fanout.err"
 check "4: ... stopped at its CPU cap, saying so" grep -q 'drawing it took over 2.0 s of CPU' "$TMP/fanout.err"
 check "4: ... and not run again" bash -c "! grep -q 'running it again' '$TMP/fanout.err'"
 
+# ---- 4. a PDF page that needs far more memory than its size explains is refused by MuPDF's allocator ----
+# 230 KB of Flate holding one path of 20 million segments on a 200 pt page:
+# 180 MB of path for 0.7 MP. Without the cap it is drawn until the page
+# timeout kills it, twice (about 10 minutes of CPU at the defaults).
+python3 - "$TMP/path.pdf" <<'PY'
+import sys, zlib
+body = zlib.compress(b"0 0 m\n" + b"1 1 l\n0 0 l\n" * 10000000 + b"S\n", 9)
+objs = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>",
+        4: b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(body) + body + b"\nendstream"}
+out, offs = bytearray(b"%PDF-1.4\n"), {}
+for k in sorted(objs):
+    offs[k] = len(out)
+    out += b"%d 0 obj\n" % k + objs[k] + b"\nendobj\n"
+xref, n = len(out), max(objs) + 1
+out += b"xref\n0 %d\n0000000000 65535 f \n" % n + b"".join(b"%010d 00000 n \n" % offs[k] for k in range(1, n))
+out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (n, xref)
+open(sys.argv[1], "wb").write(out)
+PY
+run_ocr "$TMP/path.txt" "$TMP/path.err" "$TMP/path.pdf" --engine null -j 1
+check "4: a page of a 20-million-segment path is bad input (exit 3) at the default cap" test "$RC" -eq 3 \
+  || cat "$TMP/path.err"
+check "4: ... refused by the allocator, saying which setting" \
+  grep -q 'needs more than 128 MB beyond what its 834x834 pixels explain.*server.render_memory' "$TMP/path.err"
+check "4: ... and not run again" bash -c "! grep -q 'running it again' '$TMP/path.err'"
+# A real 9000x9000 RGB scan (81 MP, 30 inches square) needs about 4 bytes a
+# pixel: what its size explains, so the default cap never refuses it.
+run_ocr "$TMP/enormous.txt" "$TMP/enormous.err" "$DATA/multipage.pdf" --engine null -j 2 -q
+check "4: a real 6-page PDF with an 81 MP page renders whole under the default cap" test "$RC" -eq 0 \
+  || cat "$TMP/enormous.err"
+
 start_server "$TMP/data" --workers 1 --max-queue 5 || { done_testing; exit 1; }
+
+path_id=$(submit "$TMP/path.pdf" "engine=null")
+check "4: over HTTP the 20-million-segment path fails" test "$(wait_task "$path_id" 120)" = failed
+curl -s "$BASE/v1/tasks/$path_id" >"$TMP/path.json"
+check "4: ... as bad input, at the allocator's cap" \
+  bash -c "[ \"\$(json_field failure_reason <'$TMP/path.json')\" = bad_input ] && grep -q 'server.render_memory' '$TMP/path.json'" \
+  || cat "$TMP/path.json"
 
 # ---- 1. option values that cannot be stored whole are refused, never cut ----
 long_pages="1$(printf '%%20%.0s' $(seq 1 1100))"

@@ -24,6 +24,7 @@
 #include "core/sched.h"
 #include "util/fs.h"
 #include "util/log.h"
+#include "util/parse.h"
 #include "worker/supervisor.h"
 #include "worker/worker.h"
 
@@ -85,6 +86,9 @@ static void usage(FILE *out) {
         "      --max-pages N        most pages per document (default 2000)\n"
         "      --max-page-pixels N  most pixels per page (default 250000000)\n"
         "      --page-timeout SEC   kill a worker whose page runs longer (default 300)\n"
+        "      --render-cpu SEC     CPU a PDF page's drawing may take (default: half the page timeout)\n"
+        "      --render-memory N    memory MuPDF may take for a PDF page beyond 16 bytes a pixel\n"
+        "                           (default 128M; 0 = no cap)\n"
         "      --stats              print timing and memory figures as JSON on stderr\n"
         "  -q, --quiet              no progress bar\n"
         "      --log-level LEVEL    debug, info, warn (default), error\n"
@@ -271,6 +275,8 @@ enum {
   OPT_MAX_PAGES,
   OPT_MAX_PIXELS,
   OPT_TIMEOUT,
+  OPT_RENDER_CPU,
+  OPT_RENDER_MEMORY,
   OPT_STATS,
   OPT_LOG,
   OPT_ROTATE_THRESHOLD
@@ -291,6 +297,8 @@ static const struct option longopts[] = {{"output", required_argument, NULL, 'o'
                                          {"max-pages", required_argument, NULL, OPT_MAX_PAGES},
                                          {"max-page-pixels", required_argument, NULL, OPT_MAX_PIXELS},
                                          {"page-timeout", required_argument, NULL, OPT_TIMEOUT},
+                                         {"render-cpu", required_argument, NULL, OPT_RENDER_CPU},
+                                         {"render-memory", required_argument, NULL, OPT_RENDER_MEMORY},
                                          {"stats", no_argument, NULL, OPT_STATS},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"log-level", required_argument, NULL, OPT_LOG},
@@ -381,6 +389,19 @@ static int parse_args(int argc, char **argv, ocr_t *o, op_task_opts_t *opts, op_
         return OP_EXIT_USAGE;
       }
       qcfg->page_timeout_ms = (unsigned)v * 1000u;
+      break;
+    case OPT_RENDER_CPU:
+      if (parse_uint(optarg, 0, 86400, &v) < 0) {
+        fprintf(stderr, "ocrpool ocr: bad --render-cpu \"%s\" (seconds)\n", optarg);
+        return OP_EXIT_USAGE;
+      }
+      qcfg->render_cpu_ms = (unsigned)v * 1000u;
+      break;
+    case OPT_RENDER_MEMORY:
+      if (op_parse_size(optarg, UINT64_C(1) << 40, &qcfg->render_bytes) < 0) {
+        fprintf(stderr, "ocrpool ocr: bad --render-memory \"%s\" (a size: 512M, 2G; 0 = no cap)\n", optarg);
+        return OP_EXIT_USAGE;
+      }
       break;
     case OPT_STATS:
       o->stats = 1;

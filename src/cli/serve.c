@@ -9,6 +9,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,9 @@ static void usage(FILE *out) {
         "                            probes get in while clients hold every connection\n"
         "      --drain-timeout SEC   on SIGTERM, running pages get this long to finish (default 30)\n"
         "      --task-cpu-budget SEC a task whose page runs add up to more fails (default 7200; 0 = none)\n"
+        "      --render-cpu SEC      CPU a PDF page's drawing may take (default 0: half the page timeout)\n"
+        "      --render-memory N     memory MuPDF may take for a PDF page beyond 16 bytes a pixel\n"
+        "                            (default 128M; 0 = no cap)\n"
         "      --port-file FILE      write the bound port there once listening\n"
         "      --log-level LEVEL     debug, info (default), warn, error; SIGHUP reloads it from --config\n"
         "      --log-format F        logfmt (default) or json; also OCRPOOL_LOG_FORMAT\n"
@@ -78,27 +82,51 @@ static void usage(FILE *out) {
 typedef struct setting_s {
   const char *key; /* in server: */
   int flag;        /* its option's letter */
-  char kind;       /* s string, u count, d duration in s, z size, r retention days */
-  /* The largest value, in the setting's unit: each is far past any real use
-   * and keeps what is derived from it (days in s, s in ms) within 32 bits. */
-  uint64_t max;
+  /* s string (const char *), u count, d duration in s (unsigned), z size
+   * (uint64_t), r retention days (kept as unsigned seconds) */
+  char kind;
+  char in;       /* the field is in 's' op_service_config_t or 'h' op_http_config_t */
+  size_t offset; /* ... at this offset */
+  /* The range, in the setting's unit: each largest value is far past any
+   * real use and keeps what is derived from it (days in s, s in ms) within
+   * 32 bits. */
+  uint64_t least, max;
+  const char *unset; /* a string setting's value when unset, as `ocrpool config` shows it */
 } setting_t;
 
-static const setting_t settings[] = {{"listen", 'l', 's', 0},
-                                     {"data_dir", 'd', 's', 0},
-                                     {"workers", 'w', 'u', OP_SUPERVISOR_MAX_WORKERS},
-                                     {"tokens", 't', 's', 0},
-                                     {"max_queue", 'q', 'u', 1000000},
-                                     {"queue_timeout", 'Q', 'd', 30 * 86400},
-                                     {"page_timeout", 'P', 'd', 86400},
-                                     {"retention_days", 'r', 'r', 36500},
-                                     {"max_input_size", 'm', 'z', UINT64_C(1) << 40},
-                                     {"min_free_space", 'f', 'z', UINT64_C(1) << 50},
-                                     {"max_connections_per_client", 'c', 'u', 100000},
-                                     {"health_listen", 'H', 's', 0},
-                                     {"drain_timeout", 'D', 'd', 86400},
-                                     {"task_cpu_budget", 'T', 'd', 30 * 86400},
-                                     {NULL, 0, 0, 0}};
+#define SVC(field) 's', offsetof(op_service_config_t, field)
+#define HTTP(field) 'h', offsetof(op_http_config_t, field)
+
+static const setting_t settings[] = {
+    {"listen", 'l', 's', HTTP(listen), 0, 0, NULL},
+    {"data_dir", 'd', 's', SVC(data_dir), 0, 0, NULL},
+    {"workers", 'w', 'u', SVC(workers), 1, OP_SUPERVISOR_MAX_WORKERS, NULL},
+    {"tokens", 't', 's', HTTP(tokens_file), 0, 0, "(none: no auth)"},
+    {"max_queue", 'q', 'u', SVC(max_queue), 1, 1000000, NULL},
+    {"queue_timeout", 'Q', 'd', SVC(queue_timeout_s), 1, 30 * 86400, NULL},
+    {"page_timeout", 'P', 'd', SVC(page_timeout_s), 1, 86400, NULL},
+    {"retention_days", 'r', 'r', SVC(retention_s), 0, 36500, NULL},
+    {"max_input_size", 'm', 'z', SVC(limits.max_input_bytes), 1, UINT64_C(1) << 40, NULL},
+    {"min_free_space", 'f', 'z', SVC(min_free_bytes), 0, UINT64_C(1) << 50, NULL},
+    {"max_connections_per_client", 'c', 'u', HTTP(max_connections_per_client), 1, 100000, NULL},
+    {"health_listen", 'H', 's', HTTP(health_listen), 0, 0, "(none: health on --listen)"},
+    {"drain_timeout", 'D', 'd', SVC(drain_timeout_s), 0, 86400, NULL},
+    {"task_cpu_budget", 'T', 'd', SVC(task_cpu_budget_s), 0, 30 * 86400, NULL},
+    {"render_cpu", 'U', 'd', SVC(render_cpu_s), 0, 86400, NULL},
+    {"render_memory", 'R', 'z', SVC(limits.max_render_bytes), 0, UINT64_C(1) << 40, NULL},
+    {NULL, 0, 0, 0, 0, 0, 0, NULL}};
+
+static void *setting_field(const setting_t *st, op_service_config_t *scfg, op_http_config_t *hcfg) {
+  return (st->in == 'h' ? (char *)hcfg : (char *)scfg) + st->offset;
+}
+
+/* Stores v, in the setting's unit and within its range, in its field. */
+static void setting_store(const setting_t *st, void *field, uint64_t v) {
+  if (st->kind == 'z')
+    *(uint64_t *)field = v;
+  else
+    *(unsigned *)field = st->kind == 'r' ? (unsigned)v * 86400u : (unsigned)v;
+}
 
 static const setting_t *setting_of_flag(int flag) {
   const setting_t *st = settings;
@@ -171,55 +199,43 @@ static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_c
     const setting_t *st = &settings[i];
     if (given[st->flag])
       continue; /* the flag wins */
+    json_t *node = json_object_get(server, st->key);
+    void *field = setting_field(st, scfg, hcfg);
     const char *str = NULL;
     unsigned u = 0;
     double d = -1;
-    uint64_t z = 0;
+    uint64_t v = 0;
     switch (st->kind) {
     case 's':
       rc = op_config_string(cfg, server, st->key, &str, err);
       if (rc == 0 && str != NULL)
-        *(st->flag == 'l'   ? &hcfg->listen
-          : st->flag == 'd' ? &scfg->data_dir
-          : st->flag == 'H' ? &hcfg->health_listen
-                            : &hcfg->tokens_file) = str;
-      break;
+        *(const char **)field = str;
+      continue;
     case 'u':
     case 'r':
       rc = op_config_uint(cfg, server, st->key, (unsigned)st->max, &u, err);
-      if (rc == 0 && json_object_get(server, st->key) != NULL) {
-        if (u == 0 && st->kind == 'u')
-          rc = op_config_error(cfg, json_object_get(server, st->key), err, "\"%s\" must be at least 1", st->key);
-        else if (st->flag == 'w')
-          scfg->workers = u;
-        else if (st->flag == 'q')
-          scfg->max_queue = u;
-        else if (st->flag == 'c')
-          hcfg->max_connections_per_client = u;
-        else
-          scfg->retention_s = u * 86400u;
-      }
+      v = u;
       break;
     case 'd':
       rc = op_config_duration(cfg, server, st->key, &d, err);
+      v = d >= 0 ? (uint64_t)(d + 0.5) : 0;
       if (rc == 0 && d > (double)st->max)
-        rc = op_config_error(cfg, json_object_get(server, st->key), err, "\"%s\" must be at most %llus, not %.0fs",
-                             st->key, (unsigned long long)st->max, d);
-      else if (rc == 0 && d >= 0)
-        *(st->flag == 'Q'   ? &scfg->queue_timeout_s
-          : st->flag == 'P' ? &scfg->page_timeout_s
-          : st->flag == 'T' ? &scfg->task_cpu_budget_s
-                            : &scfg->drain_timeout_s) = (unsigned)(d + 0.5);
+        rc = op_config_error(cfg, node, err, "\"%s\" must be at most %llus, not %.0fs", st->key,
+                             (unsigned long long)st->max, d);
       break;
     default:
-      rc = op_config_size(cfg, server, st->key, &z, err);
-      if (rc == 0 && z > st->max)
-        rc = op_config_error(cfg, json_object_get(server, st->key), err, "\"%s\" must be at most %llu bytes", st->key,
+      rc = op_config_size(cfg, server, st->key, &v, err);
+      if (rc == 0 && v > st->max)
+        rc = op_config_error(cfg, node, err, "\"%s\" must be at most %llu bytes", st->key,
                              (unsigned long long)st->max);
-      else if (rc == 0 && json_object_get(server, st->key) != NULL)
-        *(st->flag == 'm' ? &scfg->limits.max_input_bytes : &scfg->min_free_bytes) = z;
       break;
     }
+    if (rc < 0 || node == NULL || json_is_null(node))
+      continue;
+    if (v < st->least)
+      rc = op_config_error(cfg, node, err, "\"%s\" must be at least %llu", st->key, (unsigned long long)st->least);
+    else
+      setting_store(st, field, v);
   }
   return rc;
 }
@@ -238,48 +254,22 @@ static void print_config(op_config_t *cfg, const unsigned char *given, const op_
   char value[160], key[64];
   for (size_t i = 0; settings[i].key != NULL; i++) {
     const setting_t *st = &settings[i];
-    switch (st->flag) {
-    case 'l':
-      snprintf(value, sizeof value, "%s", hcfg->listen);
+    const void *field = setting_field(st, (op_service_config_t *)scfg, (op_http_config_t *)hcfg);
+    switch (st->kind) {
+    case 's':
+      snprintf(value, sizeof value, "%s", *(const char *const *)field ? *(const char *const *)field : st->unset);
+      break;
+    case 'u':
+      snprintf(value, sizeof value, "%u", *(const unsigned *)field);
       break;
     case 'd':
-      snprintf(value, sizeof value, "%s", scfg->data_dir);
-      break;
-    case 'w':
-      snprintf(value, sizeof value, "%u", scfg->workers);
-      break;
-    case 't':
-      snprintf(value, sizeof value, "%s", hcfg->tokens_file ? hcfg->tokens_file : "(none: no auth)");
-      break;
-    case 'H':
-      snprintf(value, sizeof value, "%s", hcfg->health_listen ? hcfg->health_listen : "(none: health on --listen)");
-      break;
-    case 'c':
-      snprintf(value, sizeof value, "%u", hcfg->max_connections_per_client);
-      break;
-    case 'q':
-      snprintf(value, sizeof value, "%u", scfg->max_queue);
-      break;
-    case 'Q':
-      snprintf(value, sizeof value, "%us", scfg->queue_timeout_s);
-      break;
-    case 'P':
-      snprintf(value, sizeof value, "%us", scfg->page_timeout_s);
-      break;
-    case 'T':
-      snprintf(value, sizeof value, "%us", scfg->task_cpu_budget_s);
+      snprintf(value, sizeof value, "%us", *(const unsigned *)field);
       break;
     case 'r':
-      snprintf(value, sizeof value, "%u", scfg->retention_s / 86400u);
-      break;
-    case 'm':
-      snprintf(value, sizeof value, "%lluMB", (unsigned long long)(scfg->limits.max_input_bytes >> 20));
-      break;
-    case 'f':
-      snprintf(value, sizeof value, "%lluMB", (unsigned long long)(scfg->min_free_bytes >> 20));
+      snprintf(value, sizeof value, "%u", *(const unsigned *)field / 86400u);
       break;
     default:
-      snprintf(value, sizeof value, "%us", scfg->drain_timeout_s);
+      snprintf(value, sizeof value, "%lluMB", (unsigned long long)(*(const uint64_t *)field >> 20));
       break;
     }
     snprintf(key, sizeof key, "server.%s", st->key);
@@ -347,7 +337,8 @@ static const struct option serve_longopts[] = {
     {"log-level", required_argument, NULL, 'L'},      {"help", no_argument, NULL, 'h'},
     {"drain-timeout", required_argument, NULL, 'D'},  {"memory-budget", required_argument, NULL, 'B'},
     {"config", required_argument, NULL, 'C'},         {"log-format", required_argument, NULL, 'F'},
-    {"store", required_argument, NULL, 'S'},          {NULL, 0, NULL, 0}};
+    {"store", required_argument, NULL, 'S'},          {"render-cpu", required_argument, NULL, 'U'},
+    {"render-memory", required_argument, NULL, 'R'},  {NULL, 0, NULL, 0}};
 
 /* What the command line, the environment and the file settle between them. */
 typedef struct serve_args_s {
@@ -366,7 +357,6 @@ typedef struct serve_args_s {
 static int set_number(serve_args_t *a, int flag, const char *value) {
   uint64_t v;
   const setting_t *st = setting_of_flag(flag);
-  unsigned long long least = flag == 'r' || flag == 'D' || flag == 'f' || flag == 'T' ? 0 : 1;
   const char *name = "";
   for (const struct option *o = serve_longopts; o->name != NULL; o++)
     if (o->val == flag)
@@ -380,31 +370,12 @@ static int set_number(serve_args_t *a, int flag, const char *value) {
             OP_SUPERVISOR_MAX_WORKERS);
     return -1;
   }
-  if (v < least || v > st->max) { /* refused, never wrapped: 49,711 days is not 17 hours */
-    fprintf(stderr, "ocrpool serve: --%s %s is out of range: from %llu to %llu\n", name, value, least,
-            (unsigned long long)st->max);
+  if (v < st->least || v > st->max) { /* refused, never wrapped: 49,711 days is not 17 hours */
+    fprintf(stderr, "ocrpool serve: --%s %s is out of range: from %llu to %llu\n", name, value,
+            (unsigned long long)st->least, (unsigned long long)st->max);
     return -1;
   }
-  if (flag == 'D')
-    a->scfg.drain_timeout_s = (unsigned)v;
-  else if (flag == 'w')
-    a->scfg.workers = (unsigned)v;
-  else if (flag == 'q')
-    a->scfg.max_queue = (unsigned)v;
-  else if (flag == 'c')
-    a->hcfg.max_connections_per_client = (unsigned)v;
-  else if (flag == 'Q')
-    a->scfg.queue_timeout_s = (unsigned)v;
-  else if (flag == 'P')
-    a->scfg.page_timeout_s = (unsigned)v;
-  else if (flag == 'T')
-    a->scfg.task_cpu_budget_s = (unsigned)v;
-  else if (flag == 'r')
-    a->scfg.retention_s = (unsigned)v * 86400u;
-  else if (flag == 'f')
-    a->scfg.min_free_bytes = v;
-  else
-    a->scfg.limits.max_input_bytes = v;
+  setting_store(st, setting_field(st, &a->scfg, &a->hcfg), v);
   return 0;
 }
 
@@ -468,6 +439,8 @@ static int parse_serve_args(int argc, char **argv, serve_args_t *a) {
     case 'r':
     case 'm':
     case 'f':
+    case 'U':
+    case 'R':
       if (set_number(a, c, optarg) < 0)
         return OP_EXIT_USAGE;
       break;

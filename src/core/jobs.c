@@ -31,10 +31,11 @@ static json_t *formats_json(unsigned mask) {
   return a;
 }
 
-json_t *op__probe_job(const op_task_t *t) {
-  return json_pack("{s:s, s:s, s:s?, s:{s:I, s:I, s:i}}", "op", "probe", "input", t->input_path, "pages", t->opts.pages,
-                   "limits", "max_pages", (json_int_t)t->opts.limits.max_pages, "max_page_pixels",
-                   (json_int_t)t->opts.limits.max_page_pixels, "dpi", t->opts.limits.dpi);
+json_t *op__probe_job(const op_sched_t *s, const op_task_t *t) {
+  return json_pack("{s:s, s:s, s:s?, s:{s:I, s:I, s:i, s:I}}", "op", "probe", "input", t->input_path, "pages",
+                   t->opts.pages, "limits", "max_pages", (json_int_t)t->opts.limits.max_pages, "max_page_pixels",
+                   (json_int_t)t->opts.limits.max_page_pixels, "dpi", t->opts.limits.dpi, "max_render_bytes",
+                   (json_int_t)s->cfg.render_bytes);
 }
 
 json_t *op__page_job(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p) {
@@ -59,6 +60,8 @@ json_t *op__page_job(const op_sched_t *s, const op_task_t *t, const op_page_job_
     if (t->type == OP_DOC_PDF && (s->cfg.render_cpu_ms > 0 || s->cfg.page_timeout_ms > 0))
       json_object_set_new(j, "render_cpu_ms",
                           json_integer(s->cfg.render_cpu_ms ? s->cfg.render_cpu_ms : s->cfg.page_timeout_ms / 2));
+    if (t->type == OP_DOC_PDF)
+      json_object_set_new(j, "render_bytes", json_integer((json_int_t)s->cfg.render_bytes));
     json_object_set_new(j, "batch", json_integer(p->batch ? p->batch : pol->batch));
     if (pol->memory_limit > 0 && strncmp(pol->device, "cuda:", 5) != 0) /* a GPU model's limit is of VRAM */
       json_object_set_new(j, "memory_limit", json_integer((json_int_t)pol->memory_limit));

@@ -34,8 +34,10 @@ static void first_page_failure(const op_task_t *t, op_error_t *e) {
     if (t->pages[i].state != OP_PAGE_FAILED)
       continue;
     const op_error_t *pe = &t->pages[i].error;
-    if (t->n_pages > 1)
-      op_error_set(e, pe->code, op_reason_name(pe->why), "page %u: %.700s", t->pages[i].index + 1, pe->message);
+    char named[32];
+    snprintf(named, sizeof named, "page %u: ", t->pages[i].index + 1);
+    if (t->n_pages > 1 && strncmp(pe->message, named, strlen(named)) != 0) /* the decoder's messages name it already */
+      op_error_set(e, pe->code, op_reason_name(pe->why), "%s%.700s", named, pe->message);
     else
       *e = *pe;
     return;

@@ -35,9 +35,7 @@ void op_sched_config_init(op_sched_config_t *cfg) {
   cfg->critical_share = 0.95;
   cfg->defer_below = 5;
   cfg->cooldown_s = 5;
-  const char *render = getenv("OCRPOOL_RENDER_CPU_MS");
-  if (render != NULL && atol(render) > 0)
-    cfg->render_cpu_ms = (unsigned)atol(render);
+  cfg->render_bytes = UINT64_C(128) << 20;
 }
 
 op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup) {

@@ -61,8 +61,11 @@ typedef struct op_sched_config_s {
    * bounded whatever its page count. 0 = no budget. */
   double task_cpu_budget_s;
   /** The CPU a PDF page's drawing may take, in ms; 0 = half the page
-   * timeout. OCRPOOL_RENDER_CPU_MS sets it (op_sched_config_init). */
+   * timeout (server.render_cpu). */
   unsigned render_cpu_ms;
+  /** What MuPDF may allocate for a PDF's structure, or for one page beyond
+   * what its size explains (server.render_memory); default 128 MB; 0 = no cap. */
+  uint64_t render_bytes;
   double aging_s;           /**< a waiting task gains one priority level per aging_s; default 60 */
   op_page_cb on_page_start; /**< may be NULL */
   op_retry_cb on_retry;     /**< may be NULL */

@@ -132,6 +132,8 @@ static int start_pool(op_service_t *svc, op_error_t *err) {
   qcfg.scratch_root = svc->tasks_dir;
   qcfg.page_timeout_ms = cfg->page_timeout_s * 1000u;
   qcfg.task_cpu_budget_s = cfg->task_cpu_budget_s;
+  qcfg.render_cpu_ms = cfg->render_cpu_s * 1000u;
+  qcfg.render_bytes = cfg->limits.max_render_bytes;
   if (cfg->max_attempts > 0)
     qcfg.max_attempts = cfg->max_attempts;
   op__record_install(svc, &qcfg);

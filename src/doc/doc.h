@@ -45,6 +45,8 @@ typedef struct op_doc_limits_s {
   uint32_t max_pages;       /**< pages to OCR (after --pages), default 2000 */
   uint64_t max_page_pixels; /**< width x height of one page, default 250,000,000 */
   int dpi;                  /**< PDF render resolution, default 300 */
+  uint64_t max_render_bytes; /**< MuPDF's memory for a PDF's structure, or for one page beyond what its size explains
+                                (OP_RENDER_BYTES_PER_PIXEL); default 128 MB; 0 = none */
 } op_doc_limits_t;
 
 /** Fills limits with the defaults above. */
@@ -131,12 +133,22 @@ int op_doc_reader_load_page(op_doc_reader_t *reader, const char *path, op_doc_ty
                             uint64_t max_page_pixels, struct Pix **pix, op_error_t *err);
 
 /**
- * The CPU a PDF page's drawing may take, in ms (0 = no cap, the default).
- * Past it the render is stopped and the page refused as bad input: a 2 KB
- * page of nested forms, or a content stream that inflates without end, is
- * not run to the page timeout again and again.
+ * The CPU a PDF page's drawing may take, in ms, and the memory MuPDF may
+ * allocate for it beyond the page's own pixels, in bytes (0 = no cap, the
+ * defaults). Past either the page is refused as bad input: a 2 KB page of
+ * nested forms, a content stream that inflates without end, or an image
+ * that decodes to gigabytes is not run to the page timeout (or the worker's
+ * memory cap) again and again.
  */
-void op_doc_reader_set_render_cpu(op_doc_reader_t *reader, unsigned cpu_ms);
+void op_doc_reader_set_render_caps(op_doc_reader_t *reader, unsigned cpu_ms, uint64_t bytes);
+
+/**
+ * What a PDF page's size explains, in bytes a pixel, on top of the render
+ * memory cap: its own gray pixels, and images drawn at up to twice its
+ * resolution each way (MuPDF decodes at the nearest power of two above) in
+ * four colours. A real 9000x9000 RGB scan needs about 4.
+ */
+#define OP_RENDER_BYTES_PER_PIXEL 16u
 
 /* ---- formats and assembly ---- */
 

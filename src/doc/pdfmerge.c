@@ -14,7 +14,7 @@
 #include "util/fs.h"
 
 int op_doc_pdf_merge(const char *const *inputs, size_t n, const char *output, op_error_t *err) {
-  fz_context *ctx = op__mupdf_context();
+  fz_context *ctx = op__mupdf_context(NULL);
   if (ctx == NULL)
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory merging PDFs");
   pdf_document *volatile dst = NULL;

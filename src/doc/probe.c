@@ -78,7 +78,8 @@ static int check_pixels(const op_page_info_t *p, const op_doc_type_t type, const
 
 static int probe_pdf(const char *path, const op_page_set_t *sel, const op_doc_limits_t *limits, op_doc_probe_t *probe,
                      op_error_t *err) {
-  fz_context *ctx = op__mupdf_context();
+  op_mupdf_budget_t budget = {0, (size_t)limits->max_render_bytes, 0};
+  fz_context *ctx = op__mupdf_context(&budget);
   if (ctx == NULL)
     return op_error_set(err, OP_ENOMEM, NULL, "out of memory opening the PDF");
   pdf_document *volatile doc = NULL;
@@ -132,7 +133,12 @@ static int probe_pdf(const char *path, const op_page_set_t *sel, const op_doc_li
     pdf_drop_document(ctx, doc);
   }
   fz_catch(ctx) {
-    rc = op_error_set(err, OP_EBADINPUT, "bad_input", "not a valid PDF: %s", fz_caught_message(ctx));
+    if (budget.refused > 0)
+      rc = op_error_set(err, OP_ELIMIT, "bad_input",
+                        "reading the PDF's structure needs more than %llu MB, the cap (server.render_memory)",
+                        (unsigned long long)(limits->max_render_bytes >> 20));
+    else
+      rc = op_error_set(err, OP_EBADINPUT, "bad_input", "not a valid PDF: %s", fz_caught_message(ctx));
   }
   free(indices);
   fz_drop_context(ctx);

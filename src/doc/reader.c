@@ -24,6 +24,8 @@ struct op_doc_reader_s {
   pdf_document *doc; /* the last PDF opened, or NULL */
   char *doc_path;
   unsigned render_cpu_ms; /* 0 = no cap */
+  uint64_t render_bytes;  /* MuPDF's memory beyond the page's pixels; 0 = no cap */
+  op_mupdf_budget_t budget;
 };
 
 /* ---- the render's CPU cap ----
@@ -63,15 +65,16 @@ static void watch(fz_cookie *c, unsigned cpu_ms) {
   setitimer(ITIMER_VIRTUAL, &tick, NULL);
 }
 
-void op_doc_reader_set_render_cpu(op_doc_reader_t *r, unsigned cpu_ms) {
+void op_doc_reader_set_render_caps(op_doc_reader_t *r, unsigned cpu_ms, uint64_t bytes) {
   r->render_cpu_ms = cpu_ms;
+  r->render_bytes = bytes;
 }
 
 op_doc_reader_t *op_doc_reader_create(void) {
   op_doc_reader_t *r = calloc(1, sizeof *r);
   if (r == NULL)
     return NULL;
-  r->ctx = op__mupdf_context();
+  r->ctx = op__mupdf_context(&r->budget);
   if (r->ctx == NULL) {
     free(r);
     return NULL;
@@ -178,6 +181,11 @@ static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, i
   fz_device *volatile dev = NULL;
   fz_cookie cookie;
   volatile int rc = 0;
+  volatile uint32_t page_w = 0, page_h = 0; /* for the message of a render that threw */
+  /* What MuPDF holds already (an open document) is not this page's; the page
+   * may add render_bytes, and what its size explains on top (below). */
+  r->budget.limit = r->render_bytes > 0 ? r->budget.used + (size_t)r->render_bytes : 0;
+  r->budget.refused = 0;
   if (r->doc_path == NULL || strcmp(r->doc_path, path) != 0) {
     close_doc(r);
     r->doc_path = strdup(path);
@@ -205,6 +213,10 @@ static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, i
     rc = over_limit(index, w, h, max_pixels, err);
     if (rc < 0)
       break;
+    page_w = w;
+    page_h = h;
+    if (r->budget.limit > 0)
+      r->budget.limit += (size_t)w * h * OP_RENDER_BYTES_PER_PIXEL;
     /* What fz_new_pixmap_from_page does, with a cookie to stop it. */
     fz_matrix ctm = op__pdf_render_matrix(dpi);
     pm = fz_new_pixmap_with_bbox(ctx, fz_device_gray(ctx),
@@ -219,11 +231,13 @@ static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, i
     fz_close_device(ctx, dev);
     if (cookie.abort) {
       rc = op_error_set(err, OP_ELIMIT, "bad_input",
-                        "page %u: drawing it took over %.1f s of CPU, the cap (half the page timeout, or "
-                        "OCRPOOL_RENDER_CPU_MS): nested forms, or a content stream that inflates without end?",
+                        "page %u: drawing it took over %.1f s of CPU, the cap (server.render_cpu, by default "
+                        "half the page timeout): nested forms, or a content stream that inflates without end?",
                         index + 1, r->render_cpu_ms / 1000.0);
       break;
     }
+    if (r->budget.refused > 0) /* MuPDF went on without what it could not have: the page would be incomplete */
+      fz_throw(ctx, FZ_ERROR_MEMORY, "allocation of %zu bytes refused", r->budget.refused);
     *out = pix_from_gray(pm, dpi);
     if (*out == NULL)
       rc = op_error_set(err, OP_ENOMEM, NULL, "page %u: out of memory for a %ux%u image", index + 1, w, h);
@@ -237,8 +251,14 @@ static int load_pdf_page(op_doc_reader_t *r, const char *path, uint32_t index, i
     fz_empty_store(ctx);
   }
   fz_catch(ctx) {
-    rc = op_error_set(err, OP_EBADINPUT, "bad_input", "page %u: cannot render the PDF page: %s", index + 1,
-                      fz_caught_message(ctx));
+    if (r->budget.refused > 0)
+      rc = op_error_set(err, OP_ELIMIT, "bad_input",
+                        "page %u: drawing it needs more than %llu MB beyond what its %ux%u pixels explain, the cap "
+                        "(server.render_memory): an image or a path far larger than the page?",
+                        index + 1, (unsigned long long)(r->render_bytes >> 20), page_w, page_h);
+    else
+      rc = op_error_set(err, OP_EBADINPUT, "bad_input", "page %u: cannot render the PDF page: %s", index + 1,
+                        fz_caught_message(ctx));
     close_doc(r);
   }
   return rc;

@@ -18,6 +18,7 @@ void op_doc_limits_init(op_doc_limits_t *limits) {
   limits->max_pages = 2000;
   limits->max_page_pixels = 250000000ull;
   limits->dpi = 300;
+  limits->max_render_bytes = UINT64_C(128) << 20;
 }
 
 op_doc_type_t op_doc_sniff(const unsigned char *head, size_t len) {

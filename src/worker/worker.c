@@ -101,6 +101,8 @@ static json_t *do_probe(worker_t *w, json_t *job) {
       limits.max_page_pixels = (uint64_t)json_integer_value(json_object_get(lim, "max_page_pixels"));
     if (json_is_integer(json_object_get(lim, "dpi")))
       limits.dpi = (int)json_integer_value(json_object_get(lim, "dpi"));
+    if (json_is_integer(json_object_get(lim, "max_render_bytes")))
+      limits.max_render_bytes = (uint64_t)json_integer_value(json_object_get(lim, "max_render_bytes"));
   }
   (void)w;
   const char *input = str_field(job, "input");
@@ -246,8 +248,9 @@ static json_t *do_page(worker_t *w, json_t *job) {
   int dpi = json_is_integer(json_object_get(job, "dpi")) ? (int)json_integer_value(json_object_get(job, "dpi")) : 300;
   json_t *mpp = json_object_get(job, "max_page_pixels");
   uint64_t max_pixels = json_is_integer(mpp) ? (uint64_t)json_integer_value(mpp) : 250000000u;
-  json_t *cpu = json_object_get(job, "render_cpu_ms");
-  op_doc_reader_set_render_cpu(w->reader, json_is_integer(cpu) ? (unsigned)json_integer_value(cpu) : 0);
+  json_t *cpu = json_object_get(job, "render_cpu_ms"), *bytes = json_object_get(job, "render_bytes");
+  op_doc_reader_set_render_caps(w->reader, json_is_integer(cpu) ? (unsigned)json_integer_value(cpu) : 0,
+                                json_is_integer(bytes) ? (uint64_t)json_integer_value(bytes) : 0);
   clock_gettime(CLOCK_MONOTONIC, &t0);
   if (op_doc_reader_load_page(w->reader, input, type, index, dpi, max_pixels, &pix, &e) < 0)
     goto out;
