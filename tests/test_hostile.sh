@@ -61,26 +61,20 @@ check "9: no server started on any of them" test ! -e "$TMP/never"
 # strokes. Its render is stopped at its CPU cap (2 s here, set low so that a
 # worker starved of CPU by a loaded machine still reaches it long before the
 # wall-clock page timeout of 120 s).
-python3 - "$TMP/fanout.pdf" <<'PY'
+pdf() { PYTHONPATH="$(dirname "$0")" PYTHONDONTWRITEBYTECODE=1 python3 - "$@"; } # PATH <<SCRIPT: the script has tests/pdfgen.py
+pdf "$TMP/fanout.pdf" <<'PY'
 import sys
+from pdfgen import stream, write
 levels, first = 8, 5
 objs = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R /Resources << /XObject << /X %d 0 R >> >> >>" % first}
-stream = lambda d, body: d + b" /Length %d >>\nstream\n" % len(body) + body + b"\nendstream"
 objs[4] = stream(b"<<", b"/X Do\n")
 for i in range(levels):
     last = i + 1 == levels
     res = b"" if last else b" /Resources << /XObject << /X %d 0 R >> >>" % (first + i + 1)
     objs[first + i] = stream(b"<< /Type /XObject /Subtype /Form /BBox [0 0 200 200]" + res,
                              b"0 0 m 10 10 l S\n" if last else b"/X Do\n" * 10)
-out, offs = bytearray(b"%PDF-1.4\n"), {}
-for k in sorted(objs):
-    offs[k] = len(out)
-    out += b"%d 0 obj\n" % k + objs[k] + b"\nendobj\n"
-xref, n = len(out), max(objs) + 1
-out += b"xref\n0 %d\n0000000000 65535 f \n" % n + b"".join(b"%010d 00000 n \n" % offs[k] for k in range(1, n))
-out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (n, xref)
-open(sys.argv[1], "wb").write(out)
+write(sys.argv[1], objs)
 PY
 run_ocr "$TMP/fanout.txt" "$TMP/fanout.err" "$TMP/fanout.pdf" --engine null --page-timeout 120 --render-cpu 2 -j 1
 check "4: a page of nested forms is bad input (exit 3), not a timeout" test "$RC" -eq 3 || cat "$TMP/fanout.err"
@@ -91,20 +85,13 @@ check "4: ... and not run again" bash -c "! grep -q 'running it again' '$TMP/fan
 # 230 KB of Flate holding one path of 20 million segments on a 200 pt page:
 # 180 MB of path for 0.7 MP. Without the cap it is drawn until the page
 # timeout kills it, twice (about 10 minutes of CPU at the defaults).
-python3 - "$TMP/path.pdf" <<'PY'
+pdf "$TMP/path.pdf" <<'PY'
 import sys, zlib
+from pdfgen import stream, write
 body = zlib.compress(b"0 0 m\n" + b"1 1 l\n0 0 l\n" * 10000000 + b"S\n", 9)
-objs = {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>",
-        4: b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(body) + body + b"\nendstream"}
-out, offs = bytearray(b"%PDF-1.4\n"), {}
-for k in sorted(objs):
-    offs[k] = len(out)
-    out += b"%d 0 obj\n" % k + objs[k] + b"\nendobj\n"
-xref, n = len(out), max(objs) + 1
-out += b"xref\n0 %d\n0000000000 65535 f \n" % n + b"".join(b"%010d 00000 n \n" % offs[k] for k in range(1, n))
-out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (n, xref)
-open(sys.argv[1], "wb").write(out)
+write(sys.argv[1], {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                    3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>",
+                    4: stream(b"<< /Filter /FlateDecode", body)})
 PY
 run_ocr "$TMP/path.txt" "$TMP/path.err" "$TMP/path.pdf" --engine null -j 1
 check "4: a page of a 20-million-segment path is bad input (exit 3) at the default cap" test "$RC" -eq 3 \
@@ -161,19 +148,13 @@ check "2: GET /v1/tasks/%ff answers 404 with problem+json" \
 # A PDF whose encryption filter's name is the bytes FF FE: MuPDF quotes it in
 # its message. The worker must still answer, so the task fails at once as bad
 # input instead of burning page timeouts.
-python3 - "$TMP/badfilter.pdf" <<'PY'
+pdf "$TMP/badfilter.pdf" <<'PY'
 import sys
-objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
-        b"<< /Filter /#FF#FEbad /V 1 /R 2 /O (x) /U (x) /P -4 >>"]
-out, offs = bytearray(b"%PDF-1.4\n"), []
-for i, o in enumerate(objs, 1):
-    offs.append(len(out))
-    out += b"%d 0 obj\n" % i + o + b"\nendobj\n"
-xref = len(out)
-out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offs)
-out += b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [(a)(a)] >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-open(sys.argv[1], "wb").write(out)
+from pdfgen import write
+write(sys.argv[1], {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                    3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+                    4: b"<< /Filter /#FF#FEbad /V 1 /R 2 /O (x) /U (x) /P -4 >>"},
+      b" /Encrypt 4 0 R /ID [(a)(a)]")
 PY
 cut_id=$(submit "$TMP/badfilter.pdf" "engine=null") # section 1 below rewrites its stored options
 check "2: a PDF whose filter name is FF FE fails (not times out)" test "$(wait_task "$cut_id" 60)" = failed
