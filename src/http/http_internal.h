@@ -47,12 +47,17 @@ typedef struct op__upload_s op__upload_t;
 /** A route's handler: called once the request (and any body) has arrived; queues exactly one answer. */
 typedef enum MHD_Result (*op__route_cb)(op__req_t *q);
 
+/** The body is a document, streamed to disk by upload.c before the handler runs. */
+#define OP__ROUTE_UPLOAD 1u
+/** Also answered on the health listener (--health-listen), which answers nothing else. */
+#define OP__ROUTE_HEALTH 2u
+
 /** One row of the route table. */
 typedef struct op__route_s {
   const char *method;   /**< "GET", "POST", "DELETE"; a GET route answers HEAD too */
   const char *path;     /**< the template, e.g. "/v1/tasks/{id}/result": also the metrics label */
   op__route_cb handler; /**< answers the request */
-  int upload;           /**< the body is a document, streamed to disk by upload.c before handler runs */
+  unsigned flags;       /**< OP__ROUTE_UPLOAD, OP__ROUTE_HEALTH */
   const char *summary;  /**< for the OpenAPI document */
   const char *codes;    /**< the statuses it answers, space-separated, for the OpenAPI document */
 } op__route_t;

@@ -31,7 +31,7 @@ json_t *op_http_openapi(void) {
     if (var != NULL)
       json_array_append_new(parameters, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", var, "in", "path", "required", 1,
                                                   "schema", "type", "string"));
-    if (r->upload) {
+    if (r->flags & OP__ROUTE_UPLOAD) {
       for (size_t k = 0; k < sizeof params / sizeof params[0]; k++)
         json_array_append_new(
             parameters, json_pack("{s:s, s:s, s:{s:s}}", "name", params[k], "in", "query", "schema", "type", "string"));

@@ -14,7 +14,7 @@
  * prefers literal segments whatever the order. */
 const op__route_t op__routes[] = {
     {"GET", "/v1/tasks", op__tasks_list, 0, "List tasks, newest first (status, limit, after)", "200 400 401"},
-    {"POST", "/v1/tasks", op__upload_submit, 1,
+    {"POST", "/v1/tasks", op__upload_submit, OP__ROUTE_UPLOAD,
      "Submit a document (raw body or multipart field \"file\"); options as query parameters",
      "202 400 401 413 415 429 503 507"},
     {"GET", "/v1/tasks/{id}", op__task_get, 0, "A task", "200 401 404"},
@@ -39,12 +39,12 @@ const op__route_t op__routes[] = {
     {"GET", "/v1/memory/reports/{name}", op__memory_report_get, 0, "One memory report (admin)", "200 401 403 404"},
     {"GET", "/v1/nodes", op__nodes_list, 0,
      "The servers sharing the store: heartbeat, alive, draining, workers, pages running, memory", "200 401 503"},
-    {"POST", "/v1/ocr", op__upload_ocr, 1, "Submit and wait: answers the result itself (timeout)",
+    {"POST", "/v1/ocr", op__upload_ocr, OP__ROUTE_UPLOAD, "Submit and wait: answers the result itself (timeout)",
      "200 400 401 413 415 422 429 504 507"},
-    {"GET", "/metrics", op__metrics_get, 0, "Prometheus metrics (text format 0.0.4)", "200"},
+    {"GET", "/metrics", op__metrics_get, OP__ROUTE_HEALTH, "Prometheus metrics (text format 0.0.4)", "200"},
     {"GET", "/", op__dashboard_get, 0, "The live dashboard (HTML)", "200"},
-    {"GET", "/healthz", op__healthz, 0, "Alive", "200"},
-    {"GET", "/readyz", op__readyz, 0, "Accepting work", "200 503"},
+    {"GET", "/healthz", op__healthz, OP__ROUTE_HEALTH, "Alive", "200"},
+    {"GET", "/readyz", op__readyz, OP__ROUTE_HEALTH, "Accepting work", "200 503"},
     {"GET", "/openapi.json", op__openapi_get, 0, "This document", "200"},
 };
 const size_t op__routes_len = sizeof op__routes / sizeof op__routes[0];

@@ -82,11 +82,6 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, HEADER_TIMEOUT_S);
 }
 
-static int is_health_route(const op__route_t *r) {
-  return r != NULL &&
-         (strcmp(r->path, "/healthz") == 0 || strcmp(r->path, "/readyz") == 0 || strcmp(r->path, "/metrics") == 0);
-}
-
 /* The first call: the headers are in, the body (if any) is not. */
 static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char *url, const char *method,
                              void **con_cls) {
@@ -100,7 +95,8 @@ static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char 
   op__route_match(q, method, url);
   MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, BODY_TIMEOUT_S);
   const union MHD_ConnectionInfo *from = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
-  if (h->health != NULL && from != NULL && from->daemon == h->health && !is_health_route(q->route)) {
+  if (h->health != NULL && from != NULL && from->daemon == h->health &&
+      (q->route == NULL || !(q->route->flags & OP__ROUTE_HEALTH))) {
     q->route = NULL;
     q->path = NULL; /* the health listener answers its three routes and nothing else */
   }
@@ -123,7 +119,7 @@ static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char 
       return op__send_problem(q, 401, "a bearer token is needed", NULL, "WWW-Authenticate", "Bearer realm=\"ocrpool\"");
     }
   }
-  if (q->route != NULL && q->route->upload)
+  if (q->route != NULL && (q->route->flags & OP__ROUTE_UPLOAD))
     return op__upload_start(q);
   /* Answered on the last call: libmicrohttpd closes the connection after an
    * answer queued on the first (it may have a body still to come), which

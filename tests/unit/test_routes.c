@@ -23,8 +23,18 @@ int main(void) {
   CHECK(route_path("DELETE", "/v1/tasks/metrics") == NULL && strcmp(q.path, "/v1/tasks/metrics") == 0);
   CHECK_STR_EQ(route_path("POST", "/v1/models/fast/unload"), "/v1/models/{name}/unload");
   CHECK_STR_EQ(q.capture, "fast");
-  CHECK(route_path("POST", "/v1/tasks") != NULL && q.route->upload);
-  CHECK(route_path("GET", "/v1/tasks") != NULL && !q.route->upload);
+  CHECK(route_path("POST", "/v1/tasks") != NULL && (q.route->flags & OP__ROUTE_UPLOAD));
+  CHECK(route_path("GET", "/v1/tasks") != NULL && !(q.route->flags & OP__ROUTE_UPLOAD));
+  /* The health listener answers exactly these three, and no upload. */
+  unsigned health = 0;
+  for (size_t i = 0; i < op__routes_len; i++)
+    if (op__routes[i].flags & OP__ROUTE_HEALTH) {
+      health++;
+      CHECK(strcmp(op__routes[i].method, "GET") == 0 && !(op__routes[i].flags & OP__ROUTE_UPLOAD));
+    }
+  CHECK(health == 3);
+  CHECK(route_path("GET", "/readyz") != NULL && (q.route->flags & OP__ROUTE_HEALTH));
+  CHECK(route_path("GET", "/v1/memory") != NULL && !(q.route->flags & OP__ROUTE_HEALTH));
   /* HEAD is answered by the GET route. */
   CHECK_STR_EQ(route_path("HEAD", "/healthz"), "/healthz");
   CHECK_STR_EQ(route_path("GET", "/"), "/");
