@@ -182,42 +182,40 @@ enum MHD_Result op__upload_start(op__req_t *q) {
              (unsigned long long)(avail >> 20), (unsigned long long)(cfg->min_free_bytes >> 20));
     return refuse(q, 507, detail, "Retry-After", "60");
   }
+  /* One store handle for both counts, taken before the lock (as everywhere
+   * slots_lock is held with the store), given back before any answer. */
   op_store_t *st = NULL;
   op_error_t e;
-  int queued = 0, rc;
-  if (who != NULL && who->max_tasks > 0) {
-    size_t unfinished = 0;
-    if ((rc = op_service_store_get(svc, &st, &e)) == 0) {
-      rc = count_unfinished(st, who->name, who->max_tasks, &unfinished, &e);
-      op_service_store_put(svc, st);
-    }
-    if (rc < 0)
-      return e.code == OP_EIO ? refuse(q, 503, e.message, "Retry-After", "5") : refuse(q, 500, e.message, NULL, NULL);
-    if (unfinished >= who->max_tasks) {
-      char detail[160];
-      snprintf(detail, sizeof detail, "this token's quota of %u unfinished tasks is reached; try again when one ends",
-               who->max_tasks);
-      return refuse(q, 429, detail, "Retry-After", "5");
-    }
-  }
-  /* The slot is taken now, under the lock, and given back if the upload
-   * fails: the queue's count and the uploads under way are one limit. */
-  pthread_mutex_lock(&q->http->slots_lock);
-  rc = op_service_store_get(svc, &st, &e);
-  if (rc == 0) {
+  int queued = 0;
+  size_t unfinished = 0;
+  unsigned uploads = 0;
+  int quota = who != NULL && who->max_tasks > 0;
+  int rc = op_service_store_get(svc, &st, &e);
+  if (rc == 0 && quota)
+    rc = count_unfinished(st, who->name, who->max_tasks, &unfinished, &e);
+  if (rc == 0 && !(quota && unfinished >= who->max_tasks)) {
+    /* The slot is taken now, under the lock, and given back if the upload
+     * fails: the queue's count and the uploads under way are one limit. */
+    pthread_mutex_lock(&q->http->slots_lock);
     rc = op_store_count_status(st, "queued", &queued, &e);
+    uploads = q->http->uploads;
+    if (rc == 0 && (unsigned)queued + uploads < cfg->max_queue) {
+      q->http->uploads++;
+      u->slot = 1;
+    }
+    pthread_mutex_unlock(&q->http->slots_lock);
+  }
+  if (st != NULL)
     op_service_store_put(svc, st);
-  }
-  unsigned uploads = q->http->uploads;
-  if (rc == 0 && (unsigned)queued + uploads < cfg->max_queue) {
-    q->http->uploads++;
-    u->slot = 1;
-  }
-  pthread_mutex_unlock(&q->http->slots_lock);
   if (rc < 0) /* before the body: nothing is accepted that could not be recorded */
     return e.code == OP_EIO ? refuse(q, 503, e.message, "Retry-After", "5") : refuse(q, 500, e.message, NULL, NULL);
+  char detail[160];
+  if (quota && unfinished >= who->max_tasks) {
+    snprintf(detail, sizeof detail, "this token's quota of %u unfinished tasks is reached; try again when one ends",
+             who->max_tasks);
+    return refuse(q, 429, detail, "Retry-After", "5");
+  }
   if (!u->slot) {
-    char detail[160];
     snprintf(detail, sizeof detail, "the queue is full (%d tasks waiting, %u more arriving); try again later", queued,
              uploads);
     return refuse(q, 429, detail, "Retry-After", "2");
