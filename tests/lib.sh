@@ -236,6 +236,11 @@ http_code_is() {
   [ "$(curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" "$@" "$url")" = "$code" ]
 }
 
+# draining_seen: /readyz answers 503 because the server drains. A 503 alone
+# is not that: a server whose first worker has not started says "starting"
+# too, and a signal is acted on a loop turn after it arrives.
+draining_seen() { curl -s "$BASE/readyz" | grep -q '"detail":"draining'; }
+
 # submit FILE QUERY: posts the file raw, prints the new task's id (nothing if
 # refused). Read with sed, not a python per call: on a loaded machine that cost
 # half a second a task, and tests that queue many tasks must queue them faster

@@ -123,7 +123,7 @@ start_server "$TMP/var2" --workers 1 --config "$TMP/ocrpool.yaml" || { done_test
 id=$(submit "$DATA/linn.pdf" "model=fast&dpi=30&format=json")
 wait_started "$id"
 kill -TERM "$SERVER_PID"
-check "draining: /readyz is 503" wait_for 10 http_code_is "$BASE/readyz" 503
+check "draining: /readyz is 503, saying so" wait_for 10 draining_seen
 check "... /healthz still 200" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200
 wait "$SERVER_PID"
 check "the server drained and exited 0" test $? -eq 0

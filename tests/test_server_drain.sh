@@ -4,19 +4,24 @@
 # exits 0; started again, the task finishes without redoing its done page.
 source "$(dirname "$0")/lib.sh"
 
-export OCRPOOL_NULL_OPTS=sleep_ms=2000
+export OCRPOOL_NULL_OPTS=sleep_ms=4000 # long enough for the checks below to run while it does
 qpdf --empty --pages "$DATA/linn.pdf" "$DATA/linn.pdf" -- "$TMP/two.pdf"
 start_server "$TMP/var" --workers 1 || { done_testing; exit 1; }
 id=$(submit "$TMP/two.pdf" "engine=null")
 wait_started "$id"
+other=$(submit "$DATA/phototest.tif" "engine=null") # queued behind it: one worker
 kill -TERM "$SERVER_PID"
-check "after SIGTERM /readyz turns 503" wait_for 10 http_code_is "$BASE/readyz" 503
+check "after SIGTERM /readyz turns 503, draining" wait_for 10 draining_seen
 code=$(curl -s -D "$TMP/h" -o "$TMP/b" -w '%{http_code}' -H 'Content-Type: application/octet-stream' \
   --data-binary "@$DATA/phototest.tif" "$BASE/v1/tasks")
 check "while draining, a submission gets 503 (got $code)" test "$code" = 503
 check "... with Retry-After" grep -qi '^Retry-After: [0-9]' "$TMP/h"
 check "/readyz says not ready while draining" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" = 503
 check "/healthz still answers" test "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")" = 200
+# A cancel wakes the service's loop while it drains: the wake must not keep
+# it from reading the running page's reply (it once spun on it until the
+# drain timeout, and the page was lost to the restart).
+curl -s -o /dev/null --max-time 3 -X DELETE "$BASE/v1/tasks/$other"
 wait "$SERVER_PID"
 check "the drained server exits 0" test $? -eq 0
 check "its running page finished and was recorded" \

@@ -290,6 +290,15 @@ static void housekeeping(op_service_t *svc, double now) {
   svc->last_memory = now;
 }
 
+/* Empties the wake pipe (op__wake); 1 if anything was in it. */
+static int take_wake(op_service_t *svc) {
+  char buf[64];
+  int woken = 0;
+  while (read(svc->wake[0], buf, sizeof buf) > 0)
+    woken = 1;
+  return woken;
+}
+
 /* Stopping: no new pages; running ones get drain_timeout_s to finish and be recorded. */
 static int drain(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err) {
   atomic_store(&svc->draining, 1);
@@ -302,6 +311,7 @@ static int drain(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err
     op_log_info("draining: waiting up to %u s for %zu running pages", svc->cfg.drain_timeout_s, running);
   while (op_sched_running(svc->sched) > 0 && op_wall_time_s() < deadline && *stop < 2) {
     watchdog();
+    take_wake(svc); /* a submission or a cancel still wakes us: left in the pipe, it would wake every poll */
     op__node_beat(svc, 0); /* a drain is alive until its pages end */
     int rc = op_sched_step(svc->sched, 200, err);
     if (rc < 0)
@@ -320,10 +330,7 @@ int op_service_run(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *e
   double last_scan = 0;
   while (!*stop) {
     watchdog();
-    char buf[64];
-    int woken = 0;
-    while (read(svc->wake[0], buf, sizeof buf) > 0)
-      woken = 1;
+    int woken = take_wake(svc);
     if (svc->reload != NULL && *svc->reload) {
       *svc->reload = 0;
       reload(svc);

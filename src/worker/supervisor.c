@@ -729,8 +729,10 @@ int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev,
     int r = poll(pfd, n, wait);
     if (r < 0 && errno != EINTR)
       return op_error_set(err, OP_EINTERNAL, NULL, "poll failed: %s", strerror(errno));
-    if (r > 0 && sup->wake_fd >= 0 && pfd[wake_at].revents != 0)
-      return 0; /* someone has news for our caller; it drains the fd */
+    /* Someone has news for our caller, which drains the fd; what the
+     * workers sent is read first, so that a caller slow to drain it (or a
+     * stream of wakes) never starves their replies. */
+    int woken = r > 0 && sup->wake_fd >= 0 && pfd[wake_at].revents != 0;
     for (unsigned k = 0; r > 0 && k < n; k++) {
       if (pfd[k].revents == 0 || k == wake_at)
         continue;
@@ -752,6 +754,8 @@ int op_supervisor_poll(op_supervisor_t *sup, int timeout_ms, op_sup_event_t *ev,
       return lost_events(sup, err);
     if (take_event(sup, ev))
       return 1;
+    if (woken)
+      return 0;
     if (sup->changed) {
       sup->changed = 0;
       return 0; /* not an event, but work may go out now rather than at the timeout */
