@@ -70,4 +70,27 @@ import json, urllib.request
 ev=[e['type'] for e in json.load(urllib.request.urlopen('$BASE/v1/tasks/$id/events'))['events']]
 assert ev.count('succeeded')==1 and ev[-1]=='succeeded' and ev.count('cleanup_completed')==1, ev"
 stop_server
+
+# ---- a task resumed after a restart keeps its failed pages' reasons ----
+# Page 1 crashes its worker on every attempt and fails as worker_crashed
+# while page 2 still runs; the server is killed then and started again. The
+# task ends failed with its page's reason: before the page's reason was
+# stored, a page that had failed before the restart came back as "internal".
+export OCRPOOL_NULL_OPTS=crash_page=1,sleep_ms=20000
+qpdf --empty --pages "$DATA/linn.pdf" "$DATA/linn.pdf" -- "$TMP/two.pdf"
+start_server "$TMP/var5" --workers 2 || { done_testing; exit 1; }
+fid=$(submit "$TMP/two.pdf" "engine=null")
+check "page 1 fails, having crashed its worker each time, while page 2 runs" wait_for 60 has_event "$fid" page_failed
+workers=$(curl -s "$BASE/v1/memory" | python3 -c 'import json,sys; print(" ".join(str(w["pid"]) for w in json.load(sys.stdin)["workers"] if w["pid"]))')
+kill -KILL "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null
+check "... the old workers exit by themselves" wait_for 30 workers_gone
+unset OCRPOOL_NULL_OPTS
+start_server "$TMP/var5" --workers 2 || { done_testing; exit 1; }
+check "resumed after the kill, the task fails" test "$(wait_task "$fid" 60)" = failed
+curl -s "$BASE/v1/tasks/$fid" >"$TMP/failed.json"
+check "... as worker_crashed, its failed page's reason, not internal" \
+  test "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["failure_reason"])' <"$TMP/failed.json")" = worker_crashed \
+  || cat "$TMP/failed.json"
+stop_server
 done_testing

@@ -117,8 +117,10 @@ static void page_row(const op_page_job_t *p, const char *state, op_page_row_t *r
   row->started_at = p->started_s;
   if (p->state == OP_PAGE_DONE || p->state == OP_PAGE_FAILED)
     row->finished_at = op_wall_time_s();
-  if (p->state == OP_PAGE_FAILED)
+  if (p->state == OP_PAGE_FAILED) {
     snprintf(row->error, sizeof row->error, "%s", p->error.message);
+    snprintf(row->reason, sizeof row->reason, "%s", op_reason_name(p->error.why));
+  }
 }
 
 static int save_page(op_service_t *svc, op__active_t *a, const op_page_job_t *p, const char *state, op_error_t *e) {

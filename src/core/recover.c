@@ -87,11 +87,12 @@ static void restore_pages(op_service_t *svc, op__active_t *a) {
     } else if (strcmp(rows[i].state, "running") == 0 &&
                ++p->crash_attempts >= (svc->cfg.max_attempts ? svc->cfg.max_attempts : 3)) {
       p->state = OP_PAGE_FAILED;
-      op_error_set(&p->error, OP_EINTERNAL, "worker_crashed",
+      op_error_set(&p->error, OP_ECRASH, "worker_crashed",
                    "page %u was running on a node or worker that died, %u times", p->index + 1, p->crash_attempts);
     } else if (strcmp(rows[i].state, "failed") == 0) {
+      /* Its reason as it failed; a row from before the reason column says none. */
       p->state = OP_PAGE_FAILED;
-      op_error_set(&p->error, OP_EINTERNAL, "internal", "%s", rows[i].error);
+      op_error_set(&p->error, OP_EINTERNAL, rows[i].reason[0] ? rows[i].reason : "internal", "%s", rows[i].error);
     } else {
       p->state = OP_PAGE_QUEUED;
     }

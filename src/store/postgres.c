@@ -62,16 +62,17 @@ static const struct {
                              0},
     [PST_TASK_DELETE] = {"DELETE FROM tasks WHERE id = $1", 1},
     [PST_PAGE_PUT] = {"INSERT INTO pages (task_id, page_index, state, attempts, crash_attempts, started_at, "
-                      "finished_at, estimated_memory_bytes, peak_memory_bytes, error) "
-                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                      "finished_at, estimated_memory_bytes, peak_memory_bytes, error, reason) "
+                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
                       "ON CONFLICT (task_id, page_index) DO UPDATE SET state = excluded.state, "
                       "attempts = excluded.attempts, crash_attempts = excluded.crash_attempts, "
                       "started_at = excluded.started_at, finished_at = excluded.finished_at, "
                       "estimated_memory_bytes = excluded.estimated_memory_bytes, "
-                      "peak_memory_bytes = excluded.peak_memory_bytes, error = excluded.error",
+                      "peak_memory_bytes = excluded.peak_memory_bytes, error = excluded.error, "
+                      "reason = excluded.reason",
                       1},
     [PST_PAGES] = {"SELECT page_index, state, attempts, crash_attempts, started_at, finished_at, "
-                   "estimated_memory_bytes, peak_memory_bytes, error FROM pages WHERE task_id = $1 "
+                   "estimated_memory_bytes, peak_memory_bytes, error, reason FROM pages WHERE task_id = $1 "
                    "ORDER BY page_index",
                    0},
     /* $2 NULL: now, by the database's clock. */
@@ -563,6 +564,7 @@ static int pg_page_put(op_store_t *base, const char *task_id, const op_page_row_
   p_int64(&p, page->estimated_memory_bytes);
   p_int64(&p, page->peak_memory_bytes);
   P_FIELD(&p, page->error);
+  P_FIELD(&p, page->reason);
   return run_child(pg(base), PST_PAGE_PUT, &p, task_id, "writing a page", err);
 }
 
@@ -590,6 +592,7 @@ static int pg_pages(op_store_t *base, const char *task_id, op_page_row_t **rows,
     pr->estimated_memory_bytes = get_int64(res, r, 6);
     pr->peak_memory_bytes = get_int64(res, r, 7);
     GET_TEXT(res, r, 8, pr->error);
+    GET_TEXT(res, r, 9, pr->reason);
   }
   PQclear(res);
   if (ret == 0) {

@@ -112,6 +112,10 @@ static const char *const migrations[] = {
     "CREATE INDEX tasks_claimable ON tasks(priority DESC, created_at, id) WHERE status IN ('queued', 'running');"
     "CREATE INDEX tasks_node ON tasks(node_id) WHERE status IN ('queued', 'running');"
     "UPDATE ocrpool_schema SET version = 2;",
+    /* 3: a failed page's reason, so that a task resumed after a restart
+     * ends with its pages' reasons (not "internal"). */
+    "ALTER TABLE pages ADD COLUMN reason text NOT NULL DEFAULT '';"
+    "UPDATE ocrpool_schema SET version = 3;",
 };
 enum { SCHEMA_VERSION = (int)(sizeof migrations / sizeof migrations[0]) };
 

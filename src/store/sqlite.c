@@ -56,15 +56,16 @@ static const char *const stmt_sql[ST_COUNT_] = {
                            "AND finished_at < ?1 ORDER BY finished_at, id",
     [ST_TASK_DELETE] = "DELETE FROM tasks WHERE id = ?1",
     [ST_PAGE_PUT] = "INSERT INTO pages (task_id, page_index, state, attempts, crash_attempts, started_at, "
-                    "finished_at, estimated_memory_bytes, peak_memory_bytes, error) "
-                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+                    "finished_at, estimated_memory_bytes, peak_memory_bytes, error, reason) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
                     "ON CONFLICT (task_id, page_index) DO UPDATE SET state = excluded.state, "
                     "attempts = excluded.attempts, crash_attempts = excluded.crash_attempts, "
                     "started_at = excluded.started_at, finished_at = excluded.finished_at, "
                     "estimated_memory_bytes = excluded.estimated_memory_bytes, "
-                    "peak_memory_bytes = excluded.peak_memory_bytes, error = excluded.error",
+                    "peak_memory_bytes = excluded.peak_memory_bytes, error = excluded.error, reason = excluded.reason",
     [ST_PAGES] = "SELECT page_index, state, attempts, crash_attempts, started_at, finished_at, "
-                 "estimated_memory_bytes, peak_memory_bytes, error FROM pages WHERE task_id = ?1 ORDER BY page_index",
+                 "estimated_memory_bytes, peak_memory_bytes, error, reason FROM pages WHERE task_id = ?1 "
+                 "ORDER BY page_index",
     [ST_EVENT_ADD] = "INSERT INTO task_events (task_id, time, type, details) VALUES (?1, ?2, ?3, ?4)",
     [ST_EVENTS] = "SELECT time, type, details FROM task_events WHERE task_id = ?1 ORDER BY id",
     [ST_METRIC_ADD] = "INSERT INTO task_metrics (task_id, time, memory_bytes, device, stage) "
@@ -522,6 +523,7 @@ static int sq_page_put(op_store_t *base, const char *task_id, const op_page_row_
   rc = rc ? rc : sqlite3_bind_int64(st, 8, page->estimated_memory_bytes);
   rc = rc ? rc : sqlite3_bind_int64(st, 9, page->peak_memory_bytes);
   rc = rc ? rc : BIND_FIELD(st, 10, page->error);
+  rc = rc ? rc : BIND_FIELD(st, 11, page->reason);
   if (rc == SQLITE_OK)
     rc = step(store, st);
   if (rc != SQLITE_DONE)
@@ -563,6 +565,7 @@ static int sq_pages(op_store_t *base, const char *task_id, op_page_row_t **rows,
     p->estimated_memory_bytes = sqlite3_column_int64(st, 6);
     p->peak_memory_bytes = sqlite3_column_int64(st, 7);
     READ_TEXT(st, 8, p->error);
+    READ_TEXT(st, 9, p->reason);
     rc = SQLITE_OK;
   }
   if (rc != SQLITE_DONE)

@@ -94,6 +94,10 @@ static const char *const migrations[] = {
     "ALTER TABLE tasks ADD COLUMN claim INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX tasks_claimable ON tasks(priority DESC, created_at, id) WHERE status IN ('queued', 'running');"
     "PRAGMA user_version = 3;",
+    /* 4: a failed page's reason, so that a task resumed after a restart
+     * ends with its pages' reasons (not "internal"). */
+    "ALTER TABLE pages ADD COLUMN reason TEXT NOT NULL DEFAULT '';"
+    "PRAGMA user_version = 4;",
 };
 enum { SCHEMA_VERSION = (int)(sizeof migrations / sizeof migrations[0]) };
 

@@ -78,6 +78,7 @@ typedef struct op_page_row_s {
   double started_at, finished_at;
   int64_t estimated_memory_bytes, peak_memory_bytes;
   char error[768];
+  char reason[32]; /**< a failed page's reason (op_reason_name: worker_crashed, timeout, ...); "" otherwise */
 } op_page_row_t;
 
 /**

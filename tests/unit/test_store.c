@@ -54,7 +54,7 @@ static int page_equal(const op_page_row_t *a, const op_page_row_t *b) {
   return a->index == b->index && strcmp(a->state, b->state) == 0 && a->attempts == b->attempts &&
          a->crash_attempts == b->crash_attempts && a->started_at == b->started_at && a->finished_at == b->finished_at &&
          a->estimated_memory_bytes == b->estimated_memory_bytes && a->peak_memory_bytes == b->peak_memory_bytes &&
-         strcmp(a->error, b->error) == 0;
+         strcmp(a->error, b->error) == 0 && strcmp(a->reason, b->reason) == 0;
 }
 
 static op_store_t *open_store(void) {
@@ -286,6 +286,7 @@ static void test_pages_events_delete(op_store_t *s) {
   p.estimated_memory_bytes = 1000;
   p.peak_memory_bytes = INT64_C(7000000000);
   snprintf(p.error, sizeof p.error, "first try crashed");
+  snprintf(p.reason, sizeof p.reason, "worker_crashed"); /* read back: a resumed task keeps its pages' reasons */
   CHECK(op_store_page_put(s, "P1", &p, &e) == 0);
   op_page_row_t *pages = NULL;
   size_t n = 0;
