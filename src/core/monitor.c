@@ -11,6 +11,7 @@
  */
 #include "core/sched_internal.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,27 @@ static void enforce_cap(op_sched_t *s, unsigned slot, op__worker_t *w, const op_
   }
 }
 
+/* The kernel's OOM killer ends a process with a SIGKILL that looks like any
+ * other, so it is told by the kernel's count of OOM kills: a worker that died
+ * of a SIGKILL we did not send, while that count rose past both its value when
+ * the worker's job was sent (as of the last sample) and the kills already
+ * taken to explain other workers' ends. Where the count is our cgroup's, the
+ * kill was of a process in it; where it is the machine's, another process's
+ * OOM kill at the moment an operator kills a worker reads as this worker's. */
+int op__oom_killed(op_sched_t *s, const op__worker_t *w, const op_sup_event_t *ev) {
+  uint64_t count = 0;
+  if (ev->code != OP_ECRASH || ev->term_signal != SIGKILL || w->killed_for_memory ||
+      s->oom_source == OP_MEM_OOM_UNKNOWN || op_mem_oom_kills(&count) == OP_MEM_OOM_UNKNOWN)
+    return 0;
+  uint64_t base = w->oom_base > s->oom_explained ? w->oom_base : s->oom_explained;
+  if (count <= base)
+    return 0;
+  s->oom_explained = base + 1;
+  op_log_warn("worker (pid %d) was killed by the kernel's OOM killer (the %s's count of OOM kills rose to %llu)",
+              (int)ev->pid, s->oom_source == OP_MEM_OOM_CGROUP ? "cgroup" : "machine", (unsigned long long)count);
+  return 1;
+}
+
 /* Critical: idle models go (least recently used first), then idle workers due to recycle. */
 static int relieve(op_sched_t *s) {
   int acted = 0;
@@ -107,6 +129,8 @@ void op__sample(op_sched_t *s, int force) {
     return;
   s->last_sample_s = now;
   s->server_pss = op_mem_pss(getpid());
+  if (s->oom_source != OP_MEM_OOM_UNKNOWN)
+    op_mem_oom_kills(&s->oom_kills);
   for (unsigned i = 0; i < s->n_workers; i++) {
     op_worker_info_t info;
     op_supervisor_worker(s->sup, i, &info);

@@ -157,6 +157,28 @@ static void on_probe_reply(op_sched_t *s, op_task_t *t, json_t *reply) {
   t->stage = OP_STAGE_PAGES;
 }
 
+/* Why a lost job's worker died of memory, or NULL when it did not: the
+ * monitor killed it past its cap, the kernel's OOM killer did (monitor.c), or
+ * it died by a signal (an allocation failing under its limit aborts C++
+ * engines) with its last sample near its cap. */
+static const char *lost_to_memory(op_sched_t *s, const op_model_policy_t *pol, const op_sup_event_t *ev) {
+  if (ev->worker_id >= s->n_workers || ev->code == OP_ETIMEOUT)
+    return NULL;
+  const op__worker_t *w = &s->workers[ev->worker_id];
+  if (w->pid != ev->pid)
+    return NULL;
+  if (w->killed_for_memory)
+    return "past its memory limit";
+  if (w->oom_killed)
+    return "by the kernel's OOM killer";
+  uint64_t cap = pol->memory_limit;
+  int sig = ev->term_signal;
+  if (cap > 0 && (sig == SIGABRT || sig == SIGSEGV || sig == SIGBUS || sig == SIGKILL) &&
+      (w->pss >= cap / 10 * 8 || w->last_rss >= cap / 10 * 8))
+    return "near its memory limit";
+  return NULL;
+}
+
 void op__on_stage_event(op_sched_t *s, op_task_t *t, const op_sup_event_t *ev) {
   op_error_t e;
   t->stage_running = 0;
@@ -182,12 +204,14 @@ void op__on_stage_event(op_sched_t *s, op_task_t *t, const op_sup_event_t *ev) {
     op_log_task(OP_LOG_WARN, t->log_id, 0, "task %s: %s: %s; trying again", t->log_id, what, ev->message);
     return;
   }
-  if (t->stage == OP_STAGE_PROBE) /* a document that kills its reader every time is bad input */
-    op_error_set(&e, ev->code == OP_ETIMEOUT ? OP_ETIMEOUT : OP_EBADINPUT,
-                 ev->code == OP_ETIMEOUT ? "timeout" : "bad_input", "%s failed %u times; the last time %s", what,
-                 t->stage_attempts, ev->message);
-  else
-    op_error_set(&e, ev->code, NULL, "%s failed %u times; the last time %s", what, t->stage_attempts, ev->message);
+  /* A document that kills its reader every time is bad input; a SIGKILL is
+   * not a parser's doing, but the kernel's, an operator's or a memory cap's. */
+  const char *memory = lost_to_memory(s, t->policy, ev);
+  int code = memory != NULL                                                                      ? OP_ENOMEM
+             : t->stage == OP_STAGE_PROBE && ev->code == OP_ECRASH && ev->term_signal != SIGKILL ? OP_EBADINPUT
+                                                                                                 : ev->code;
+  op_error_set(&e, code, NULL, "%s failed %u times; the last time %s%s%s", what, t->stage_attempts, ev->message,
+               memory ? ", " : "", memory ? memory : "");
   op__task_fail(s, t, &e);
 }
 
@@ -242,23 +266,6 @@ static void out_of_memory(op_sched_t *s, op_page_job_t *p, const char *message) 
   requeue(s, p, why);
 }
 
-/* Whether a lost page's worker died of its memory: the monitor killed it past
- * its cap, or it died by a signal (an allocation failing under its limit
- * aborts C++ engines) with its last sample near the cap. */
-static int lost_to_memory(op_sched_t *s, const op_page_job_t *p, const op_sup_event_t *ev) {
-  if (ev->worker_id >= s->n_workers || ev->code == OP_ETIMEOUT)
-    return 0;
-  const op__worker_t *w = &s->workers[ev->worker_id];
-  if (w->pid != ev->pid)
-    return 0;
-  if (w->killed_for_memory)
-    return 1;
-  uint64_t cap = op__page_policy(s, p->task, p)->memory_limit;
-  int sig = ev->term_signal;
-  return cap > 0 && (sig == SIGABRT || sig == SIGSEGV || sig == SIGBUS || sig == SIGKILL) &&
-         (w->pss >= cap / 10 * 8 || w->last_rss >= cap / 10 * 8);
-}
-
 /* A page's reply that is not "done": out of memory, a final failure, or one worth another try. */
 static void page_replied_failure(op_sched_t *s, op_page_job_t *p, const op_sup_event_t *ev) {
   op_task_t *t = p->task;
@@ -291,9 +298,10 @@ static void page_replied_failure(op_sched_t *s, op_page_job_t *p, const op_sup_e
 /* A page's worker was lost: it died, or was killed for its timeout or its memory. */
 static void page_lost(op_sched_t *s, op_page_job_t *p, const op_sup_event_t *ev) {
   op_error_t e;
-  if (lost_to_memory(s, p, ev)) {
+  const char *memory = lost_to_memory(s, op__page_policy(s, p->task, p), ev);
+  if (memory != NULL) {
     char why[320];
-    snprintf(why, sizeof why, "%s, past its memory limit", ev->message);
+    snprintf(why, sizeof why, "%s, %s", ev->message, memory);
     out_of_memory(s, p, why);
     return;
   }

@@ -53,6 +53,8 @@ op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup) 
     op_sched_destroy(s);
     return NULL;
   }
+  s->oom_source = op_mem_oom_kills(&s->oom_kills);
+  s->oom_explained = s->oom_kills; /* kills before we started are none of ours */
   return s;
 }
 
@@ -294,10 +296,11 @@ static void handle_event(op_sched_t *s, op_sup_event_t *ev) {
     op__after_job(s, ev->worker_id, ev);
     if (ev->type == OP_SUP_EV_LOST) {
       op__worker_t *w = &s->workers[ev->worker_id];
+      w->oom_killed = w->pid == ev->pid && op__oom_killed(s, w, ev);
       op__drop_models(s, w, OP__UNLOAD_CRASH);
-      s->worker_ends[w->killed_for_memory      ? OP_SCHED_END_MEMORY
-                     : ev->code == OP_ETIMEOUT ? OP_SCHED_END_TIMEOUT
-                                               : OP_SCHED_END_CRASH]++;
+      s->worker_ends[w->killed_for_memory || w->oom_killed ? OP_SCHED_END_MEMORY
+                     : ev->code == OP_ETIMEOUT             ? OP_SCHED_END_TIMEOUT
+                                                           : OP_SCHED_END_CRASH]++;
     }
   }
   uintptr_t ctx = (uintptr_t)ev->job_ctx;

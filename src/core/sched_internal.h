@@ -72,6 +72,8 @@ typedef struct op__worker_s {
   int retire;          /* retire it once idle (why: retire_why) */
   const char *retire_why;
   int killed_for_memory; /* the monitor killed it past its cap */
+  int oom_killed;        /* the kernel's OOM killer ended it (monitor.c's op__oom_killed) */
+  uint64_t oom_base;     /* the kernel's OOM kill count when its job was sent */
   int gpu;               /* 1 + the GPU it runs pages on; 0 = none */
   uint64_t vram;         /* its VRAM there (NVML) */
 } op__worker_t;
@@ -99,6 +101,9 @@ struct op_sched_s {
   op_pressure_t pressure;
   unsigned deferred_tasks;
   unsigned worker_ends[OP_SCHED_END_REASONS], oom_events;
+  int oom_source;         /* where the kernel's OOM kill count is read (OP_MEM_OOM_*) */
+  uint64_t oom_kills;     /* that count at the last sample */
+  uint64_t oom_explained; /* the count up to which kills have explained a worker's end */
   struct {
     op_gpu_info_t info; /* the last reading */
     uint64_t ours;      /* VRAM of the server and its workers */
@@ -132,6 +137,9 @@ int op__next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page);
 
 /* dispatch.c: where the next job goes, and sending it */
 void op__dispatch(op_sched_t *s);
+
+/* monitor.c: whether the kernel's OOM killer ended a worker lost during a job */
+int op__oom_killed(op_sched_t *s, const op__worker_t *w, const op_sup_event_t *ev);
 
 /* recycle.c: the per-worker record and recycling */
 op__worker_t *op__worker_of(op_sched_t *s, unsigned slot, pid_t pid);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/parse.h"
 
@@ -11,22 +12,29 @@ const char *op_mem_level_name(op_mem_level_t level) {
   return level == OP_MEM_CRITICAL ? "critical" : level == OP_MEM_WARNING ? "warning" : "ok";
 }
 
-/* The first "<key> <number> kB" line of a /proc file, in bytes; 0 if none. */
-static uint64_t proc_kb(const char *path, const char *key) {
+/* The number on the first "<key> <number>" line of a /proc or cgroup file:
+ * 1, or 0 when the file or the line is not there. */
+static int proc_field(const char *path, const char *key, uint64_t *v) {
   FILE *f = fopen(path, "re");
   if (f == NULL)
     return 0;
   char line[256];
   size_t klen = strlen(key);
-  uint64_t v = 0;
-  while (fgets(line, sizeof line, f) != NULL) {
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f) != NULL) {
     if (strncmp(line, key, klen) == 0) {
-      v = strtoull(line + klen, NULL, 10) * 1024u;
-      break;
+      *v = strtoull(line + klen, NULL, 10);
+      found = 1;
     }
   }
   fclose(f);
-  return v;
+  return found;
+}
+
+/* A "<key> <number> kB" line, in bytes; 0 if none. */
+static uint64_t proc_kb(const char *path, const char *key) {
+  uint64_t v = 0;
+  return proc_field(path, key, &v) ? v * 1024u : 0;
 }
 
 uint64_t op_mem_total(void) {
@@ -46,40 +54,61 @@ static uint64_t read_limit(const char *path) {
   return v;
 }
 
-uint64_t op_mem_cgroup_limit(void) {
+/* The path of a file of our memory cgroup: v2's NAME2 (the unified hierarchy,
+ * at /sys/fs/cgroup or its unified/) or v1's NAME1 (the memory controller's
+ * hierarchy, whose root in a container is often our own group); the first of
+ * them that exists, in /proc/self/cgroup's order. 0 when none does. */
+static int cgroup_file(const char *name2, const char *name1, char *path, size_t len) {
   FILE *f = fopen("/proc/self/cgroup", "re");
   if (f == NULL)
     return 0;
-  char line[1024], path[1200];
-  uint64_t limit = 0;
-  while (fgets(line, sizeof line, f) != NULL) {
+  char line[1024];
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f) != NULL) {
     line[strcspn(line, "\n")] = '\0';
-    char *rest = NULL;
+    const char *rest = NULL;
+    const char *roots[2];
+    const char *name;
     if (strncmp(line, "0::", 3) == 0) {
-      rest = line + 3; /* v2: one hierarchy, mounted at /sys/fs/cgroup or its unified/ */
-      snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max", strcmp(rest, "/") == 0 ? "" : rest);
-      uint64_t v = read_limit(path);
-      if (v == 0) {
-        snprintf(path, sizeof path, "/sys/fs/cgroup/unified%s/memory.max", strcmp(rest, "/") == 0 ? "" : rest);
-        v = read_limit(path);
-      }
-      if (v > 0 && (limit == 0 || v < limit))
-        limit = v;
+      rest = line + 3;
+      roots[0] = "/sys/fs/cgroup", roots[1] = "/sys/fs/cgroup/unified", name = name2;
     } else if ((rest = strstr(line, ":memory:")) != NULL) {
-      rest += 8; /* v1: the memory controller's own hierarchy */
-      snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", strcmp(rest, "/") == 0 ? "" : rest);
-      uint64_t v = read_limit(path);
-      if (v == 0) {
-        /* In a container the controller's root is often our own group. */
-        v = read_limit("/sys/fs/cgroup/memory/memory.limit_in_bytes");
-      }
-      /* v1 says "no limit" with a huge page-rounded number. */
-      if (v > 0 && v < (UINT64_C(1) << 62) && (limit == 0 || v < limit))
-        limit = v;
+      rest += 8;
+      roots[0] = "/sys/fs/cgroup/memory", roots[1] = NULL, name = name1;
+    } else {
+      continue;
+    }
+    if (strcmp(rest, "/") == 0)
+      rest = "";
+    for (int i = 0; i < 2 && !found && roots[i] != NULL; i++) {
+      snprintf(path, len, "%s%s/%s", roots[i], rest, name);
+      found = access(path, R_OK) == 0;
+    }
+    if (!found && roots[1] == NULL) {
+      snprintf(path, len, "%s/%s", roots[0], name);
+      found = access(path, R_OK) == 0;
     }
   }
   fclose(f);
-  return limit;
+  return found;
+}
+
+uint64_t op_mem_cgroup_limit(void) {
+  char path[1200];
+  uint64_t v = 0;
+  if (cgroup_file("memory.max", "memory.limit_in_bytes", path, sizeof path))
+    v = read_limit(path);
+  /* v1 says "no limit" with a huge page-rounded number. */
+  return v < (UINT64_C(1) << 62) ? v : 0;
+}
+
+int op_mem_oom_kills(uint64_t *count) {
+  char path[1200];
+  if (cgroup_file("memory.events", "memory.oom_control", path, sizeof path) && proc_field(path, "oom_kill ", count))
+    return OP_MEM_OOM_CGROUP;
+  if (proc_field("/proc/vmstat", "oom_kill ", count))
+    return OP_MEM_OOM_MACHINE;
+  return OP_MEM_OOM_UNKNOWN;
 }
 
 uint64_t op_mem_cpu_capacity(void) {

@@ -27,6 +27,15 @@ uint64_t op_mem_total(void);
 /** The memory limit of our own cgroup, in bytes; 0 when none is set. */
 uint64_t op_mem_cgroup_limit(void);
 
+/** Where op_mem_oom_kills read its count from. */
+enum { OP_MEM_OOM_UNKNOWN = 0, OP_MEM_OOM_CGROUP, OP_MEM_OOM_MACHINE };
+
+/** The kernel's count of OOM kills: our cgroup's (v2 memory.events, which
+ * counts its descendants too, or v1 memory.oom_control), else the machine's
+ * (/proc/vmstat, Linux 4.13+). Returns where it came from; OP_MEM_OOM_UNKNOWN
+ * (count untouched) when neither is readable. */
+int op_mem_oom_kills(uint64_t *count);
+
 /** What the CPU device may hold: the cgroup limit when set and smaller, else MemTotal. */
 uint64_t op_mem_cpu_capacity(void);
 

@@ -31,6 +31,7 @@
 #include "worker/protocol.h"
 
 #define OP_PROTOCOL_VERSION 1
+#define OP_WORKER_OOM_SCORE_ADJ 500 /* of -1000..1000: half way to "kill this first" */
 
 typedef struct worker_s {
   int fd;
@@ -338,6 +339,23 @@ out:
   return reply != NULL ? reply : reply_failed(job, &e);
 }
 
+/* The kernel's OOM killer takes the process with the highest score (its size,
+ * plus this adjustment): a worker is to go before the server, which holds
+ * every task's state, since a worker's page is retried on the out-of-memory
+ * path and the server's end stops them all. Raising our own score needs no
+ * privilege; one already higher stays. */
+static void prefer_oom_kill(void) {
+  int adj = 0;
+  FILE *f = fopen("/proc/self/oom_score_adj", "r+e");
+  if (f == NULL)
+    return;
+  if (fscanf(f, "%d", &adj) == 1 && adj < OP_WORKER_OOM_SCORE_ADJ) {
+    rewind(f);
+    fprintf(f, "%d\n", OP_WORKER_OOM_SCORE_ADJ);
+  }
+  fclose(f);
+}
+
 int op_worker_main(int fd, const char *device, unsigned worker_id) {
   worker_t w = {.fd = fd, .id = worker_id, .device = device};
   int status = 1;
@@ -348,6 +366,7 @@ int op_worker_main(int fd, const char *device, unsigned worker_id) {
    * which is the process's main thread; a parent already gone is seen as EOF.) */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   signal(SIGPIPE, SIG_IGN);
+  prefer_oom_kill();
   /* Leptonica's notes ("removing opaque cmap") are noise to a user; our
    * errors say what failed. Debug logging keeps them. */
   setMsgSeverity(op_log_level() <= OP_LOG_DEBUG ? L_SEVERITY_INFO : L_SEVERITY_NONE);
