@@ -302,7 +302,8 @@ static int write_page_end(op_service_t *svc, op__active_t *a, const writes_t *w,
                            (json_int_t)peak),
                  e);
   return event(svc, a, "page_failed",
-               json_pack("{s:i, s:s, s:s}", "page", (int)p->index + 1, "node", svc->node.id, "error", p->error.message),
+               json_pack("{s:i, s:s, s:s, s:s}", "page", (int)p->index + 1, "node", svc->node.id, "reason",
+                         op_reason_name(p->error.why), "error", p->error.message),
                e);
 }
 
