@@ -56,6 +56,8 @@ static void usage(FILE *out) {
         "      --max-queue N         tasks waiting before submissions get 429 (default 100)\n"
         "      --queue-timeout SEC   a task not started by then fails (default 300)\n"
         "      --page-timeout SEC    a page running longer is killed and retried (default 300)\n"
+        "      --max-attempts N      runs of one page before it fails (default 3; two page timeouts\n"
+        "                            end it sooner)\n"
         "      --retention-days N    finished tasks are removed after N days (default 7)\n"
         "      --max-input-size N    largest upload in bytes (K, M, G suffixes; default 256M)\n"
         "      --min-free-space N    uploads are refused (507) rather than leave less free on the data\n"
@@ -105,6 +107,7 @@ static const setting_t settings[] = {
     {"max_queue", 'q', 'u', SVC(max_queue), 1, 1000000, NULL},
     {"queue_timeout", 'Q', 'd', SVC(queue_timeout_s), 1, 30 * 86400, NULL},
     {"page_timeout", 'P', 'd', SVC(page_timeout_s), 1, 86400, NULL},
+    {"max_attempts", 'A', 'u', SVC(max_attempts), 1, 100, NULL},
     {"retention_days", 'r', 'r', SVC(retention_s), 0, 36500, NULL},
     {"max_input_size", 'm', 'z', SVC(limits.max_input_bytes), 1, UINT64_C(1) << 40, NULL},
     {"min_free_space", 'f', 'z', SVC(min_free_bytes), 0, UINT64_C(1) << 50, NULL},
@@ -226,8 +229,7 @@ static int apply_file(op_config_t *cfg, const unsigned char *given, op_service_c
     default:
       rc = op_config_size(cfg, server, st->key, &v, err);
       if (rc == 0 && v > st->max)
-        rc = op_config_error(cfg, node, err, "\"%s\" must be at most %llu bytes", st->key,
-                             (unsigned long long)st->max);
+        rc = op_config_error(cfg, node, err, "\"%s\" must be at most %llu bytes", st->key, (unsigned long long)st->max);
       break;
     }
     if (rc < 0 || node == NULL || json_is_null(node))
@@ -326,19 +328,31 @@ int op_cli_migrate(int argc, char **argv) {
   return op_cli_serve(argc, argv);
 }
 
-static const struct option serve_longopts[] = {
-    {"listen", required_argument, NULL, 'l'},         {"data-dir", required_argument, NULL, 'd'},
-    {"workers", required_argument, NULL, 'w'},        {"tokens", required_argument, NULL, 't'},
-    {"max-queue", required_argument, NULL, 'q'},      {"queue-timeout", required_argument, NULL, 'Q'},
-    {"page-timeout", required_argument, NULL, 'P'},   {"retention-days", required_argument, NULL, 'r'},
-    {"max-input-size", required_argument, NULL, 'm'}, {"port-file", required_argument, NULL, 'p'},
-    {"min-free-space", required_argument, NULL, 'f'}, {"max-connections-per-client", required_argument, NULL, 'c'},
-    {"health-listen", required_argument, NULL, 'H'},  {"task-cpu-budget", required_argument, NULL, 'T'},
-    {"log-level", required_argument, NULL, 'L'},      {"help", no_argument, NULL, 'h'},
-    {"drain-timeout", required_argument, NULL, 'D'},  {"memory-budget", required_argument, NULL, 'B'},
-    {"config", required_argument, NULL, 'C'},         {"log-format", required_argument, NULL, 'F'},
-    {"store", required_argument, NULL, 'S'},          {"render-cpu", required_argument, NULL, 'U'},
-    {"render-memory", required_argument, NULL, 'R'},  {NULL, 0, NULL, 0}};
+static const struct option serve_longopts[] = {{"listen", required_argument, NULL, 'l'},
+                                               {"data-dir", required_argument, NULL, 'd'},
+                                               {"workers", required_argument, NULL, 'w'},
+                                               {"tokens", required_argument, NULL, 't'},
+                                               {"max-queue", required_argument, NULL, 'q'},
+                                               {"queue-timeout", required_argument, NULL, 'Q'},
+                                               {"page-timeout", required_argument, NULL, 'P'},
+                                               {"retention-days", required_argument, NULL, 'r'},
+                                               {"max-input-size", required_argument, NULL, 'm'},
+                                               {"port-file", required_argument, NULL, 'p'},
+                                               {"min-free-space", required_argument, NULL, 'f'},
+                                               {"max-connections-per-client", required_argument, NULL, 'c'},
+                                               {"health-listen", required_argument, NULL, 'H'},
+                                               {"task-cpu-budget", required_argument, NULL, 'T'},
+                                               {"log-level", required_argument, NULL, 'L'},
+                                               {"help", no_argument, NULL, 'h'},
+                                               {"drain-timeout", required_argument, NULL, 'D'},
+                                               {"memory-budget", required_argument, NULL, 'B'},
+                                               {"config", required_argument, NULL, 'C'},
+                                               {"log-format", required_argument, NULL, 'F'},
+                                               {"store", required_argument, NULL, 'S'},
+                                               {"render-cpu", required_argument, NULL, 'U'},
+                                               {"render-memory", required_argument, NULL, 'R'},
+                                               {"max-attempts", required_argument, NULL, 'A'},
+                                               {NULL, 0, NULL, 0}};
 
 /* What the command line, the environment and the file settle between them. */
 typedef struct serve_args_s {
@@ -429,24 +443,14 @@ static int parse_serve_args(int argc, char **argv, serve_args_t *a) {
     case 'C':
       a->scfg.config_file = optarg;
       break;
-    case 'D':
-    case 'w':
-    case 'q':
-    case 'c':
-    case 'T':
-    case 'Q':
-    case 'P':
-    case 'r':
-    case 'm':
-    case 'f':
-    case 'U':
-    case 'R':
+    default: /* the numbers of the settings table */
+      if (setting_of_flag(c)->key == NULL || setting_of_flag(c)->kind == 's') {
+        fputs("Try `ocrpool serve --help`.\n", stderr);
+        return OP_EXIT_USAGE;
+      }
       if (set_number(a, c, optarg) < 0)
         return OP_EXIT_USAGE;
       break;
-    default:
-      fputs("Try `ocrpool serve --help`.\n", stderr);
-      return OP_EXIT_USAGE;
     }
   }
   if (optind < argc) {

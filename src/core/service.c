@@ -134,8 +134,8 @@ static int start_pool(op_service_t *svc, op_error_t *err) {
   qcfg.task_cpu_budget_s = cfg->task_cpu_budget_s;
   qcfg.render_cpu_ms = cfg->render_cpu_s * 1000u;
   qcfg.render_bytes = cfg->limits.max_render_bytes;
-  if (cfg->max_attempts > 0)
-    qcfg.max_attempts = cfg->max_attempts;
+  if (cfg->max_attempts > 0) /* a crash is one kind of failed run: the same cap */
+    qcfg.max_attempts = qcfg.max_crash_attempts = cfg->max_attempts;
   op__record_install(svc, &qcfg);
   svc->aging_s = qcfg.aging_s;
   qcfg.warning_share = svc->settings.warning_share;
@@ -311,7 +311,7 @@ static int drain(op_service_t *svc, volatile sig_atomic_t *stop, op_error_t *err
     op_log_info("draining: waiting up to %u s for %zu running pages", svc->cfg.drain_timeout_s, running);
   while (op_sched_running(svc->sched) > 0 && op_wall_time_s() < deadline && *stop < 2) {
     watchdog();
-    take_wake(svc); /* a submission or a cancel still wakes us: left in the pipe, it would wake every poll */
+    take_wake(svc);        /* a submission or a cancel still wakes us: left in the pipe, it would wake every poll */
     op__node_beat(svc, 0); /* a drain is alive until its pages end */
     int rc = op_sched_step(svc->sched, 200, err);
     if (rc < 0)

@@ -32,7 +32,8 @@ static const char *const reason_names[OP_REASON_COUNT] = {"",
                                                           "no_gpu",
                                                           "cancelled",
                                                           "queue_timeout",
-                                                          "store_failed"};
+                                                          "store_failed",
+                                                          "engine_failed"};
 
 const char *op_reason_name(op_reason_t r) {
   return (unsigned)r < OP_REASON_COUNT ? reason_names[r] : "internal";
@@ -59,6 +60,8 @@ const char *op_error_reason_for(int code) {
     return "timeout";
   case OP_ENOMEM:
     return "out_of_memory";
+  case OP_EENGINE:
+    return "engine_failed";
   default:
     return "internal";
   }

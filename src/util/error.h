@@ -50,6 +50,7 @@ typedef enum {
   OP_REASON_CANCELLED,             /**< cancelled by a user */
   OP_REASON_QUEUE_TIMEOUT,         /**< it waited in the queue too long */
   OP_REASON_STORE_FAILED,          /**< its record could not be written to the store */
+  OP_REASON_ENGINE_FAILED,         /**< the OCR engine failed on the page on every try */
   OP_REASON_COUNT
 } op_reason_t;
 
