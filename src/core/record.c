@@ -310,8 +310,11 @@ static int write_page_end(op_service_t *svc, op__active_t *a, const writes_t *w,
 static void on_page_end(void *ctx, op_task_t *t, op_page_job_t *p) {
   op_service_t *svc = ctx;
   op__active_t *a = op__find_active(svc, t);
-  if (a == NULL)
-    return;
+  if (a != NULL)
+    op__record_page_end(svc, a, p);
+}
+
+void op__record_page_end(op_service_t *svc, op__active_t *a, op_page_job_t *p) {
   writes_t w = {.what = "a page's end", .write = write_page_end, .page = p};
   if (record(svc, a, &w) < 0) {
     record_failed(svc, a, w.what);

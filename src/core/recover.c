@@ -87,6 +87,7 @@ static void restore_pages(op_service_t *svc, op__active_t *a) {
     } else if (strcmp(rows[i].state, "running") == 0 &&
                ++p->crash_attempts >= (svc->cfg.max_attempts ? svc->cfg.max_attempts : 3)) {
       p->state = OP_PAGE_FAILED;
+      p->restored_failed = 1;
       op_error_set(&p->error, OP_ECRASH, "worker_crashed",
                    "page %u was running on a node or worker that died, %u times", p->index + 1, p->crash_attempts);
     } else if (strcmp(rows[i].state, "failed") == 0) {
@@ -197,6 +198,9 @@ static void schedule_row(op_service_t *svc, const op_task_row_t *row) {
     restore_pages(svc, a);
     svc->active[svc->n_active++] = a;
     if (op_sched_add(svc->sched, a->task, &e) == 0) {
+      for (size_t i = 0; i < a->task->n_pages; i++) /* as a page failed while running would be */
+        if (a->task->pages[i].restored_failed)
+          op__record_page_end(svc, a, &a->task->pages[i]);
       if (row->cancel_requested) { /* asked on a node that did not hold it */
         a->cancel_seen = 1;
         op_sched_cancel(svc->sched, a->task);

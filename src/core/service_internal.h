@@ -83,6 +83,8 @@ struct op_service_s {
 /* record.c: the scheduler's callbacks, written to the store */
 void op__record_install(op_service_t *svc, op_sched_config_t *qcfg);
 op__active_t *op__find_active(op_service_t *svc, const op_task_t *t);
+/* A page's end (done or failed) and its event, as the scheduler reports it. */
+void op__record_page_end(op_service_t *svc, op__active_t *a, op_page_job_t *p);
 /* A task's blobs, one per format: page's fragments ("p000001.txt"), or with
  * page -1 its results ("result.txt"); put to the store, or got from it where
  * this node lacks them. 0 when every one was put or is here. */

@@ -55,6 +55,7 @@ typedef struct op_page_job_s {
   char device[16];          /**< where its last run went: "cpu" or "cuda:N" */
   char model[64];           /**< the model of its last run (a declared name, else the languages) */
   const char *fallback_why; /**< why it went to its fallback (static text), NULL if it did not */
+  int restored_failed;      /**< failed as it was restored (its crashes spent): its end is yet to be recorded */
 } op_page_job_t;
 
 /** The stages of a task, in order. */
