@@ -3,6 +3,9 @@
 
 BUILD      ?= build
 BUILD_SAN  ?= build-san
+BUILD_FUZZ ?= build-fuzz
+# Seconds each fuzz target runs: make fuzz's long form; make check runs 10.
+FUZZ_SECONDS ?= 300
 JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -14,10 +17,11 @@ BUILD_PKGS := build-essential cmake pkg-config libtesseract-dev libleptonica-dev
               libsqlite3-dev libpq-dev libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev libsystemd-dev
 # What running and testing need beyond the build.
 RUN_PKGS   := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
-TEST_PKGS  := postgresql poppler-utils libxml2-utils qpdf libtiff-tools tesseract-ocr-deu curl python3 sqlite3 chromium prometheus
+TEST_PKGS  := postgresql poppler-utils libxml2-utils qpdf libtiff-tools tesseract-ocr-deu curl python3 sqlite3 chromium prometheus \
+              clang libclang-rt-14-dev
 BENCH_PKGS := ocrmypdf python3-rq redis-server mupdf-tools img2pdf bc
 
-.PHONY: all build deps deps-test run check test test-san bench clean format
+.PHONY: all build deps deps-test run check test test-san bench fuzz fuzz-build clean format
 
 all: build
 
@@ -59,6 +63,17 @@ check: deps-test build
 	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory fuzz-build
+	bash tests/fuzz/run.sh $(BUILD_FUZZ) 10
+
+# libFuzzer on our own parsers (tests/fuzz): each target FUZZ_SECONDS, after
+# replaying tests/fuzz/regressions; the corpora grow in $(BUILD_FUZZ)/corpus.
+fuzz: deps-test fuzz-build
+	bash tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+fuzz-build:
+	@cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOCRPOOL_FUZZ=ON >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS)
 
 bench: deps-test build
 	$(call install_missing,$(BENCH_PKGS))
@@ -69,4 +84,4 @@ format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'bench/*.c')
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)
