@@ -21,7 +21,7 @@ TEST_PKGS  := postgresql poppler-utils libxml2-utils qpdf libtiff-tools tesserac
               clang libclang-rt-14-dev
 BENCH_PKGS := ocrmypdf python3-rq redis-server mupdf-tools img2pdf bc
 
-.PHONY: all build deps deps-test run check test test-san bench fuzz fuzz-build clean format
+.PHONY: all build deps deps-test run check test test-san bench fuzz fuzz-build soak clean format
 
 all: build
 
@@ -70,6 +70,11 @@ check: deps-test build
 # replaying tests/fuzz/regressions; the corpora grow in $(BUILD_FUZZ)/corpus.
 fuzz: deps-test fuzz-build
 	bash tests/fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+# The chaos test (tests/test_chaos.sh) at full size: 100 workers hit from
+# outside and 10 server kills under load; make check runs 15 and 2.
+soak: deps-test build
+	CHAOS_ROUNDS=100 CHAOS_SERVER_KILLS=10 bash tests/test_chaos.sh $(BUILD)/ocrpool
 
 fuzz-build:
 	@cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOCRPOOL_FUZZ=ON >/dev/null
