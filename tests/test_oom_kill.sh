@@ -24,7 +24,8 @@ make_cgroup() {
     CG=$dir/ocrpool-test-$$
     echo "$LIMIT" >"$CG/memory.limit_in_bytes" || return 1
     [ ! -e "$CG/memory.memsw.limit_in_bytes" ] || echo "$LIMIT" >"$CG/memory.memsw.limit_in_bytes" || return 1
-    return 0
+    can_join
+    return
   fi
   rel=$(sed -n 's/^0:://p' /proc/self/cgroup)
   dir=/sys/fs/cgroup${rel%/}
@@ -33,8 +34,18 @@ make_cgroup() {
   CG=$dir/ocrpool-test-$$
   echo "$LIMIT" >"$CG/memory.max" || return 1
   [ ! -e "$CG/memory.swap.max" ] || echo 0 >"$CG/memory.swap.max" || return 1
+  can_join
 }
-remove_cgroup() { [ -z "$CG" ] || rmdir "$CG" 2>/dev/null; }
+# can_join: a process may move itself into the cgroup (a shell that then exits).
+can_join() { sh -c "echo \$\$ >'$CG/cgroup.procs'" 2>/dev/null; }
+# remove_cgroup: once what runs in it is gone (a failed check may leave a server).
+remove_cgroup() {
+  [ -n "$CG" ] && [ -d "$CG" ] || return 0
+  local p
+  for p in $(cat "$CG/cgroup.procs" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+  wait_for 30 test -z "$(cat "$CG/cgroup.procs" 2>/dev/null)"
+  rmdir "$CG" 2>/dev/null
+}
 trap 'remove_cgroup; cleanup' EXIT
 if ! make_cgroup; then
   echo "skipped: no memory cgroup can be made here (cgroup v1's memory controller, or v2 with memory in" \

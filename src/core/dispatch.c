@@ -205,6 +205,8 @@ static void note_sent(op_sched_t *s, unsigned slot, op_task_t *t, op_page_job_t 
   op__worker_t *w = op__worker_of(s, slot, info.pid);
   op_budget_reserve(&s->budget, slot, 0, s->cfg.budget_bytes > 0 ? reserve : 0); /* admission decided it fits */
   w->last_used_s = op_wall_time_s();
+  if (s->cfg.budget_bytes == 0)
+    op__read_oom_kills(s); /* without a budget nothing samples (ocrpool ocr) */
   w->oom_base = s->oom_kills;
   w->policy = op__page_policy(s, t, p); /* a fallback page runs under its own model */
   if (device > 0)

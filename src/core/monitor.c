@@ -71,22 +71,27 @@ static void enforce_cap(op_sched_t *s, unsigned slot, op__worker_t *w, const op_
   }
 }
 
+void op__read_oom_kills(op_sched_t *s) {
+  if (s->oom_source != OP_MEM_OOM_UNKNOWN && op_mem_oom_kills(&s->oom_kills) != s->oom_source)
+    s->oom_kills = s->oom_start; /* its file went: no kill is seen */
+}
+
 /* The kernel's OOM killer ends a process with a SIGKILL that looks like any
  * other, so it is told by the kernel's count of OOM kills: a worker that died
- * of a SIGKILL we did not send, while that count rose past both its value when
- * the worker's job was sent (as of the last sample) and the kills already
- * taken to explain other workers' ends. Where the count is our cgroup's, the
- * kill was of a process in it; where it is the machine's, another process's
- * OOM kill at the moment an operator kills a worker reads as this worker's. */
+ * of a SIGKILL we did not send, while that count rose since its job was sent
+ * (as of the last reading), and the count holds a kill not yet taken to
+ * explain another worker's end (workers are reaped in slot order, not in the
+ * order they were killed). Where the count is our cgroup's, the kill was of a
+ * process in it; where it is the machine's, another process's OOM kill at the
+ * moment an operator kills a worker reads as this worker's. */
 int op__oom_killed(op_sched_t *s, const op__worker_t *w, const op_sup_event_t *ev) {
   uint64_t count = 0;
   if (ev->code != OP_ECRASH || ev->term_signal != SIGKILL || w->killed_for_memory ||
-      s->oom_source == OP_MEM_OOM_UNKNOWN || op_mem_oom_kills(&count) == OP_MEM_OOM_UNKNOWN)
+      s->oom_source == OP_MEM_OOM_UNKNOWN || op_mem_oom_kills(&count) != s->oom_source)
     return 0;
-  uint64_t base = w->oom_base > s->oom_explained ? w->oom_base : s->oom_explained;
-  if (count <= base)
+  if (count <= w->oom_base || count - s->oom_start <= s->oom_explained)
     return 0;
-  s->oom_explained = base + 1;
+  s->oom_explained++;
   op_log_warn("worker (pid %d) was killed by the kernel's OOM killer (the %s's count of OOM kills rose to %llu)",
               (int)ev->pid, s->oom_source == OP_MEM_OOM_CGROUP ? "cgroup" : "machine", (unsigned long long)count);
   return 1;
@@ -129,8 +134,7 @@ void op__sample(op_sched_t *s, int force) {
     return;
   s->last_sample_s = now;
   s->server_pss = op_mem_pss(getpid());
-  if (s->oom_source != OP_MEM_OOM_UNKNOWN)
-    op_mem_oom_kills(&s->oom_kills);
+  op__read_oom_kills(s);
   for (unsigned i = 0; i < s->n_workers; i++) {
     op_worker_info_t info;
     op_supervisor_worker(s->sup, i, &info);

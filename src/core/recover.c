@@ -351,7 +351,9 @@ void op__apply_retention(op_service_t *svc) {
 }
 
 /* At start: directories of tasks the store does not know, and fragments of
- * finished tasks whose cleanup a crash interrupted, are removed. */
+ * finished tasks whose cleanup a crash interrupted, are removed (also where
+ * the end was committed, cleanup flag and all, and the process was killed
+ * before it removed them). */
 void op__clean_leftovers(op_service_t *svc) {
   DIR *d = opendir(svc->tasks_dir);
   if (d == NULL)
@@ -369,10 +371,12 @@ void op__clean_leftovers(op_service_t *svc) {
     if (rc == OP_ENOTFOUND) {
       op_log_info("removing the files of unknown task %s", de->d_name);
       op_remove_tree(dir);
-    } else if (rc == 0 && !row.resource_cleanup_completed && OP_TASK_STATUS_ENDED(row.status)) {
+    } else if (rc == 0 && OP_TASK_STATUS_ENDED(row.status)) {
       op__remove_fragments(dir);
-      row.resource_cleanup_completed = 1;
-      op_store_task_update(svc->store, &row, &e);
+      if (!row.resource_cleanup_completed) {
+        row.resource_cleanup_completed = 1;
+        op_store_task_update(svc->store, &row, &e);
+      }
     }
     free(dir);
   }

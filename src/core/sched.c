@@ -54,7 +54,7 @@ op_sched_t *op_sched_create(const op_sched_config_t *cfg, op_supervisor_t *sup) 
     return NULL;
   }
   s->oom_source = op_mem_oom_kills(&s->oom_kills);
-  s->oom_explained = s->oom_kills; /* kills before we started are none of ours */
+  s->oom_start = s->oom_kills; /* kills before we started are none of ours */
   return s;
 }
 

@@ -102,8 +102,9 @@ struct op_sched_s {
   unsigned deferred_tasks;
   unsigned worker_ends[OP_SCHED_END_REASONS], oom_events;
   int oom_source;         /* where the kernel's OOM kill count is read (OP_MEM_OOM_*) */
-  uint64_t oom_kills;     /* that count at the last sample */
-  uint64_t oom_explained; /* the count up to which kills have explained a worker's end */
+  uint64_t oom_kills;     /* that count at the last reading */
+  uint64_t oom_start;     /* ... and when the scheduler started */
+  uint64_t oom_explained; /* kills since then taken to explain a worker's end */
   struct {
     op_gpu_info_t info; /* the last reading */
     uint64_t ours;      /* VRAM of the server and its workers */
@@ -138,7 +139,9 @@ int op__next_job(op_sched_t *s, op_task_t **task, op_page_job_t **page);
 /* dispatch.c: where the next job goes, and sending it */
 void op__dispatch(op_sched_t *s);
 
-/* monitor.c: whether the kernel's OOM killer ended a worker lost during a job */
+/* monitor.c: the kernel's count of OOM kills now, and whether its OOM killer
+ * ended a worker lost during a job */
+void op__read_oom_kills(op_sched_t *s);
 int op__oom_killed(op_sched_t *s, const op__worker_t *w, const op_sup_event_t *ev);
 
 /* recycle.c: the per-worker record and recycling */

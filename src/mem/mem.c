@@ -54,10 +54,23 @@ static uint64_t read_limit(const char *path) {
   return v;
 }
 
+/* root + the longest tail of rest ("/a/b", then "/b", then none) under which
+ * the file NAME exists: without a cgroup namespace, a container reads its
+ * group's host path in /proc/self/cgroup while the mount's root is that group. */
+static int cgroup_tail(const char *root, const char *rest, const char *name, char *path, size_t len) {
+  for (const char *tail = rest; tail != NULL && *tail != '\0'; tail = strchr(tail + 1, '/')) {
+    snprintf(path, len, "%s%s/%s", root, tail, name);
+    if (access(path, R_OK) == 0)
+      return 1;
+  }
+  snprintf(path, len, "%s/%s", root, name);
+  return access(path, R_OK) == 0;
+}
+
 /* The path of a file of our memory cgroup: v2's NAME2 (the unified hierarchy,
  * at /sys/fs/cgroup or its unified/) or v1's NAME1 (the memory controller's
- * hierarchy, whose root in a container is often our own group); the first of
- * them that exists, in /proc/self/cgroup's order. 0 when none does. */
+ * hierarchy); the first that exists, in /proc/self/cgroup's order. 0 when
+ * none does. */
 static int cgroup_file(const char *name2, const char *name1, char *path, size_t len) {
   FILE *f = fopen("/proc/self/cgroup", "re");
   if (f == NULL)
@@ -67,26 +80,12 @@ static int cgroup_file(const char *name2, const char *name1, char *path, size_t 
   while (!found && fgets(line, sizeof line, f) != NULL) {
     line[strcspn(line, "\n")] = '\0';
     const char *rest = NULL;
-    const char *roots[2];
-    const char *name;
     if (strncmp(line, "0::", 3) == 0) {
       rest = line + 3;
-      roots[0] = "/sys/fs/cgroup", roots[1] = "/sys/fs/cgroup/unified", name = name2;
+      found = cgroup_tail("/sys/fs/cgroup", rest, name2, path, len) ||
+              cgroup_tail("/sys/fs/cgroup/unified", rest, name2, path, len);
     } else if ((rest = strstr(line, ":memory:")) != NULL) {
-      rest += 8;
-      roots[0] = "/sys/fs/cgroup/memory", roots[1] = NULL, name = name1;
-    } else {
-      continue;
-    }
-    if (strcmp(rest, "/") == 0)
-      rest = "";
-    for (int i = 0; i < 2 && !found && roots[i] != NULL; i++) {
-      snprintf(path, len, "%s%s/%s", roots[i], rest, name);
-      found = access(path, R_OK) == 0;
-    }
-    if (!found && roots[1] == NULL) {
-      snprintf(path, len, "%s/%s", roots[0], name);
-      found = access(path, R_OK) == 0;
+      found = cgroup_tail("/sys/fs/cgroup/memory", rest + 8, name1, path, len);
     }
   }
   fclose(f);

@@ -23,9 +23,9 @@ mkdir -p "$BUILD/crashes"
 seed() {
   local dir=$2 f
   case $1 in
-  fuzz_probe) # every document of tests/data under 2 MB: each type, good and bad
+  fuzz_probe) # every document of tests/data within -max_len (1 MB): each type, good and bad
     for f in "$ROOT"/tests/data/*; do
-      [ -f "$f" ] && [ "$(stat -c %s "$f")" -lt 2000000 ] && cp "$f" "$dir/"
+      [ -f "$f" ] && [ "$(stat -c %s "$f")" -le 1048576 ] && cp "$f" "$dir/"
     done ;;
   fuzz_config)
     cp "$ROOT/ocrpool.example.yaml" "$dir/example.yaml"
