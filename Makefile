@@ -14,7 +14,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_PKGS := build-essential cmake pkg-config libtesseract-dev libleptonica-dev \
               libmupdf-dev libmujs-dev libgumbo-dev libopenjp2-7-dev libjbig2dec0-dev \
               libharfbuzz-dev libfreetype-dev libjpeg-dev zlib1g-dev libjansson-dev \
-              libsqlite3-dev libpq-dev libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev libsystemd-dev
+              libsqlite3-dev libpq-dev libmicrohttpd-dev libcurl4-openssl-dev libyaml-dev libsystemd-dev libseccomp-dev
 # What running and testing need beyond the build.
 RUN_PKGS   := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd
 TEST_PKGS  := postgresql poppler-utils libxml2-utils qpdf libtiff-tools tesseract-ocr-deu curl python3 sqlite3 chromium prometheus \

@@ -53,6 +53,7 @@ typedef struct ocr_s {
   const char *format_list; /* -f */
   int stats;
   int quiet;
+  int no_sandbox; /* --sandbox off */
 } ocr_t;
 
 static double now_s(void) {
@@ -90,6 +91,8 @@ static void usage(FILE *out) {
         "      --render-memory N    memory MuPDF may take for a PDF page beyond 16 bytes a pixel\n"
         "                           (default 128M; 0 = no cap)\n"
         "      --stats              print timing and memory figures as JSON on stderr\n"
+        "      --sandbox on|off     confine the workers to the input files and their scratch\n"
+        "                           directory, without network (default on; docs/security.md)\n"
         "  -q, --quiet              no progress bar\n"
         "      --log-level LEVEL    debug, info, warn (default), error\n"
         "  -h, --help               show this help\n"
@@ -279,7 +282,8 @@ enum {
   OPT_RENDER_MEMORY,
   OPT_STATS,
   OPT_LOG,
-  OPT_ROTATE_THRESHOLD
+  OPT_ROTATE_THRESHOLD,
+  OPT_SANDBOX
 };
 
 static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
@@ -300,6 +304,7 @@ static const struct option longopts[] = {{"output", required_argument, NULL, 'o'
                                          {"render-cpu", required_argument, NULL, OPT_RENDER_CPU},
                                          {"render-memory", required_argument, NULL, OPT_RENDER_MEMORY},
                                          {"stats", no_argument, NULL, OPT_STATS},
+                                         {"sandbox", required_argument, NULL, OPT_SANDBOX},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"log-level", required_argument, NULL, OPT_LOG},
                                          {"help", no_argument, NULL, 'h'},
@@ -405,6 +410,13 @@ static int parse_args(int argc, char **argv, ocr_t *o, op_task_opts_t *opts, op_
       break;
     case OPT_STATS:
       o->stats = 1;
+      break;
+    case OPT_SANDBOX:
+      if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+        fprintf(stderr, "ocrpool ocr: bad --sandbox \"%s\" (on or off)\n", optarg);
+        return OP_EXIT_USAGE;
+      }
+      o->no_sandbox = strcmp(optarg, "off") == 0;
       break;
     case 'q':
       o->quiet = 1;
@@ -538,6 +550,55 @@ static int make_tasks(ocr_t *o, const op_task_opts_t *opts, size_t *queued) {
   return 0;
 }
 
+/* The workers' sandbox (NULL with --sandbox off, or out of memory: printed):
+ * the scratch root read-write, the input files read-only, else, for more
+ * files than a sandbox names, their directories. The command's own user
+ * stays: it is a user's command, not a server. Caller frees *dirs and the text. */
+static char *plan_sandbox(const ocr_t *o, const char *root, char ***dirs, int *failed) {
+  op_sandbox_config_t sb;
+  op_sandbox_config_init(&sb);
+  *dirs = NULL;
+  *failed = 0;
+  if (o->no_sandbox) {
+    sb.enabled = 0;
+    return op_sandbox_encode(&sb);
+  }
+  sb.write_dirs[sb.n_write++] = root;
+  unsigned base = sb.n_read;
+  int fits = 1;
+  for (size_t i = 0; fits && i < o->n_files; i++)
+    fits = op_sandbox_add_read(&sb, o->paths[i], NULL) == 0;
+  if (!fits) {
+    sb.n_read = base;
+    if ((*dirs = calloc(o->n_files, sizeof **dirs)) == NULL)
+      goto nomem;
+    for (size_t i = 0; i < o->n_files; i++) {
+      char *copy = strdup(o->paths[i]);
+      if (copy == NULL || ((*dirs)[i] = strdup(dirname(copy))) == NULL) {
+        free(copy);
+        goto nomem;
+      }
+      free(copy);
+      unsigned k = base;
+      while (k < sb.n_read && strcmp(sb.read_paths[k], (*dirs)[i]) != 0)
+        k++;
+      if (k == sb.n_read && op_sandbox_add_read(&sb, (*dirs)[i], NULL) < 0) {
+        fprintf(stderr, "ocrpool ocr: the input files lie in more than %u directories, more than the sandbox names; "
+                        "run fewer at once, or --sandbox off\n", OP_SANDBOX_MAX_PATHS - base);
+        *failed = 1;
+        return NULL;
+      }
+    }
+  }
+  char *text = op_sandbox_encode(&sb);
+  if (text != NULL)
+    return text;
+nomem:
+  fputs("ocrpool ocr: out of memory\n", stderr);
+  *failed = 1;
+  return NULL;
+}
+
 /* Starts the pool, queues the tasks and steps the scheduler until every task
  * has ended or a signal came. Returns OP_EXIT_OK, or the exit status after a
  * failure or an interruption (printed). *sup and *sched are the caller's to destroy. */
@@ -623,6 +684,9 @@ static int ocr_files(ocr_t *o, const op_task_opts_t *opts, const op_supervisor_c
   int exit_status = OP_EXIT_INTERNAL;
   op_supervisor_t *sup = NULL;
   op_sched_t *sched = NULL;
+  char **dirs = NULL;
+  char *sandbox = NULL;
+  int failed = 0;
   char *root = make_scratch_root();
   if (root == NULL)
     return OP_EXIT_INTERNAL;
@@ -635,18 +699,26 @@ static int ocr_files(ocr_t *o, const op_task_opts_t *opts, const op_supervisor_c
   o->progress = !o->quiet && isatty(STDERR_FILENO);
   o->t0 = now_s();
   qcfg->scratch_root = root;
+  if ((sandbox = plan_sandbox(o, root, &dirs, &failed)) == NULL && failed)
+    goto out;
+  op_supervisor_config_t pool = *scfg;
+  pool.sandbox = sandbox;
   qcfg->on_page = on_page;
   qcfg->on_task = on_task;
   qcfg->cb_ctx = o;
   size_t queued;
   if (make_tasks(o, opts, &queued) < 0)
     goto out;
-  if (queued > 0 && (exit_status = run_tasks(o, scfg, qcfg, &sup, &sched)) != OP_EXIT_OK)
+  if (queued > 0 && (exit_status = run_tasks(o, &pool, qcfg, &sup, &sched)) != OP_EXIT_OK)
     goto out;
   exit_status = finish_files(o, sup);
 out:
   op_sched_destroy(sched);
   op_supervisor_destroy(sup);
+  free(sandbox);
+  for (size_t i = 0; dirs != NULL && i < o->n_files; i++)
+    free(dirs[i]);
+  free(dirs);
   for (size_t i = 0; o->files != NULL && i < o->n_files; i++)
     op_task_destroy(o->files[i].task);
   free(o->files);

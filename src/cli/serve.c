@@ -72,6 +72,8 @@ static void usage(FILE *out) {
         "      --render-cpu SEC      CPU a PDF page's drawing may take (default 0: half the page timeout)\n"
         "      --render-memory N     memory MuPDF may take for a PDF page beyond 16 bytes a pixel\n"
         "                            (default 128M; 0 = no cap)\n"
+        "      --sandbox on|off      confine workers (seccomp, Landlock, no network; default on)\n"
+        "      --worker-user NAME    run as root, workers become this user (default nobody; \"\" = root)\n"
         "      --port-file FILE      write the bound port there once listening\n"
         "      --log-level LEVEL     debug, info (default), warn, error; SIGHUP reloads it from --config\n"
         "      --log-format F        logfmt (default) or json; also OCRPOOL_LOG_FORMAT\n"
@@ -117,6 +119,8 @@ static const setting_t settings[] = {
     {"task_cpu_budget", 'T', 'd', SVC(task_cpu_budget_s), 0, 30 * 86400, NULL},
     {"render_cpu", 'U', 'd', SVC(render_cpu_s), 0, 86400, NULL},
     {"render_memory", 'R', 'z', SVC(limits.max_render_bytes), 0, UINT64_C(1) << 40, NULL},
+    {"sandbox", 'X', 's', SVC(sandbox), 0, 0, NULL},
+    {"worker_user", 'W', 's', SVC(worker_user), 0, 0, NULL},
     {NULL, 0, 0, 0, 0, 0, 0, NULL}};
 
 static void *setting_field(const setting_t *st, op_service_config_t *scfg, op_http_config_t *hcfg) {
@@ -352,6 +356,8 @@ static const struct option serve_longopts[] = {{"listen", required_argument, NUL
                                                {"render-cpu", required_argument, NULL, 'U'},
                                                {"render-memory", required_argument, NULL, 'R'},
                                                {"max-attempts", required_argument, NULL, 'A'},
+                                               {"sandbox", required_argument, NULL, 'X'},
+                                               {"worker-user", required_argument, NULL, 'W'},
                                                {NULL, 0, NULL, 0}};
 
 /* What the command line, the environment and the file settle between them. */
@@ -442,6 +448,12 @@ static int parse_serve_args(int argc, char **argv, serve_args_t *a) {
       break;
     case 'C':
       a->scfg.config_file = optarg;
+      break;
+    case 'X':
+      a->scfg.sandbox = optarg;
+      break;
+    case 'W':
+      a->scfg.worker_user = optarg;
       break;
     default: /* the numbers of the settings table */
       if (setting_of_flag(c)->key == NULL || setting_of_flag(c)->kind == 's') {

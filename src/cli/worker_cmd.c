@@ -11,12 +11,14 @@
 int op_cli_worker(int argc, char **argv) {
   int fd = 3;
   const char *device = "cpu";
+  const char *sandbox = NULL;
   unsigned id = 0;
   int level = OP_LOG_WARN;
   static const struct option longopts[] = {
       {"fd", required_argument, NULL, 'f'}, {"device", required_argument, NULL, 'd'},
       {"id", required_argument, NULL, 'i'}, {"log-level", required_argument, NULL, 'L'},
-      {"help", no_argument, NULL, 'h'},     {NULL, 0, NULL, 0}};
+      {"sandbox", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
   const char *env_level = getenv("OCRPOOL_LOG_LEVEL");
   if (env_level != NULL && op_log_level_parse(env_level) >= 0)
     level = op_log_level_parse(env_level);
@@ -33,12 +35,15 @@ int op_cli_worker(int argc, char **argv) {
     case 'i':
       id = (unsigned)strtoul(optarg, NULL, 10);
       break;
+    case 's':
+      sandbox = optarg;
+      break;
     case 'L':
       if (op_log_level_parse(optarg) >= 0)
         level = op_log_level_parse(optarg);
       break;
     case 'h':
-      puts("Usage: ocrpool worker --fd N [--device cpu] [--id N] [--log-level L]\n"
+      puts("Usage: ocrpool worker --fd N [--device cpu] [--id N] [--log-level L] [--sandbox JSON]\n"
            "A worker process speaking docs/worker-protocol.md on fd N. Started by ocrpool, not by hand.");
       return OP_EXIT_OK;
     default:
@@ -48,5 +53,5 @@ int op_cli_worker(int argc, char **argv) {
   char role[16];
   snprintf(role, sizeof role, "worker%u", id);
   op_log_init((op_log_level_t)level, role);
-  return op_worker_main(fd, device, id);
+  return op_worker_main(fd, device, id, sandbox);
 }

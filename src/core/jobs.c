@@ -4,9 +4,13 @@
  */
 #include "core/sched_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "util/log.h"
 
 const op_model_policy_t *op__page_policy(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p) {
   const op_model_policy_t *fb = p != NULL && p->on_fallback
@@ -23,6 +27,19 @@ void op__job_key(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p
     op_model_key_set(key, t->opts.model.engine, t->opts.model.lang);
 }
 
+/* A worker that changed user reads and writes only what it owns: the job's
+ * files become its before the job names them (the server, root, keeps its
+ * access). A file the store wrote back after an outage is given again. */
+static void give_to_workers(const op_sched_t *s, const char *path) {
+  if (s->cfg.give_files && path != NULL && lchown(path, s->cfg.worker_uid, s->cfg.worker_gid) < 0 && errno != ENOENT)
+    op_log_warn("cannot give %s to the workers' user: %s", path, strerror(errno));
+}
+
+static void give_task(const op_sched_t *s, const op_task_t *t) {
+  give_to_workers(s, t->scratch_dir);
+  give_to_workers(s, t->input_path);
+}
+
 static json_t *formats_json(unsigned mask) {
   json_t *a = json_array();
   for (unsigned f = 1; f <= OP_FMT_PDF; f <<= 1)
@@ -32,6 +49,7 @@ static json_t *formats_json(unsigned mask) {
 }
 
 json_t *op__probe_job(const op_sched_t *s, const op_task_t *t) {
+  give_task(s, t);
   return json_pack("{s:s, s:s, s:s?, s:{s:I, s:I, s:i, s:I}}", "op", "probe", "input", t->input_path, "pages",
                    t->opts.pages, "limits", "max_pages", (json_int_t)t->opts.limits.max_pages, "max_page_pixels",
                    (json_int_t)t->opts.limits.max_page_pixels, "dpi", t->opts.limits.dpi, "max_render_bytes",
@@ -45,6 +63,7 @@ json_t *op__page_job(const op_sched_t *s, const op_task_t *t, const op_page_job_
   const op_model_policy_t *pol = op__page_policy(s, t, p);
   op_model_key_t key;
   op__job_key(s, t, p, &key);
+  give_task(s, t);
   json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:{s:s, s:s, s:i}, s:i, s:i, s:b, s:o, s:s, s:s, s:I}",
                         "op", "page", "input", t->input_path, "type", op_doc_type_name(t->type), "index",
                         (json_int_t)p->index, "page_number", (json_int_t)p->index, "dpi", t->opts.limits.dpi,
@@ -69,7 +88,8 @@ json_t *op__page_job(const op_sched_t *s, const op_task_t *t, const op_page_job_
   return j;
 }
 
-json_t *op__merge_job(const op_task_t *t) {
+json_t *op__merge_job(const op_sched_t *s, const op_task_t *t) {
+  give_task(s, t);
   json_t *inputs = json_array();
   for (size_t i = 0; i < t->n_pages; i++) {
     if (t->pages[i].state != OP_PAGE_DONE)
@@ -77,6 +97,7 @@ json_t *op__merge_job(const op_task_t *t) {
     char *prefix = op_task_page_prefix(t, t->pages[i].index);
     char *path = NULL;
     if (prefix != NULL && asprintf(&path, "%s.pdf", prefix) >= 0) {
+      give_to_workers(s, path);
       json_array_append_new(inputs, json_string(path));
       free(path);
     }

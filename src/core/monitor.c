@@ -205,6 +205,7 @@ void op_sched_memory(op_sched_t *s, op_sched_mem_t *mem, op_sched_worker_mem_t *
     memcpy(o->models, w->models, sizeof o->models);
     o->gpu = w->gpu - 1;
     o->vram_bytes = w->vram;
+    o->sandbox = info.sandbox;
   }
 }
 

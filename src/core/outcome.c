@@ -157,6 +157,10 @@ static void on_probe_reply(op_sched_t *s, op_task_t *t, json_t *reply) {
   t->stage = OP_STAGE_PAGES;
 }
 
+/* What a worker killed by its seccomp filter did, for the task's error. */
+#define SANDBOX_KILL                                                                                                   \
+  "the worker made a system call its sandbox forbids (docs/security.md) and was killed; the page is not tried again"
+
 /* Why a lost job's worker died of memory, or NULL when it did not: the
  * monitor killed it past its cap, the kernel's OOM killer did (monitor.c), or
  * it died by a signal (an allocation failing under its limit aborts C++
@@ -195,6 +199,11 @@ void op__on_stage_event(op_sched_t *s, op_task_t *t, const op_sup_event_t *ev) {
       t->stage = OP_STAGE_DONE; /* merge done: assemble the rest */
       op__pages_ended(s, t);
     }
+    return;
+  }
+  if (ev->code == OP_ECRASH && ev->term_signal == SIGSYS) {
+    op_error_set(&e, OP_ECRASH, "sandbox_violation", "%s: %s: %s", what, ev->message, SANDBOX_KILL);
+    op__task_fail(s, t, &e);
     return;
   }
   t->stage_crashes++;
@@ -277,7 +286,7 @@ static void page_replied_failure(op_sched_t *s, op_page_job_t *p, const op_sup_e
   }
   /* Bad pages and unloadable models fail at once; an engine error may pass. */
   int unloadable = e.why == OP_REASON_MODEL_UNAVAILABLE;
-  int final = e.code == OP_EBADINPUT || e.code == OP_ELIMIT || e.code == OP_EUNSUPPORTED || e.code == OP_EUSAGE ||
+  int final = e.why == OP_REASON_SANDBOX_VIOLATION || e.code == OP_EBADINPUT || e.code == OP_ELIMIT || e.code == OP_EUNSUPPORTED || e.code == OP_EUSAGE ||
               unloadable || p->attempts >= s->cfg.max_attempts;
   if (!final) {
     op_log_task(OP_LOG_WARN, t->log_id, p->index + 1, "task %s page %u: %s; trying again", t->log_id, p->index + 1,
@@ -303,6 +312,11 @@ static void page_lost(op_sched_t *s, op_page_job_t *p, const op_sup_event_t *ev)
     char why[320];
     snprintf(why, sizeof why, "%s, %s", ev->message, memory);
     out_of_memory(s, p, why);
+    return;
+  }
+  if (ev->code == OP_ECRASH && ev->term_signal == SIGSYS) { /* the same document would do it again */
+    op_error_set(&e, OP_ECRASH, "sandbox_violation", "%s: %s", ev->message, SANDBOX_KILL);
+    op__page_fail(s, p, &e);
     return;
   }
   if (ev->code == OP_ECRASH)

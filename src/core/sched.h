@@ -48,6 +48,11 @@ extern const char *const op_sched_end_names[OP_SCHED_END_REASONS];
 
 typedef struct op_sched_config_s {
   const char *scratch_root;    /**< parent of the tasks' scratch directories */
+  /** Workers that changed user (their sandbox's worker_user) are given each
+   * task's directory and input before a job names them: chown to these. */
+  int give_files;
+  uid_t worker_uid;
+  gid_t worker_gid;
   unsigned page_timeout_ms;    /**< default 300000 */
   unsigned max_attempts;       /**< runs of one page in all, default 3 */
   unsigned max_crash_attempts; /**< runs lost to a crash before the page fails, default 3 */
@@ -158,6 +163,7 @@ typedef struct op_sched_worker_mem_s {
   op_model_key_t models[4]; /**< the models loaded in it, most recent first */
   int gpu;                  /**< the GPU it runs pages on, -1 for none */
   uint64_t vram_bytes;      /**< its VRAM there */
+  op_sandbox_status_t sandbox;
 } op_sched_worker_mem_t;
 
 /** The CPU device's memory as admission sees it. */

@@ -119,7 +119,7 @@ const op_model_policy_t *op__page_policy(const op_sched_t *s, const op_task_t *t
 void op__job_key(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p, op_model_key_t *key);
 json_t *op__probe_job(const op_sched_t *s, const op_task_t *t);
 json_t *op__page_job(const op_sched_t *s, const op_task_t *t, const op_page_job_t *p);
-json_t *op__merge_job(const op_task_t *t);
+json_t *op__merge_job(const op_sched_t *s, const op_task_t *t);
 
 /* assemble.c: a task's results in page order */
 int op__assemble(op_task_t *t, op_error_t *err);

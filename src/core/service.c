@@ -49,6 +49,8 @@ void op_service_config_init(op_service_config_t *cfg) {
   cfg->lease_s = 30;
   cfg->poll_s = 1;
   cfg->claim_batch = 16;
+  cfg->sandbox = "on";
+  cfg->worker_user = "nobody";
   op_doc_limits_init(&cfg->limits);
 }
 
@@ -111,11 +113,48 @@ static int open_data(op_service_t *svc, op_error_t *err) {
   return 0;
 }
 
+/* The workers' sandbox: the tasks directory read-write, the system's files
+ * read-only; run as root, workers become server.worker_user, who is given the
+ * tasks directory (each task's files follow as their jobs start). *text is the
+ * workers' --sandbox (caller frees), NULL with sandbox: off. */
+static int plan_sandbox(op_service_t *svc, char **text, op_sched_config_t *qcfg, op_error_t *err) {
+  const op_service_config_t *cfg = &svc->cfg;
+  *text = NULL;
+  const char *mode = cfg->sandbox ? cfg->sandbox : "on";
+  if (strcmp(mode, "on") != 0 && strcmp(mode, "off") != 0)
+    return op_error_set(err, OP_EUSAGE, "bad_config", "server.sandbox: on or off, not \"%s\"", mode);
+  op_sandbox_config_t sb;
+  op_sandbox_config_init(&sb);
+  sb.enabled = strcmp(mode, "on") == 0;
+  sb.write_dirs[sb.n_write++] = svc->tasks_dir;
+  if (sb.enabled && op_sandbox_set_user(&sb, cfg->worker_user, err) < 0)
+    return err->code;
+  if (sb.drop_user && chown(svc->tasks_dir, sb.uid, sb.gid) < 0) {
+    op_log_warn("cannot give %s to the workers' user (%s): workers stay root", svc->tasks_dir, strerror(errno));
+    sb.drop_user = 0;
+  }
+  if (sb.drop_user) {
+    qcfg->give_files = 1;
+    qcfg->worker_uid = sb.uid;
+    qcfg->worker_gid = sb.gid;
+  }
+  if ((*text = op_sandbox_encode(&sb)) == NULL)
+    return op_error_set(err, OP_ENOMEM, NULL, "out of memory");
+  return 0;
+}
+
 /* The worker pool and the scheduler over it. */
 static int start_pool(op_service_t *svc, op_error_t *err) {
   const op_service_config_t *cfg = &svc->cfg;
+  op_sched_config_t qcfg;
+  op_sched_config_init(&qcfg);
+  char *sandbox = NULL;
+  int rc = plan_sandbox(svc, &sandbox, &qcfg, err);
+  if (rc < 0)
+    return rc;
   op_supervisor_config_t scfg;
   op_supervisor_config_init(&scfg);
+  scfg.sandbox = sandbox;
   scfg.workers = cfg->workers ? cfg->workers : op_usable_cores();
   scfg.log_level = cfg->log_level;
   if (cfg->log_level == NULL && svc->settings.log_level_text[0]) { /* no flag, no environment: the file's */
@@ -123,12 +162,11 @@ static int start_pool(op_service_t *svc, op_error_t *err) {
     scfg.log_level = svc->settings.log_level_text;
   }
   scfg.lazy = 1; /* admission starts workers as memory allows */
-  int rc = op_supervisor_create(&scfg, &svc->sup, err);
+  rc = op_supervisor_create(&scfg, &svc->sup, err);
+  free(sandbox);
   if (rc < 0)
     return rc;
   op_supervisor_set_wake_fd(svc->sup, svc->wake[0]);
-  op_sched_config_t qcfg;
-  op_sched_config_init(&qcfg);
   qcfg.scratch_root = svc->tasks_dir;
   qcfg.page_timeout_ms = cfg->page_timeout_s * 1000u;
   qcfg.task_cpu_budget_s = cfg->task_cpu_budget_s;

@@ -34,6 +34,8 @@ typedef struct op_service_config_s {
   unsigned drain_timeout_s;   /**< on stop, running pages get this long to finish; default 30 */
   unsigned task_cpu_budget_s; /**< a task's page runs add up to at most this; default 2 h; 0 = none */
   unsigned render_cpu_s;      /**< CPU a PDF page's drawing may take; default 0 = half the page timeout */
+  const char *sandbox;        /**< "on" (default) or "off": workers confined (worker/sandbox.h) */
+  const char *worker_user;    /**< run as root, workers become this user; default "nobody"; "" = stay root */
   uint64_t min_free_bytes;    /**< uploads are refused (507) rather than leave less free in data_dir; default 512 MB */
   op_doc_limits_t limits;
   const char *log_level;     /**< passed to workers */

@@ -63,6 +63,7 @@ static json_t *workers_json(const op_snapshot_t *snap) {
                            "pages_done", (json_int_t)w->pages_done);
     if (w->gpu >= 0)
       json_object_set_new(wj, "vram_bytes", json_integer((json_int_t)w->vram_bytes));
+    json_object_set_new(wj, "sandbox", op_sandbox_status_json(&w->sandbox));
     json_array_append_new(workers, wj);
   }
   return workers;

@@ -13,14 +13,23 @@
  *   leak_mb=M         allocate and touch M MB on each page and keep it (a leaking engine)
  *   model_mb=M        hold M MB (touched) while the model is loaded (a model's footprint)
  *   report_env=1      put the worker's OMP_THREAD_LIMIT in the json page
+ *   escape=N          try what a hostile document's exploit would, on every page:
+ *                     1 read /etc/passwd, 2 create a file in /tmp (outside the
+ *                     scratch directory), 3 open a TCP socket, 4 exec /bin/sh.
+ *                     Refused by the sandbox, 1 and 2 fail the page with
+ *                     sandbox_violation and 3 and 4 get the worker killed by
+ *                     its seccomp filter; allowed, the page goes on.
  * These behaviours exist for ocrpool's own tests only; an unknown key fails
  * the open with a usage error. It is never a default engine.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <leptonica/allheaders.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +46,7 @@ struct op_model_s {
   long model_mb;
   unsigned char *weights; /* model_mb of them */
   int report_env;
+  long escape;
 };
 
 /* What leak_mb keeps: reachable, so that a sanitizer's leak check stays quiet
@@ -73,6 +83,8 @@ static int parse_opts(const char *s, op_model_t *m, op_error_t *err) {
       m->model_mb = v;
     else if (strcmp(kv, "report_env") == 0)
       m->report_env = v != 0;
+    else if (strcmp(kv, "escape") == 0 && v >= 1 && v <= 4)
+      m->escape = v;
     else
       return op_error_set(err, OP_EUSAGE, "bad_options", "OCRPOOL_NULL_OPTS: unknown key \"%s\"", kv);
   }
@@ -143,6 +155,40 @@ static void xml_escape(char *buf, size_t len, const char *s) {
   buf[used] = '\0';
 }
 
+/* escape=N: one attempt out of the sandbox. 0 when it worked. */
+static int try_escape(long what, op_error_t *err) {
+  int fd = -1;
+  const char *tried = "";
+  char path[64];
+  switch (what) {
+  case 1:
+    tried = "reading /etc/passwd";
+    fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC);
+    break;
+  case 2:
+    snprintf(path, sizeof path, "/tmp/ocrpool-escape-%d", (int)getpid());
+    tried = "creating a file in /tmp";
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) >= 0)
+      unlink(path);
+    break;
+  case 3:
+    tried = "opening a socket";
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    break;
+  default: {
+    char *const argv[] = {"sh", "-c", "exit 0", NULL};
+    tried = "executing /bin/sh";
+    execv("/bin/sh", argv);
+    break;
+  }
+  }
+  if (fd >= 0) {
+    close(fd);
+    return 0;
+  }
+  return op_error_set(err, OP_EENGINE, "sandbox_violation", "null engine: %s was refused: %s", tried, strerror(errno));
+}
+
 static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op_page_stats_t *stats, op_error_t *err) {
   unsigned page = opts->page_number + 1;
   stats->rotated_deg = 0;
@@ -151,6 +197,8 @@ static int null_run_page(op_model_t *m, PIX *pix, const op_page_opts_t *opts, op
   if (m->crash_page > 0 && page == (unsigned long)m->crash_page &&
       (m->crash_attempts == 0 || opts->attempt <= (unsigned long)m->crash_attempts))
     kill(getpid(), SIGKILL);
+  if (m->escape > 0 && try_escape(m->escape, err) < 0)
+    return err ? err->code : OP_EENGINE;
   unsigned char *block = NULL;
   if (m->alloc_mb > 0) {
     size_t len = (size_t)m->alloc_mb << 20;

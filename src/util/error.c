@@ -33,7 +33,8 @@ static const char *const reason_names[OP_REASON_COUNT] = {"",
                                                           "cancelled",
                                                           "queue_timeout",
                                                           "store_failed",
-                                                          "engine_failed"};
+                                                          "engine_failed",
+                                                          "sandbox_violation"};
 
 const char *op_reason_name(op_reason_t r) {
   return (unsigned)r < OP_REASON_COUNT ? reason_names[r] : "internal";

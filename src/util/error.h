@@ -51,6 +51,7 @@ typedef enum {
   OP_REASON_QUEUE_TIMEOUT,         /**< it waited in the queue too long */
   OP_REASON_STORE_FAILED,          /**< its record could not be written to the store */
   OP_REASON_ENGINE_FAILED,         /**< the OCR engine failed on the page on every try */
+  OP_REASON_SANDBOX_VIOLATION,     /**< its worker did what its sandbox forbids (a hostile document) */
   OP_REASON_COUNT
 } op_reason_t;
 

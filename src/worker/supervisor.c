@@ -70,6 +70,7 @@ typedef struct slot_s {
   int parked;   /* EMPTY and left down until op_supervisor_start_worker (lazy pools) */
   int retiring; /* asked to exit by op_supervisor_retire: its end is no crash */
   uint64_t jobs_done;
+  op_sandbox_status_t sandbox; /* as its hello said */
 } slot_t;
 
 struct op_supervisor_s {
@@ -77,6 +78,8 @@ struct op_supervisor_s {
   char exe[PATH_MAX];
   char device[32];
   char log_level[16];
+  char *sandbox;      /* the workers' --sandbox, NULL = none */
+  int warned_sandbox; /* a sandbox weaker than asked was logged */
   slot_t *slots;
   unsigned n_slots;
   uint64_t next_job_id;
@@ -188,7 +191,7 @@ static int spawn_slot(op_supervisor_t *sup, slot_t *slot, unsigned index) {
 
   char id_arg[16];
   snprintf(id_arg, sizeof id_arg, "%u", index);
-  char *argv[12];
+  char *argv[14];
   int argc = 0;
   argv[argc++] = "ocrpool";
   argv[argc++] = "worker";
@@ -201,6 +204,10 @@ static int spawn_slot(op_supervisor_t *sup, slot_t *slot, unsigned index) {
   if (sup->log_level[0] != '\0') {
     argv[argc++] = "--log-level";
     argv[argc++] = sup->log_level;
+  }
+  if (sup->sandbox != NULL) {
+    argv[argc++] = "--sandbox";
+    argv[argc++] = sup->sandbox;
   }
   argv[argc] = NULL;
 
@@ -231,6 +238,7 @@ static int spawn_slot(op_supervisor_t *sup, slot_t *slot, unsigned index) {
   slot->parked = 0;
   slot->retiring = 0;
   slot->jobs_done = 0;
+  op_sandbox_status_parse(NULL, &slot->sandbox);
   slot->last_heard_ms = now_ms();
   slot->ping_sent_ms = 0;
   slot->deadline_ms = sup->cfg.start_timeout_ms ? slot->last_heard_ms + sup->cfg.start_timeout_ms : 0;
@@ -348,6 +356,10 @@ int op_supervisor_create(const op_supervisor_config_t *cfg, op_supervisor_t **ou
   sup->cfg = *cfg;
   sup->cfg.workers = workers;
   sup->wake_fd = -1;
+  if (cfg->sandbox != NULL && (sup->sandbox = strdup(cfg->sandbox)) == NULL) {
+    rc = op_error_set(err, OP_ENOMEM, NULL, "out of memory creating the worker pool");
+    goto out;
+  }
   if ((size_t)snprintf(sup->device, sizeof sup->device, "%s", device) >= sizeof sup->device) {
     rc = op_error_set(err, OP_EUSAGE, "bad_options", "device name \"%.40s...\" is longer than %zu bytes", device,
                       sizeof sup->device - 1);
@@ -453,6 +465,7 @@ void op_supervisor_destroy(op_supervisor_t *sup) {
   free(sup->pfd);
   free(sup->pfd_slot);
   free(sup->slots);
+  free(sup->sandbox);
   free(sup);
 }
 
@@ -507,6 +520,7 @@ void op_supervisor_worker(const op_supervisor_t *sup, unsigned index, op_worker_
   info->busy = s->state == SLOT_BUSY;
   info->exiting = s->state == SLOT_DYING;
   info->jobs_done = s->jobs_done;
+  info->sandbox = s->sandbox;
 }
 
 int op_supervisor_start_worker(op_supervisor_t *sup) {
@@ -583,6 +597,22 @@ unsigned op_supervisor_started(const op_supervisor_t *sup) {
   return sup->started;
 }
 
+/* Says once per pool what of the sandbox this kernel does not give. */
+static void note_sandbox(op_supervisor_t *sup, const op_sandbox_status_t *st) {
+  if (sup->sandbox == NULL || sup->warned_sandbox || !st->known)
+    return;
+  sup->warned_sandbox = 1;
+  if (!st->enabled)
+    op_log_warn("workers run without a sandbox (sandbox: off): a hostile document that takes over a worker has "
+                "this server's user, files and network");
+  else if (st->landlock_abi == 0)
+    op_log_warn("sandbox: this kernel has no Landlock, so workers can read any file their user can; the system "
+                "call filter%s still applies", st->netns ? " and the network namespace" : "");
+  else
+    op_log_info("sandbox: workers run under seccomp, Landlock ABI %d%s%s", st->landlock_abi,
+                st->netns ? ", a network namespace" : "", st->uid > 0 ? ", an unprivileged user" : "");
+}
+
 /* A message from a worker. */
 static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t *msg) {
   const char *op = json_string_value(json_object_get(msg, "op"));
@@ -598,6 +628,8 @@ static void slot_message(op_supervisor_t *sup, slot_t *s, unsigned index, json_t
       s->said_hello = 1;
       s->fast_deaths = 0;
       s->deadline_ms = 0;
+      op_sandbox_status_parse(json_object_get(msg, "sandbox"), &s->sandbox);
+      note_sandbox(sup, &s->sandbox);
     }
   } else if (strcmp(op, "pong") == 0) {
     s->ping_sent_ms = 0;

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "util/error.h"
+#include "worker/sandbox.h"
 
 typedef struct op_supervisor_s op_supervisor_t;
 
@@ -36,6 +37,7 @@ typedef struct op_supervisor_config_s {
   unsigned heartbeat_timeout_ms;  /**< kill an idle worker silent this long (default 5000) */
   unsigned start_timeout_ms;      /**< kill a worker that does not say hello in time (default 10000) */
   const char *log_level;          /**< passed to workers, NULL = inherit */
+  const char *sandbox; /**< the workers' sandbox, op_sandbox_encode's text (copied); NULL = none */
   int lazy; /**< start workers only on op_supervisor_start_worker and leave dead ones down: the caller's
                  memory admission decides how many run (workers is then the most at once) */
 } op_supervisor_config_t;
@@ -110,6 +112,7 @@ typedef struct op_worker_info_s {
   int busy;           /**< running a job */
   int exiting;        /**< retired, killed or dead, not yet reaped: its memory is still in use */
   uint64_t jobs_done; /**< jobs this process answered */
+  op_sandbox_status_t sandbox; /**< what its hello said of its sandbox */
 } op_worker_info_t;
 
 /** Worker slots (the configured workers). */

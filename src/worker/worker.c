@@ -29,6 +29,7 @@
 #include "util/utf8.h"
 #include "worker/models.h"
 #include "worker/protocol.h"
+#include "worker/sandbox.h"
 
 #define OP_PROTOCOL_VERSION 1
 #define OP_WORKER_OOM_SCORE_ADJ 500 /* of -1000..1000: half way to "kill this first" */
@@ -39,6 +40,7 @@ typedef struct worker_s {
   const char *device;
   op_model_cache_t *models;
   op_doc_reader_t *reader;
+  op_sandbox_t sandbox;
 } worker_t;
 
 void op_self_memory_kb(long *rss_kb, long *peak_kb) {
@@ -105,8 +107,7 @@ static json_t *do_probe(worker_t *w, json_t *job) {
     if (json_is_integer(json_object_get(lim, "max_render_bytes")))
       limits.max_render_bytes = (uint64_t)json_integer_value(json_object_get(lim, "max_render_bytes"));
   }
-  (void)w;
-  const char *input = str_field(job, "input");
+  const char *input = op_sandbox_path(&w->sandbox, str_field(job, "input"));
   op_page_set_t set = {NULL, 0};
   op_doc_probe_t probe;
   memset(&probe, 0, sizeof probe);
@@ -209,8 +210,8 @@ static json_t *do_page(worker_t *w, json_t *job) {
   op_error_clear(&e);
   struct Pix *pix = NULL;
   json_t *reply = NULL;
-  const char *input = str_field(job, "input");
-  const char *out_prefix = str_field(job, "out");
+  const char *input = op_sandbox_path(&w->sandbox, str_field(job, "input"));
+  const char *out_prefix = op_sandbox_path(&w->sandbox, str_field(job, "out"));
   op_doc_type_t type = op_doc_type_from_name(str_field(job, "type") ? str_field(job, "type") : "");
   json_t *model_j = json_object_get(job, "model");
   if (input == NULL || out_prefix == NULL || type == OP_DOC_UNKNOWN || !json_is_object(model_j)) {
@@ -307,11 +308,10 @@ out:
 }
 
 static json_t *do_merge_pdf(worker_t *w, json_t *job) {
-  (void)w;
   op_error_t e;
   op_error_clear(&e);
   json_t *inputs = json_object_get(job, "inputs");
-  const char *output = str_field(job, "output");
+  const char *output = op_sandbox_path(&w->sandbox, str_field(job, "output"));
   size_t n = json_array_size(inputs);
   const char **paths = calloc(n ? n : 1, sizeof *paths);
   json_t *reply = NULL;
@@ -320,7 +320,7 @@ static json_t *do_merge_pdf(worker_t *w, json_t *job) {
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
-    paths[i] = json_string_value(json_array_get(inputs, i));
+    paths[i] = op_sandbox_path(&w->sandbox, json_string_value(json_array_get(inputs, i)));
     if (paths[i] == NULL) {
       op_error_set(&e, OP_EPROTO, "internal", "merge_pdf input %zu is not a path", i);
       goto out;
@@ -356,7 +356,13 @@ static void prefer_oom_kill(void) {
   fclose(f);
 }
 
-int op_worker_main(int fd, const char *device, unsigned worker_id) {
+/* The hello's account of the sandbox: what the supervisor reports per worker. */
+static json_t *sandbox_hello(const op_sandbox_status_t *st) {
+  return json_pack("{s:b, s:b, s:i, s:b, s:b, s:I}", "enabled", st->enabled, "seccomp", st->seccomp, "landlock",
+                   st->landlock_abi, "netns", st->netns, "no_new_privs", st->no_new_privs, "uid", (json_int_t)st->uid);
+}
+
+int op_worker_main(int fd, const char *device, unsigned worker_id, const char *sandbox) {
   worker_t w = {.fd = fd, .id = worker_id, .device = device};
   int status = 1;
   /* A dead supervisor must not leave us behind, nor SIGPIPE kill us mid-write.
@@ -381,8 +387,16 @@ int op_worker_main(int fd, const char *device, unsigned worker_id) {
   const char *delay = getenv("OCRPOOL_TEST_WORKER_START_DELAY_MS");
   if (delay != NULL && atoi(delay) > 0)
     usleep((useconds_t)atoi(delay) * 1000u);
-  json_t *hello = json_pack("{s:s, s:i, s:i, s:s, s:s, s:i}", "op", "hello", "pid", (int)getpid(), "protocol",
-                            OP_PROTOCOL_VERSION, "version", OCRPOOL_VERSION, "device", device, "id", (int)worker_id);
+  /* Last before the hello: from here on the worker reads untrusted documents. */
+  op_error_t se;
+  op_error_clear(&se);
+  if (op_sandbox_enter(sandbox, &w.sandbox, &se) < 0) {
+    op_log_error("cannot enter the sandbox (sandbox: off turns it off): %s", se.message);
+    goto out;
+  }
+  json_t *hello = json_pack("{s:s, s:i, s:i, s:s, s:s, s:i, s:o}", "op", "hello", "pid", (int)getpid(), "protocol",
+                            OP_PROTOCOL_VERSION, "version", OCRPOOL_VERSION, "device", device, "id", (int)worker_id,
+                            "sandbox", sandbox_hello(&w.sandbox.status));
   int rc = op_proto_send(fd, hello);
   json_decref(hello);
   if (rc < 0)

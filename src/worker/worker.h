@@ -9,8 +9,11 @@
 #ifndef OCRPOOL_WORKER_WORKER_H
 #define OCRPOOL_WORKER_WORKER_H
 
-/** Serves the supervisor on fd until exit; returns the process exit status. */
-int op_worker_main(int fd, const char *device, unsigned worker_id);
+/**
+ * Serves the supervisor on fd until exit; returns the process exit status.
+ * sandbox is op_sandbox_encode's text (NULL: none), entered before the hello.
+ */
+int op_worker_main(int fd, const char *device, unsigned worker_id, const char *sandbox);
 
 /** This process's resident and peak resident memory in kB, from /proc/self/status. */
 void op_self_memory_kb(long *rss_kb, long *peak_kb);
