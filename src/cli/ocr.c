@@ -552,9 +552,9 @@ static int make_tasks(ocr_t *o, const op_task_opts_t *opts, size_t *queued) {
 
 /* The workers' sandbox (NULL with --sandbox off, or out of memory: printed):
  * the scratch root read-write, the input files read-only, else, for more
- * files than a sandbox names, their directories. The command's own user
+ * files than a sandbox names, their directories; tmp becomes their /tmp. The command's own user
  * stays: it is a user's command, not a server. Caller frees *dirs and the text. */
-static char *plan_sandbox(const ocr_t *o, const char *root, char ***dirs, int *failed) {
+static char *plan_sandbox(const ocr_t *o, const char *root, const char *tmp, char ***dirs, int *failed) {
   op_sandbox_config_t sb;
   op_sandbox_config_init(&sb);
   *dirs = NULL;
@@ -564,6 +564,7 @@ static char *plan_sandbox(const ocr_t *o, const char *root, char ***dirs, int *f
     return op_sandbox_encode(&sb);
   }
   sb.write_dirs[sb.n_write++] = root;
+  sb.tmp_dir = tmp;
   unsigned base = sb.n_read;
   int fits = 1;
   for (size_t i = 0; fits && i < o->n_files; i++)
@@ -685,7 +686,7 @@ static int ocr_files(ocr_t *o, const op_task_opts_t *opts, const op_supervisor_c
   op_supervisor_t *sup = NULL;
   op_sched_t *sched = NULL;
   char **dirs = NULL;
-  char *sandbox = NULL;
+  char *sandbox = NULL, *tmp = NULL;
   int failed = 0;
   char *root = make_scratch_root();
   if (root == NULL)
@@ -699,7 +700,11 @@ static int ocr_files(ocr_t *o, const op_task_opts_t *opts, const op_supervisor_c
   o->progress = !o->quiet && isatty(STDERR_FILENO);
   o->t0 = now_s();
   qcfg->scratch_root = root;
-  if ((sandbox = plan_sandbox(o, root, &dirs, &failed)) == NULL && failed)
+  if (asprintf(&tmp, "%s/.tmp", root) < 0 || mkdir(tmp, 0700) < 0) {
+    fprintf(stderr, "ocrpool ocr: cannot create a scratch directory: %s\n", strerror(errno));
+    goto out;
+  }
+  if ((sandbox = plan_sandbox(o, root, tmp, &dirs, &failed)) == NULL && failed)
     goto out;
   op_supervisor_config_t pool = *scfg;
   pool.sandbox = sandbox;
@@ -719,6 +724,9 @@ out:
   for (size_t i = 0; dirs != NULL && i < o->n_files; i++)
     free(dirs[i]);
   free(dirs);
+  if (tmp != NULL)
+    op_remove_tree(tmp); /* what a killed worker's libraries left */
+  free(tmp);
   for (size_t i = 0; o->files != NULL && i < o->n_files; i++)
     op_task_destroy(o->files[i].task);
   free(o->files);

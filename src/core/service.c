@@ -127,9 +127,15 @@ static int plan_sandbox(op_service_t *svc, char **text, op_sched_config_t *qcfg,
   op_sandbox_config_init(&sb);
   sb.enabled = strcmp(mode, "on") == 0;
   sb.write_dirs[sb.n_write++] = svc->tasks_dir;
+  /* The workers' /tmp, emptied of what killed workers left (a dot name: no task's). */
+  snprintf(svc->worker_tmp, sizeof svc->worker_tmp, "%s/.tmp", svc->tasks_dir);
+  op_remove_tree(svc->worker_tmp);
+  if (mkdir(svc->worker_tmp, 0700) < 0 && errno != EEXIST)
+    return op_error_set(err, OP_EIO, "internal", "cannot create %s: %s", svc->worker_tmp, strerror(errno));
+  sb.tmp_dir = svc->worker_tmp;
   if (sb.enabled && op_sandbox_set_user(&sb, cfg->worker_user, err) < 0)
     return err->code;
-  if (sb.drop_user && chown(svc->tasks_dir, sb.uid, sb.gid) < 0) {
+  if (sb.drop_user && (chown(svc->tasks_dir, sb.uid, sb.gid) < 0 || chown(svc->worker_tmp, sb.uid, sb.gid) < 0)) {
     op_log_warn("cannot give %s to the workers' user (%s): workers stay root", svc->tasks_dir, strerror(errno));
     sb.drop_user = 0;
   }

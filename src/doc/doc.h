@@ -190,6 +190,9 @@ const char *op_format_content_type(op_format_t fmt);
 int op_output_assemble(op_format_t fmt, const char *const *page_files, const char *const *page_errors,
                        const uint32_t *page_numbers, size_t n, const char *title, FILE *out, op_error_t *err);
 
+/** Where Leptonica's temporary files go from now on (default /tmp): a sandboxed worker's own directory. */
+void op_doc_set_temp_dir(const char *dir);
+
 /** Concatenates single- or multi-page PDFs into one PDF at output (worker side). */
 int op_doc_pdf_merge(const char *const *inputs, size_t n, const char *output, op_error_t *err);
 

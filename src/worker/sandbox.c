@@ -27,6 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "doc/doc.h"
 #include "util/log.h"
 
 /* Landlock rights newer than Debian 12's kernel headers (stable ABI values). */
@@ -97,7 +98,7 @@ static json_t *string_array(const char *const *items, unsigned n) {
 }
 
 char *op_sandbox_encode(const op_sandbox_config_t *cfg) {
-  json_t *j = json_pack("{s:b, s:o, s:o, s:b, s:I, s:I, s:I, s:I}", "enabled", cfg->enabled, "write",
+  json_t *j = json_pack("{s:b, s:s?, s:o, s:o, s:b, s:I, s:I, s:I, s:I}", "enabled", cfg->enabled, "tmp", cfg->tmp_dir, "write",
                         string_array(cfg->write_dirs, cfg->n_write), "read", string_array(cfg->read_paths, cfg->n_read),
                         "drop_user", cfg->drop_user, "uid", (json_int_t)cfg->uid, "gid", (json_int_t)cfg->gid,
                         "max_file_bytes", (json_int_t)cfg->max_file_bytes, "max_open_files",
@@ -131,8 +132,8 @@ json_t *op_sandbox_status_json(const op_sandbox_status_t *st) {
     snprintf(user, sizeof user, "%s", pw.pw_name);
   else if (st->uid >= 0)
     snprintf(user, sizeof user, "%ld", st->uid);
-  return json_pack("{s:b, s:b, s:s, s:s, s:b, s:s}", "enabled", st->enabled, "seccomp", st->seccomp, "filesystem",
-                   st->landlock_abi > 0 ? "landlock" : "none", "network",
+  return json_pack("{s:b, s:b, s:s, s:i, s:s, s:b, s:s}", "enabled", st->enabled, "seccomp", st->seccomp,
+                   "filesystem", st->landlock_abi > 0 ? "landlock" : "none", "landlock_abi", st->landlock_abi, "network",
                    st->netns     ? "namespace"
                    : st->seccomp ? "seccomp"
                                  : "none",
@@ -372,6 +373,7 @@ static int decode(const char *text, op_sandbox_config_t *cfg, json_t **root, op_
   if (!json_is_object(j))
     return op_error_set(err, OP_EUSAGE, "bad_options", "--sandbox: not a JSON object: %s", je.text);
   cfg->enabled = json_is_true(json_object_get(j, "enabled"));
+  cfg->tmp_dir = json_string_value(json_object_get(j, "tmp"));
   size_t i;
   json_t *v;
   json_array_foreach(json_object_get(j, "write"), i, v) {
@@ -412,6 +414,9 @@ int op_sandbox_enter(const char *text, op_sandbox_t *sb, op_error_t *err) {
   sb->status.netns = geteuid() == 0 && unshare(CLONE_NEWNET) == 0;
   if ((rc = open_rules(&cfg, rules, &n_rules, err)) < 0)
     goto out;
+  /* Leptonica's temporary files (its PDF image encoding) go there, not to /tmp. */
+  if (cfg.tmp_dir != NULL)
+    op_doc_set_temp_dir(cfg.tmp_dir);
   if (cfg.drop_user && geteuid() == 0) {
     /* Jobs name files below the scratch root, whose parents the new user may not pass. */
     if (cfg.n_write == 0 || chdir(cfg.write_dirs[0]) < 0) {

@@ -28,6 +28,9 @@ typedef struct op_sandbox_config_s {
   int enabled;                                /**< 0: `sandbox: off`, nothing below applies */
   const char *write_dirs[4];                  /**< read-write trees; the first is the scratch root */
   unsigned n_write;
+  /** A read-write directory of the sandbox's own where Leptonica puts its
+   * temporary files (its PDF image encoding), instead of /tmp; NULL = /tmp. */
+  const char *tmp_dir;
   const char *read_paths[OP_SANDBOX_MAX_PATHS]; /**< read-only files or trees */
   unsigned n_read;
   uid_t uid; /**< become this user and group (with no supplementary groups) when started as root ... */
