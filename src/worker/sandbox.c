@@ -414,9 +414,6 @@ int op_sandbox_enter(const char *text, op_sandbox_t *sb, op_error_t *err) {
   sb->status.netns = geteuid() == 0 && unshare(CLONE_NEWNET) == 0;
   if ((rc = open_rules(&cfg, rules, &n_rules, err)) < 0)
     goto out;
-  /* Leptonica's temporary files (its PDF image encoding) go there, not to /tmp. */
-  if (cfg.tmp_dir != NULL)
-    op_doc_set_temp_dir(cfg.tmp_dir);
   if (cfg.drop_user && geteuid() == 0) {
     /* Jobs name files below the scratch root, whose parents the new user may not pass. */
     if (cfg.n_write == 0 || chdir(cfg.write_dirs[0]) < 0) {
@@ -428,6 +425,9 @@ int op_sandbox_enter(const char *text, op_sandbox_t *sb, op_error_t *err) {
       goto out;
     sb->status.uid = (long)cfg.uid;
   }
+  /* Leptonica's temporary files (its PDF image encoding) go there, not to /tmp. */
+  if (cfg.tmp_dir != NULL)
+    op_doc_set_temp_dir(op_sandbox_path(sb, cfg.tmp_dir));
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
     rc = op_error_set(err, OP_EINTERNAL, NULL, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
     goto out;
