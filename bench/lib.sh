@@ -359,6 +359,18 @@ cpu_ms() {
   echo $((t * TICK_MS))
 }
 
+# http_pdf: the bench PDF as one task through the server at $BASE (the
+# caller's fresh() empties $WORK/out); the server's CPU goes to cpu.more, as
+# it is not the function's child.
+http_pdf() {
+  local c0
+  fresh
+  c0=$(cpu_ms "$SERVER_PID")
+  "$PY" "$BENCH/http_load.py" pages "$BASE" "$WORK/out" format=txt "$PDF" >/dev/null
+  calc "($(cpu_ms "$SERVER_PID") - $c0) / 1000" >"$WORK/cpu.more"
+  check_pages "$WORK/out"/*.txt "$NPDF" "ocrpool serve"
+}
+
 # ---- the machine and the peers, for the report's header ----
 machine() {
   local cpu mem

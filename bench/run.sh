@@ -6,7 +6,7 @@
 # repository root (default: build).
 source "$(dirname "$0")/lib.sh"
 
-ALL="throughput overhead memory scaling cluster"
+ALL="throughput overhead memory scaling cluster sandbox"
 PARTS=${PARTS:-$ALL}
 export RUNS BENCH_GOALS=$WORK/goals BENCH_BUSY=$WORK/busy
 : >"$BENCH_GOALS"

@@ -42,14 +42,6 @@ http_files() {
   calc "($(cpu_ms "$SERVER_PID") - $c0) / 1000" >"$WORK/cpu.more"
   check_texts "$WORK/out" $# "ocrpool serve"
 }
-http_pdf() {
-  local c0
-  fresh
-  c0=$(cpu_ms "$SERVER_PID")
-  "$PY" "$BENCH/http_load.py" pages "$BASE" "$WORK/out" format=txt "$PDF" >/dev/null
-  calc "($(cpu_ms "$SERVER_PID") - $c0) / 1000" >"$WORK/cpu.more"
-  check_pages "$WORK/out"/*.txt "$NPDF" "ocrpool serve"
-}
 # Process per task: the tesseract CLI once per image, JOBS at a time.
 cli_files() {
   fresh

@@ -584,8 +584,10 @@ static char *plan_sandbox(const ocr_t *o, const char *root, const char *tmp, cha
       while (k < sb.n_read && strcmp(sb.read_paths[k], (*dirs)[i]) != 0)
         k++;
       if (k == sb.n_read && op_sandbox_add_read(&sb, (*dirs)[i], NULL) < 0) {
-        fprintf(stderr, "ocrpool ocr: the input files lie in more than %u directories, more than the sandbox names; "
-                        "run fewer at once, or --sandbox off\n", OP_SANDBOX_MAX_PATHS - base);
+        fprintf(stderr,
+                "ocrpool ocr: the input files lie in more than %u directories, more than the sandbox names; "
+                "run fewer at once, or --sandbox off\n",
+                OP_SANDBOX_MAX_PATHS - base);
         *failed = 1;
         return NULL;
       }

@@ -14,11 +14,13 @@ int op_cli_worker(int argc, char **argv) {
   const char *sandbox = NULL;
   unsigned id = 0;
   int level = OP_LOG_WARN;
-  static const struct option longopts[] = {
-      {"fd", required_argument, NULL, 'f'}, {"device", required_argument, NULL, 'd'},
-      {"id", required_argument, NULL, 'i'}, {"log-level", required_argument, NULL, 'L'},
-      {"sandbox", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"fd", required_argument, NULL, 'f'},
+                                           {"device", required_argument, NULL, 'd'},
+                                           {"id", required_argument, NULL, 'i'},
+                                           {"log-level", required_argument, NULL, 'L'},
+                                           {"sandbox", required_argument, NULL, 's'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
   const char *env_level = getenv("OCRPOOL_LOG_LEVEL");
   if (env_level != NULL && op_log_level_parse(env_level) >= 0)
     level = op_log_level_parse(env_level);

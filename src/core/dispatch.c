@@ -254,7 +254,9 @@ static int send_job(op_sched_t *s, op_task_t *t, op_page_job_t *p, int slot, uin
     p->attempts++;
   else
     t->stage_attempts++;
-  json_t *job = p != NULL ? op__page_job(s, t, p) : t->stage == OP_STAGE_PROBE ? op__probe_job(s, t) : op__merge_job(s, t);
+  json_t *job = p != NULL                    ? op__page_job(s, t, p)
+                : t->stage == OP_STAGE_PROBE ? op__probe_job(s, t)
+                                             : op__merge_job(s, t);
   if (job == NULL) {
     op_error_t e;
     op_error_set(&e, OP_ENOMEM, NULL, "out of memory building a job");

@@ -286,8 +286,8 @@ static void page_replied_failure(op_sched_t *s, op_page_job_t *p, const op_sup_e
   }
   /* Bad pages and unloadable models fail at once; an engine error may pass. */
   int unloadable = e.why == OP_REASON_MODEL_UNAVAILABLE;
-  int final = e.why == OP_REASON_SANDBOX_VIOLATION || e.code == OP_EBADINPUT || e.code == OP_ELIMIT || e.code == OP_EUNSUPPORTED || e.code == OP_EUSAGE ||
-              unloadable || p->attempts >= s->cfg.max_attempts;
+  int final = e.why == OP_REASON_SANDBOX_VIOLATION || e.code == OP_EBADINPUT || e.code == OP_ELIMIT ||
+              e.code == OP_EUNSUPPORTED || e.code == OP_EUSAGE || unloadable || p->attempts >= s->cfg.max_attempts;
   if (!final) {
     op_log_task(OP_LOG_WARN, t->log_id, p->index + 1, "task %s page %u: %s; trying again", t->log_id, p->index + 1,
                 e.message);

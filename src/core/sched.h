@@ -47,7 +47,7 @@ enum { OP_SCHED_END_CRASH, OP_SCHED_END_TIMEOUT, OP_SCHED_END_MEMORY, OP_SCHED_E
 extern const char *const op_sched_end_names[OP_SCHED_END_REASONS];
 
 typedef struct op_sched_config_s {
-  const char *scratch_root;    /**< parent of the tasks' scratch directories */
+  const char *scratch_root; /**< parent of the tasks' scratch directories */
   /** Workers that changed user (their sandbox's worker_user) are given each
    * task's directory and input before a job names them: chown to these. */
   int give_files;

@@ -47,7 +47,7 @@ struct op_service_s {
   op_service_config_t cfg;
   char data_dir[512];
   char tasks_dir[600];
-  char worker_tmp[608]; /* tasks_dir/.tmp: the workers' /tmp */
+  char worker_tmp[608];   /* tasks_dir/.tmp: the workers' /tmp */
   char store_where[1024]; /* the store's URL, or data_dir for the embedded default */
   op_store_t *store;      /* the service thread's own */
   op_supervisor_t *sup;

@@ -41,10 +41,10 @@ op_doc_type_t op_doc_type_from_name(const char *name);
 
 /** Limits enforced before anything is decoded. */
 typedef struct op_doc_limits_s {
-  uint64_t max_input_bytes; /**< default 256 MB */
-  uint32_t max_pages;       /**< pages to OCR (after --pages), default 2000 */
-  uint64_t max_page_pixels; /**< width x height of one page, default 250,000,000 */
-  int dpi;                  /**< PDF render resolution, default 300 */
+  uint64_t max_input_bytes;  /**< default 256 MB */
+  uint32_t max_pages;        /**< pages to OCR (after --pages), default 2000 */
+  uint64_t max_page_pixels;  /**< width x height of one page, default 250,000,000 */
+  int dpi;                   /**< PDF render resolution, default 300 */
   uint64_t max_render_bytes; /**< MuPDF's memory for a PDF's structure, or for one page beyond what its size explains
                                 (OP_RENDER_BYTES_PER_PIXEL); default 128 MB; 0 = none */
 } op_doc_limits_t;

@@ -17,9 +17,9 @@ enum MHD_Result op__memory_get(op__req_t *q) {
   size_t i;
   if (m != NULL && q->http->auth && !q->token->admin)
     json_array_foreach(json_object_get(m, "workers"), i, w) {
-      json_t *kept = json_pack("{s:O?, s:O?, s:O?, s:O?}", "id", json_object_get(w, "id"), "device",
-                               json_object_get(w, "device"), "state", json_object_get(w, "state"), "sandbox",
-                               json_object_get(w, "sandbox"));
+      json_t *kept =
+          json_pack("{s:O?, s:O?, s:O?, s:O?}", "id", json_object_get(w, "id"), "device", json_object_get(w, "device"),
+                    "state", json_object_get(w, "state"), "sandbox", json_object_get(w, "sandbox"));
       json_array_set_new(json_object_get(m, "workers"), i, kept ? kept : json_object());
     }
   const char *history = MHD_lookup_connection_value(q->conn, MHD_GET_ARGUMENT_KIND, "history");

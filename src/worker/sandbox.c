@@ -98,11 +98,11 @@ static json_t *string_array(const char *const *items, unsigned n) {
 }
 
 char *op_sandbox_encode(const op_sandbox_config_t *cfg) {
-  json_t *j = json_pack("{s:b, s:s?, s:o, s:o, s:b, s:I, s:I, s:I, s:I}", "enabled", cfg->enabled, "tmp", cfg->tmp_dir, "write",
-                        string_array(cfg->write_dirs, cfg->n_write), "read", string_array(cfg->read_paths, cfg->n_read),
-                        "drop_user", cfg->drop_user, "uid", (json_int_t)cfg->uid, "gid", (json_int_t)cfg->gid,
-                        "max_file_bytes", (json_int_t)cfg->max_file_bytes, "max_open_files",
-                        (json_int_t)cfg->max_open_files);
+  json_t *j =
+      json_pack("{s:b, s:s?, s:o, s:o, s:b, s:I, s:I, s:I, s:I}", "enabled", cfg->enabled, "tmp", cfg->tmp_dir, "write",
+                string_array(cfg->write_dirs, cfg->n_write), "read", string_array(cfg->read_paths, cfg->n_read),
+                "drop_user", cfg->drop_user, "uid", (json_int_t)cfg->uid, "gid", (json_int_t)cfg->gid, "max_file_bytes",
+                (json_int_t)cfg->max_file_bytes, "max_open_files", (json_int_t)cfg->max_open_files);
   char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
   return text;
@@ -132,8 +132,8 @@ json_t *op_sandbox_status_json(const op_sandbox_status_t *st) {
     snprintf(user, sizeof user, "%s", pw.pw_name);
   else if (st->uid >= 0)
     snprintf(user, sizeof user, "%ld", st->uid);
-  return json_pack("{s:b, s:b, s:s, s:i, s:s, s:b, s:s}", "enabled", st->enabled, "seccomp", st->seccomp,
-                   "filesystem", st->landlock_abi > 0 ? "landlock" : "none", "landlock_abi", st->landlock_abi, "network",
+  return json_pack("{s:b, s:b, s:s, s:i, s:s, s:b, s:s}", "enabled", st->enabled, "seccomp", st->seccomp, "filesystem",
+                   st->landlock_abi > 0 ? "landlock" : "none", "landlock_abi", st->landlock_abi, "network",
                    st->netns     ? "namespace"
                    : st->seccomp ? "seccomp"
                                  : "none",
@@ -304,18 +304,17 @@ static const char *const allowed_calls[] = {
     "sendmsg", "recvmsg", "sendto", "recvfrom", "shutdown", "getsockopt", "poll", "ppoll", "select", "pselect6",
     "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
     /* memory */
-    "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "mincore", "msync", "mlock", "munlock",
-    "get_mempolicy",
+    "brk", "mmap", "munmap", "mprotect", "mremap", "madvise", "mincore", "msync", "mlock", "munlock", "get_mempolicy",
     /* threads and signals */
     "futex", "set_robust_list", "get_robust_list", "set_tid_address", "rseq", "membarrier", "sched_yield",
     "sched_getaffinity", "sched_getparam", "sched_getscheduler", "getpriority", "rt_sigaction", "rt_sigprocmask",
-    "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait", "rt_sigsuspend", "sigaltstack", "restart_syscall",
-    "arch_prctl", "prctl", "exit", "exit_group",
+    "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait", "rt_sigsuspend", "sigaltstack", "restart_syscall", "arch_prctl",
+    "prctl", "exit", "exit_group",
     /* identity and time */
     "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getgroups", "getresuid", "getresgid",
-    "getpgrp", "getpgid", "getsid", "uname", "sysinfo", "getrandom", "clock_gettime", "clock_getres",
-    "clock_nanosleep", "nanosleep", "gettimeofday", "time", "times", "getrusage", "getrlimit", "setrlimit",
-    "getitimer", "setitimer", NULL};
+    "getpgrp", "getpgid", "getsid", "uname", "sysinfo", "getrandom", "clock_gettime", "clock_getres", "clock_nanosleep",
+    "nanosleep", "gettimeofday", "time", "times", "getrusage", "getrlimit", "setrlimit", "getitimer", "setitimer",
+    NULL};
 
 #if defined(__SANITIZE_ADDRESS__)
 /* The leak check at exit stops the threads from a traced helper process. */

@@ -25,8 +25,8 @@
 
 /** How a worker is to be confined. */
 typedef struct op_sandbox_config_s {
-  int enabled;                                /**< 0: `sandbox: off`, nothing below applies */
-  const char *write_dirs[4];                  /**< read-write trees; the first is the scratch root */
+  int enabled;               /**< 0: `sandbox: off`, nothing below applies */
+  const char *write_dirs[4]; /**< read-write trees; the first is the scratch root */
   unsigned n_write;
   /** A read-write directory of the sandbox's own where Leptonica puts its
    * temporary files (its PDF image encoding), instead of /tmp; NULL = /tmp. */

@@ -607,7 +607,8 @@ static void note_sandbox(op_supervisor_t *sup, const op_sandbox_status_t *st) {
                 "this server's user, files and network");
   else if (st->landlock_abi == 0)
     op_log_warn("sandbox: this kernel has no Landlock, so workers can read any file their user can; the system "
-                "call filter%s still applies", st->netns ? " and the network namespace" : "");
+                "call filter%s still applies",
+                st->netns ? " and the network namespace" : "");
   else
     op_log_info("sandbox: workers run under seccomp, Landlock ABI %d%s%s", st->landlock_abi,
                 st->netns ? ", a network namespace" : "", st->uid > 0 ? ", an unprivileged user" : "");

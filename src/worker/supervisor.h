@@ -37,7 +37,7 @@ typedef struct op_supervisor_config_s {
   unsigned heartbeat_timeout_ms;  /**< kill an idle worker silent this long (default 5000) */
   unsigned start_timeout_ms;      /**< kill a worker that does not say hello in time (default 10000) */
   const char *log_level;          /**< passed to workers, NULL = inherit */
-  const char *sandbox; /**< the workers' sandbox, op_sandbox_encode's text (copied); NULL = none */
+  const char *sandbox;            /**< the workers' sandbox, op_sandbox_encode's text (copied); NULL = none */
   int lazy; /**< start workers only on op_supervisor_start_worker and leave dead ones down: the caller's
                  memory admission decides how many run (workers is then the most at once) */
 } op_supervisor_config_t;
@@ -106,12 +106,12 @@ unsigned op_supervisor_pids(const op_supervisor_t *sup, pid_t *pids, unsigned ma
 
 /** What the caller may know of one worker slot. */
 typedef struct op_worker_info_s {
-  pid_t pid;          /**< 0 when the slot has no process */
-  int starting;       /**< spawned, not yet ready */
-  int idle;           /**< ready for a job */
-  int busy;           /**< running a job */
-  int exiting;        /**< retired, killed or dead, not yet reaped: its memory is still in use */
-  uint64_t jobs_done; /**< jobs this process answered */
+  pid_t pid;                   /**< 0 when the slot has no process */
+  int starting;                /**< spawned, not yet ready */
+  int idle;                    /**< ready for a job */
+  int busy;                    /**< running a job */
+  int exiting;                 /**< retired, killed or dead, not yet reaped: its memory is still in use */
+  uint64_t jobs_done;          /**< jobs this process answered */
   op_sandbox_status_t sandbox; /**< what its hello said of its sandbox */
 } op_worker_info_t;
 
