@@ -108,6 +108,11 @@ char *op_sandbox_encode(const op_sandbox_config_t *cfg) {
   return text;
 }
 
+json_t *op_sandbox_status_hello(const op_sandbox_status_t *st) {
+  return json_pack("{s:b, s:b, s:i, s:b, s:b, s:I}", "enabled", st->enabled, "seccomp", st->seccomp, "landlock",
+                   st->landlock_abi, "netns", st->netns, "no_new_privs", st->no_new_privs, "uid", (json_int_t)st->uid);
+}
+
 void op_sandbox_status_parse(json_t *obj, op_sandbox_status_t *st) {
   memset(st, 0, sizeof *st);
   st->uid = -1;
@@ -329,55 +334,51 @@ static const char *const sanitizer_denied[] = {"execve", "execveat", "socket", "
                                                "setgid", "unshare",  "setns",  "bpf",     NULL};
 #endif
 
-#if !defined(__SANITIZE_ADDRESS__)
-static int allow(scmp_filter_ctx ctx, const char *name, unsigned n_args, const struct scmp_arg_cmp *args) {
+/* Adds one rule for the call name; a call this architecture lacks is skipped. */
+static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n_args,
+                    const struct scmp_arg_cmp *args) {
   int nr = seccomp_syscall_resolve_name(name);
   if (nr == __NR_SCMP_ERROR)
-    return 0; /* not a call of this architecture */
-  return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, n_args, args);
+    return 0;
+  return seccomp_rule_add_array(ctx, action, nr, n_args, args);
 }
-
-#endif
 
 #if defined(__SANITIZE_ADDRESS__)
-static int enter_seccomp(op_error_t *err) {
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-  if (ctx == NULL)
-    return op_error_set(err, OP_EINTERNAL, NULL, "seccomp_init failed");
+#define FILTER_DEFAULT SCMP_ACT_ALLOW
+static int add_rules(scmp_filter_ctx ctx) {
   int rc = 0;
-  for (size_t i = 0; rc == 0 && sanitizer_denied[i] != NULL; i++) {
-    int nr = seccomp_syscall_resolve_name(sanitizer_denied[i]);
-    if (nr != __NR_SCMP_ERROR)
-      rc = seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, nr, 0);
-  }
-  if (rc == 0)
-    rc = seccomp_load(ctx);
-  seccomp_release(ctx);
-  if (rc < 0)
-    return op_error_set(err, OP_EINTERNAL, NULL, "seccomp: %s", strerror(-rc));
-  return 0;
+  for (size_t i = 0; rc == 0 && sanitizer_denied[i] != NULL; i++)
+    rc = add_rule(ctx, SCMP_ACT_KILL_PROCESS, sanitizer_denied[i], 0, NULL);
+  return rc;
 }
 #else
-static int enter_seccomp(op_error_t *err) {
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
-  if (ctx == NULL)
-    return op_error_set(err, OP_EINTERNAL, NULL, "seccomp_init failed");
+#define FILTER_DEFAULT SCMP_ACT_KILL_PROCESS
+static int add_rules(scmp_filter_ctx ctx) {
   int rc = 0;
   for (size_t i = 0; rc == 0 && allowed_calls[i] != NULL; i++)
-    rc = allow(ctx, allowed_calls[i], 0, NULL);
+    rc = add_rule(ctx, SCMP_ACT_ALLOW, allowed_calls[i], 0, NULL);
   scmp_datum_t self = (scmp_datum_t)getpid();
   struct scmp_arg_cmp own_pid = SCMP_A0(SCMP_CMP_EQ, self);
   /* Signals to this process only (abort, raise); prlimit on itself only. */
-  rc = rc ? rc : allow(ctx, "kill", 1, &own_pid);
-  rc = rc ? rc : allow(ctx, "tgkill", 1, &own_pid);
+  rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "kill", 1, &own_pid);
+  rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "tgkill", 1, &own_pid);
   struct scmp_arg_cmp pid_zero = SCMP_A0(SCMP_CMP_EQ, 0);
-  rc = rc ? rc : allow(ctx, "prlimit64", 1, &pid_zero);
-  rc = rc ? rc : allow(ctx, "prlimit64", 1, &own_pid);
+  rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, &pid_zero);
+  rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, &own_pid);
   /* Threads, never processes. */
   struct scmp_arg_cmp thread = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
-  rc = rc ? rc : allow(ctx, "clone", 1, &thread);
+  rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "clone", 1, &thread);
   /* clone3's flags are out of the filter's reach: refused, so that glibc falls back to clone. */
-  rc = rc ? rc : seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), seccomp_syscall_resolve_name("clone3"), 0);
+  rc = rc ? rc : add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, NULL);
+  return rc;
+}
+#endif
+
+static int enter_seccomp(op_error_t *err) {
+  scmp_filter_ctx ctx = seccomp_init(FILTER_DEFAULT);
+  if (ctx == NULL)
+    return op_error_set(err, OP_EINTERNAL, NULL, "seccomp_init failed");
+  int rc = add_rules(ctx);
   if (rc == 0)
     rc = seccomp_load(ctx);
   seccomp_release(ctx);
@@ -385,7 +386,6 @@ static int enter_seccomp(op_error_t *err) {
     return op_error_set(err, OP_EINTERNAL, NULL, "seccomp: %s", strerror(-rc));
   return 0;
 }
-#endif
 
 /* ---- entering ---- */
 

@@ -67,6 +67,9 @@ typedef struct op_sandbox_status_s {
   long uid; /**< the user it runs as */
 } op_sandbox_status_t;
 
+/** The status as a worker's hello carries it (a new object; op_sandbox_status_parse reads it). */
+json_t *op_sandbox_status_hello(const op_sandbox_status_t *st);
+
 /** The status from a hello's "sandbox" object (NULL: not known). */
 void op_sandbox_status_parse(json_t *obj, op_sandbox_status_t *st);
 

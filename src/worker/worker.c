@@ -356,12 +356,6 @@ static void prefer_oom_kill(void) {
   fclose(f);
 }
 
-/* The hello's account of the sandbox: what the supervisor reports per worker. */
-static json_t *sandbox_hello(const op_sandbox_status_t *st) {
-  return json_pack("{s:b, s:b, s:i, s:b, s:b, s:I}", "enabled", st->enabled, "seccomp", st->seccomp, "landlock",
-                   st->landlock_abi, "netns", st->netns, "no_new_privs", st->no_new_privs, "uid", (json_int_t)st->uid);
-}
-
 int op_worker_main(int fd, const char *device, unsigned worker_id, const char *sandbox) {
   worker_t w = {.fd = fd, .id = worker_id, .device = device};
   int status = 1;
@@ -396,7 +390,7 @@ int op_worker_main(int fd, const char *device, unsigned worker_id, const char *s
   }
   json_t *hello = json_pack("{s:s, s:i, s:i, s:s, s:s, s:i, s:o}", "op", "hello", "pid", (int)getpid(), "protocol",
                             OP_PROTOCOL_VERSION, "version", OCRPOOL_VERSION, "device", device, "id", (int)worker_id,
-                            "sandbox", sandbox_hello(&w.sandbox.status));
+                            "sandbox", op_sandbox_status_hello(&w.sandbox.status));
   int rc = op_proto_send(fd, hello);
   json_decref(hello);
   if (rc < 0)
