@@ -358,15 +358,16 @@ static int add_rules(scmp_filter_ctx ctx) {
   for (size_t i = 0; rc == 0 && allowed_calls[i] != NULL; i++)
     rc = add_rule(ctx, SCMP_ACT_ALLOW, allowed_calls[i], 0, NULL);
   scmp_datum_t self = (scmp_datum_t)getpid();
-  struct scmp_arg_cmp own_pid = SCMP_A0(SCMP_CMP_EQ, self);
+  /* Spelled out: SCMP_A0 leaves datum_b to the compiler, which clang's -Wextra refuses. */
+  struct scmp_arg_cmp own_pid = {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = self, .datum_b = 0};
   /* Signals to this process only (abort, raise); prlimit on itself only. */
   rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "kill", 1, &own_pid);
   rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "tgkill", 1, &own_pid);
-  struct scmp_arg_cmp pid_zero = SCMP_A0(SCMP_CMP_EQ, 0);
+  struct scmp_arg_cmp pid_zero = {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = 0, .datum_b = 0};
   rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, &pid_zero);
   rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, &own_pid);
   /* Threads, never processes. */
-  struct scmp_arg_cmp thread = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
+  struct scmp_arg_cmp thread = {.arg = 0, .op = SCMP_CMP_MASKED_EQ, .datum_a = CLONE_THREAD, .datum_b = CLONE_THREAD};
   rc = rc ? rc : add_rule(ctx, SCMP_ACT_ALLOW, "clone", 1, &thread);
   /* clone3's flags are out of the filter's reach: refused, so that glibc falls back to clone. */
   rc = rc ? rc : add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, NULL);
