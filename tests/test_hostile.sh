@@ -270,6 +270,7 @@ alice-0123456789abcdef0123456789 submit alice
 bob-0123456789abcdef0123456789ab submit bob
 root-0123456789abcdef0123456789a admin ops
 erin-0123456789abcdef0123456789a submit erin max_tasks=1 max_pages=2 max_bytes=2M
+fred-0123456789abcdef0123456789a submit fred rate=10/min burst=2
 TOK
 chmod 644 "$TMP/tokens"
 A=(-H "Authorization: Bearer alice-0123456789abcdef0123456789")
@@ -319,6 +320,23 @@ check "4: ... the token's next submission gets 429 naming the quota" \
 check "4: ... and once it ends, the next is taken" test "$(wait_task "$eid" 60)" = succeeded
 check "4: ... (202)" test -n "$(submit "$TMP/tiny.png" "engine=null")"
 AUTH=()
+
+# ---- 12. a request rate per token: 429 with Retry-After, before any body ----
+F=(-H "Authorization: Bearer fred-0123456789abcdef0123456789a")
+fred_code() { curl -s -o /dev/null -w '%{http_code}' "${F[@]}" "$BASE/v1/tasks"; }
+check "12: fred's first two requests pass (burst=2)" test "$(fred_code) $(fred_code)" = "200 200"
+before=$(db "$TMP/auth" "SELECT count(*) FROM tasks")
+code=$(curl -s -D "$TMP/rate.h" -o "$TMP/rate.json" -w '%{http_code}' "${F[@]}" --data-binary @"$TMP/tiny.png" \
+  "$BASE/v1/tasks?engine=null")
+retry=$(tr -d '\r' <"$TMP/rate.h" | sed -n 's/^Retry-After: *//Ip')
+check "12: his third, an upload, gets 429 naming the rate" \
+  bash -c "[ $code = 429 ] && grep -q 'rate of 0.1667 requests a second' '$TMP/rate.json'" || cat "$TMP/rate.json"
+check "12: ... with a Retry-After of 1 to 6 s (10 a minute, 2 at once)" test "${retry:-0}" -ge 1 -a "${retry:-0}" -le 6
+check "12: ... and the upload became no task" test "$(db "$TMP/auth" "SELECT count(*) FROM tasks")" = "$before"
+check "12: alice's token is not slowed by fred's" http_code_is "$BASE/v1/tasks" 200 "${A[@]}"
+check "12: /healthz needs no token and counts against none" http_code_is "$BASE/healthz" 200
+fred_again() { [ "$(fred_code)" = 200 ]; }
+check "12: once the rate allows, fred's requests pass again" wait_for 30 fred_again
 stop_server
 
 # ---- 3. idle connections cannot shut out probes or hold threads ----

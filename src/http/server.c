@@ -83,6 +83,12 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 }
 
 /* The first call: the headers are in, the body (if any) is not. */
+static uint64_t monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
 static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char *url, const char *method,
                              void **con_cls) {
   op__req_t *q = calloc(1, sizeof *q);
@@ -109,14 +115,24 @@ static enum MHD_Result begin(op_http_t *h, struct MHD_Connection *c, const char 
     pthread_rwlock_rdlock(&h->tokens_lock);
     const op__token_t *t =
         op__tokens_check(&h->tokens, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
+    unsigned wait_s = 0;
     if (t != NULL) {
       q->caller = *t;
       q->token = &q->caller;
+      wait_s = op__tokens_take(&h->tokens, t, monotonic_ns());
     }
     pthread_rwlock_unlock(&h->tokens_lock);
     if (q->token == NULL) {
       q->refused = 1;
       return op__send_problem(q, 401, "a bearer token is needed", NULL, "WWW-Authenticate", "Bearer realm=\"ocrpool\"");
+    }
+    if (wait_s > 0) { /* before any body: a refused upload costs no disk */
+      char detail[160], retry[16];
+      snprintf(detail, sizeof detail, "this token's rate of %.4g requests a second is exceeded; try again in %u s",
+               1e9 / (double)q->caller.interval_ns, wait_s);
+      snprintf(retry, sizeof retry, "%u", wait_s);
+      q->refused = 1;
+      return op__send_problem(q, 429, detail, NULL, "Retry-After", retry);
     }
   }
   if (q->route != NULL && (q->route->flags & OP__ROUTE_UPLOAD))
@@ -324,6 +340,7 @@ void op_http_reload(void *arg) {
     return;
   }
   pthread_rwlock_wrlock(&h->tokens_lock);
+  op__tokens_carry(&fresh, &h->tokens); /* a reload is no way around a rate */
   old = h->tokens;
   h->tokens = fresh;
   pthread_rwlock_unlock(&h->tokens_lock);
