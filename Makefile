@@ -73,8 +73,12 @@ fuzz: deps-test fuzz-build
 
 # The chaos test (tests/test_chaos.sh) at full size: 100 workers hit from
 # outside and 10 server kills under load; make check runs 15 and 2.
+# The long forms of issue 14: the chaos test at full size, then 10,000 pages
+# through one server (bench/soak.sh, which writes docs/benchmarks.md's Soak).
 soak: deps-test build
+	$(call install_missing,$(BENCH_PKGS))
 	CHAOS_ROUNDS=100 CHAOS_SERVER_KILLS=10 bash tests/test_chaos.sh $(BUILD)/ocrpool
+	bash bench/soak.sh $(BUILD)
 
 fuzz-build:
 	@cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOCRPOOL_FUZZ=ON >/dev/null

@@ -42,6 +42,8 @@ fi
 DOC=$ROOT/docs/benchmarks.md
 # The findings are written by a person after a run: kept from the last version.
 findings=$(sed -n '/^## Findings/,$p' "$DOC" 2>/dev/null || true)
+# So is the soak's section, which `make soak` writes (bench/soak.sh).
+soak=$(awk '/^## / { on = /^## Soak/ } on' "$DOC" 2>/dev/null || true)
 {
   echo "# Benchmarks"
   echo
@@ -68,6 +70,7 @@ findings=$(sed -n '/^## Findings/,$p' "$DOC" 2>/dev/null || true)
   echo
   cat "$BENCH_GOALS"
   echo
+  if [ -n "$soak" ]; then printf '%s\n\n' "$soak"; fi
   if [ -n "$findings" ]; then echo "$findings"; else printf '## Findings\n\nNot written yet.\n'; fi
 } >"$DOC"
 log "wrote docs/benchmarks.md"
