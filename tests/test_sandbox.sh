@@ -95,4 +95,41 @@ if [ "$(id -u)" = 0 ]; then
   check "serve --worker-user of no user: the message names the user" grep -q 'no user named "no-such-user-here"' "$TMP/user.log"
 fi
 
+# ---- the mount namespace: the filesystem's layer where the kernel has no Landlock ----
+# OCRPOOL_SANDBOX_FS=mount takes it even where Landlock exists, so that it is
+# tested on every kernel; it needs CAP_SYS_ADMIN, so root.
+if [ "$(id -u)" = 0 ]; then
+  export OCRPOOL_SANDBOX_FS=mount
+  for n in 1 2; do
+    OCRPOOL_NULL_OPTS=escape=$n run_ocr "$TMP/m$n.txt" "$TMP/m$n.err" "$DATA/phototest.tif" --engine null
+    check "mount namespace: ocr: ${names[$n]} is refused (exit 4)" test "$RC" -eq 4
+    check "mount namespace: ocr: ${names[$n]}: the message says so" grep -q "${names[$n]} was refused" "$TMP/m$n.err"
+  done
+  check "mount namespace: no file was created outside the scratch directory" no_escape_file
+  run_ocr "$TMP/mall.err.txt" "$TMP/mall.err" "$DATA/multipage.pdf" -f txt,pdf,json -o "$TMP/mall" --pages 1
+  check "mount namespace: a worker OCRs a PDF page into txt, pdf and json" \
+    test "$RC" -eq 0 -a -s "$TMP/mall.pdf" -a -s "$TMP/mall.json"
+  check "mount namespace: ... the same text as under Landlock" cmp -s "$TMP/all.txt" "$TMP/mall.txt"
+  OCRPOOL_NULL_OPTS=escape=1 start_server "$TMP/varmnt" --workers 2
+  bad=$(submit "$DATA/phototest.tif" "engine=null&format=txt")
+  good=$(submit "$DATA/phototest.tif" "format=txt,pdf")
+  check "mount namespace: serve: reading /etc/passwd fails the task as sandbox_violation" \
+    bash -c '[ "$1" = failed ] && [ "$2" = sandbox_violation ]' _ "$(wait_task "$bad" 120)" "$(reason "$bad")"
+  check "mount namespace: serve: the real page beside it succeeds" test "$(wait_task "$good" 180)" = succeeded
+  check "mount namespace: serve: its text is whole" \
+    sh -c "curl -s '$BASE/v1/tasks/$good/result?format=txt' | grep -q 'quick brown'"
+  check "mount namespace: /v1/memory says which layer is in force" python3 - "$BASE" <<'EOF'
+import json, sys, urllib.request
+workers = [w for w in json.load(urllib.request.urlopen(sys.argv[1] + "/v1/memory"))["workers"] if w["sandbox"]]
+assert workers, "no worker"
+for w in workers:
+    assert w["sandbox"]["filesystem"] == "mount_namespace" and w["sandbox"]["landlock_abi"] == 0, w["sandbox"]
+EOF
+  check "mount namespace: the log says so once" test "$(grep -c 'a mount namespace of their paths only' "$TMP/server.log")" -eq 1
+  stop_server
+  unset OCRPOOL_SANDBOX_FS
+else
+  echo "note: not root: the mount namespace (the layer used where the kernel has no Landlock) is not tested"
+fi
+
 done_testing

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/landlock.h>
 #include <pwd.h>
 #include <sched.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -109,8 +111,9 @@ char *op_sandbox_encode(const op_sandbox_config_t *cfg) {
 }
 
 json_t *op_sandbox_status_hello(const op_sandbox_status_t *st) {
-  return json_pack("{s:b, s:b, s:i, s:b, s:b, s:I}", "enabled", st->enabled, "seccomp", st->seccomp, "landlock",
-                   st->landlock_abi, "netns", st->netns, "no_new_privs", st->no_new_privs, "uid", (json_int_t)st->uid);
+  return json_pack("{s:b, s:b, s:i, s:b, s:b, s:b, s:I}", "enabled", st->enabled, "seccomp", st->seccomp, "landlock",
+                   st->landlock_abi, "mountns", st->mountns, "netns", st->netns, "no_new_privs", st->no_new_privs,
+                   "uid", (json_int_t)st->uid);
 }
 
 void op_sandbox_status_parse(json_t *obj, op_sandbox_status_t *st) {
@@ -123,6 +126,7 @@ void op_sandbox_status_parse(json_t *obj, op_sandbox_status_t *st) {
   st->seccomp = json_is_true(json_object_get(obj, "seccomp"));
   st->landlock_abi = (int)json_integer_value(json_object_get(obj, "landlock"));
   st->netns = json_is_true(json_object_get(obj, "netns"));
+  st->mountns = json_is_true(json_object_get(obj, "mountns"));
   st->no_new_privs = json_is_true(json_object_get(obj, "no_new_privs"));
   st->uid = json_is_integer(json_object_get(obj, "uid")) ? (long)json_integer_value(json_object_get(obj, "uid")) : -1;
 }
@@ -138,7 +142,10 @@ json_t *op_sandbox_status_json(const op_sandbox_status_t *st) {
   else if (st->uid >= 0)
     snprintf(user, sizeof user, "%ld", st->uid);
   return json_pack("{s:b, s:b, s:s, s:i, s:s, s:b, s:s}", "enabled", st->enabled, "seccomp", st->seccomp, "filesystem",
-                   st->landlock_abi > 0 ? "landlock" : "none", "landlock_abi", st->landlock_abi, "network",
+                   st->landlock_abi > 0 ? "landlock"
+                   : st->mountns        ? "mount_namespace"
+                                        : "none",
+                   "landlock_abi", st->landlock_abi, "network",
                    st->netns     ? "namespace"
                    : st->seccomp ? "seccomp"
                                  : "none",
@@ -216,6 +223,7 @@ static int landlock_rule(int ruleset, int fd, uint64_t rights, uint64_t handled)
 typedef struct rule_fd_s {
   int fd;
   uint64_t rights;
+  const char *path; /* for the mount namespace, which rebuilds the tree from these */
 } rule_fd_t;
 
 /* Opens the paths the rules name while this process may still reach them. A
@@ -232,22 +240,24 @@ static int open_rules(const op_sandbox_config_t *cfg, rule_fd_t *rules, unsigned
     if (fd < 0)
       return op_error_set(err, OP_EIO, "internal", "sandbox: the scratch directory %s: %s", cfg->write_dirs[i],
                           strerror(errno));
-    rules[(*n)++] = (rule_fd_t){fd, write};
+    rules[(*n)++] = (rule_fd_t){fd, write, cfg->write_dirs[i]};
   }
   for (unsigned i = 0; i < cfg->n_read; i++) {
     int fd = open(cfg->read_paths[i], O_PATH | O_CLOEXEC);
     if (fd >= 0)
-      rules[(*n)++] = (rule_fd_t){fd, read};
+      rules[(*n)++] = (rule_fd_t){fd, read, cfg->read_paths[i]};
   }
   for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
     int fd = open(devices[i], O_PATH | O_CLOEXEC);
     if (fd >= 0)
-      rules[(*n)++] = (rule_fd_t){fd, read | LANDLOCK_ACCESS_FS_WRITE_FILE};
+      rules[(*n)++] = (rule_fd_t){fd, read | LANDLOCK_ACCESS_FS_WRITE_FILE, devices[i]};
   }
   /* Our own /proc/PID (its status, clear_refs and the sanitizers' maps): not another process's. */
-  int fd = open("/proc/self", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  static char own_proc[32];
+  snprintf(own_proc, sizeof own_proc, "/proc/%ld", (long)getpid());
+  int fd = open(own_proc, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0)
-    rules[(*n)++] = (rule_fd_t){fd, read | LANDLOCK_ACCESS_FS_WRITE_FILE};
+    rules[(*n)++] = (rule_fd_t){fd, read | LANDLOCK_ACCESS_FS_WRITE_FILE, own_proc};
   return 0;
 }
 
@@ -288,6 +298,89 @@ static int enter_landlock(const rule_fd_t *rules, unsigned n, op_error_t *err) {
 out:
   close(ruleset);
   return rc;
+}
+
+/* ---- the mount namespace: where the kernel has no Landlock ---- */
+
+#define NEW_ROOT "/tmp" /* any directory: the tmpfs over it becomes the root, and /tmp itself is never bound */
+
+/* Makes path (absolute) inside the new root: its directories, and itself as
+ * a directory or an empty file to bind a file over. */
+static int make_point(const char *path, int dir) {
+  char buf[PATH_MAX];
+  if (snprintf(buf, sizeof buf, "%s%s", NEW_ROOT, path) >= (int)sizeof buf)
+    return -1;
+  for (char *p = buf + strlen(NEW_ROOT) + 1; (p = strchr(p, '/')) != NULL; p++) {
+    *p = '\0';
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+      return -1;
+    *p = '/';
+  }
+  if (dir)
+    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+  int fd = open(buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  return fd < 0 ? -1 : close(fd);
+}
+
+/*
+ * A new mount namespace whose root is an empty tmpfs holding only the rules'
+ * paths, bound from the descriptors open_rules opened (so a path below the
+ * directory the tmpfs covers is still reached), read-only where the rule is.
+ * Needs CAP_SYS_ADMIN, so root only. Returns 1, or <0.
+ */
+static int unshare_mounts(void) {
+  return geteuid() == 0 && unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
+}
+
+/* In the namespace unshare_mounts made, before which the rules' descriptors
+ * must not be opened: the kernel binds only mounts of the caller's namespace. */
+static int enter_mount_namespace(const rule_fd_t *rules, unsigned n, op_error_t *err) {
+  const char *step = "the tmpfs root";
+  if (mount("ocrpool-worker", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755") < 0)
+    goto fail;
+  unsigned order[OP_SANDBOX_MAX_PATHS + 8];
+  for (unsigned i = 0; i < n; i++) { /* shorter paths first: a parent never covers what is bound inside it */
+    unsigned j = i;
+    for (; j > 0 && strlen(rules[order[j - 1]].path) > strlen(rules[i].path); j--)
+      order[j] = order[j - 1];
+    order[j] = i;
+  }
+  for (unsigned k = 0; k < n; k++) {
+    unsigned i = order[k];
+    struct stat sb;
+    char from[64], to[PATH_MAX];
+    step = rules[i].path;
+    if (fstat(rules[i].fd, &sb) < 0 || make_point(rules[i].path, S_ISDIR(sb.st_mode)) < 0)
+      goto fail;
+    snprintf(from, sizeof from, "/proc/self/fd/%d", rules[i].fd);
+    snprintf(to, sizeof to, "%s%s", NEW_ROOT, rules[i].path);
+    if (mount(from, to, NULL, MS_BIND | MS_REC, NULL) < 0)
+      goto fail;
+    unsigned long ro = (rules[i].rights & LANDLOCK_ACCESS_FS_MAKE_REG) ? 0 : MS_RDONLY;
+    if (S_ISCHR(sb.st_mode))
+      ro = 0; /* /dev/null and the like: written to, and need their device */
+    else if (mount(NULL, to, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | ro, NULL) < 0)
+      goto fail;
+  }
+  step = "/proc/self";
+  char self[64], pid[24];
+  snprintf(self, sizeof self, "%s/proc/self", NEW_ROOT);
+  snprintf(pid, sizeof pid, "%ld", (long)getpid());
+  if (symlink(pid, self) < 0 && errno != EEXIST)
+    goto fail;
+  step = "pivot_root";
+  char old[64];
+  snprintf(old, sizeof old, "%s/.old", NEW_ROOT);
+  if (mkdir(old, 0700) < 0 || syscall(SYS_pivot_root, NEW_ROOT, old) < 0 || chdir("/") < 0 ||
+      umount2("/.old", MNT_DETACH) < 0 || rmdir("/.old") < 0)
+    goto fail;
+  /* The tmpfs itself: nothing more may be made in it. */
+  if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+    step = "the read-only root";
+  else
+    return 1;
+fail:
+  return op_error_set(err, OP_EINTERNAL, NULL, "sandbox: the mount namespace (%s): %s", step, strerror(errno));
 }
 
 /*
@@ -437,8 +530,19 @@ int op_sandbox_enter(const char *text, op_sandbox_t *sb, op_error_t *err) {
     goto out;
   /* Needs CAP_SYS_ADMIN; without it the seccomp filter still keeps sockets out. */
   sb->status.netns = geteuid() == 0 && unshare(CLONE_NEWNET) == 0;
+  /* Landlock where the kernel has it; else (or when OCRPOOL_SANDBOX_FS=mount
+   * asks, for tests and for kernels whose Landlock is off) a mount namespace. */
+  const char *fs = getenv("OCRPOOL_SANDBOX_FS");
+  int want_mount = fs != NULL && strcmp(fs, "mount") == 0;
+  int mounts = (want_mount || syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) <= 0) &&
+               unshare_mounts();
   if ((rc = open_rules(&cfg, rules, &n_rules, err)) < 0)
     goto out;
+  if (mounts) {
+    if ((rc = enter_mount_namespace(rules, n_rules, err)) < 0)
+      goto out;
+    sb->status.mountns = 1;
+  }
   if (cfg.drop_user && geteuid() == 0) {
     /* Jobs name files below the scratch root, whose parents the new user may not pass. */
     if (cfg.n_write == 0 || chdir(cfg.write_dirs[0]) < 0) {
@@ -458,9 +562,11 @@ int op_sandbox_enter(const char *text, op_sandbox_t *sb, op_error_t *err) {
     goto out;
   }
   sb->status.no_new_privs = 1;
-  if ((rc = enter_landlock(rules, n_rules, err)) < 0)
-    goto out;
-  sb->status.landlock_abi = rc;
+  if (!sb->status.mountns) {
+    if ((rc = enter_landlock(rules, n_rules, err)) < 0)
+      goto out;
+    sb->status.landlock_abi = rc;
+  }
   if ((rc = enter_seccomp(err)) < 0)
     goto out;
   sb->status.seccomp = 1;

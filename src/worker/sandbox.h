@@ -62,6 +62,7 @@ typedef struct op_sandbox_status_s {
   int enabled;      /**< any of it */
   int seccomp;      /**< the system call allow-list is loaded */
   int landlock_abi; /**< the Landlock ABI in force; 0: none (the kernel has none) */
+  int mountns;      /**< instead of Landlock, a mount namespace holding only its paths */
   int netns;        /**< a network namespace of its own */
   int no_new_privs;
   long uid; /**< the user it runs as */

@@ -605,6 +605,9 @@ static void note_sandbox(op_supervisor_t *sup, const op_sandbox_status_t *st) {
   if (!st->enabled)
     op_log_warn("workers run without a sandbox (sandbox: off): a hostile document that takes over a worker has "
                 "this server's user, files and network");
+  else if (st->mountns)
+    op_log_info("sandbox: workers run under seccomp, a mount namespace of their paths only (no Landlock here)%s%s",
+                st->netns ? ", a network namespace" : "", st->uid > 0 ? ", an unprivileged user" : "");
   else if (st->landlock_abi == 0)
     op_log_warn("sandbox: this kernel has no Landlock, so workers can read any file their user can; the system "
                 "call filter%s still applies",
