@@ -3,6 +3,9 @@
 
   soak.py BASE SERVER_PID DATA_DIR PAGES EVERY DOC...
 
+With SOAK_MINUTES set, it also stops at the first sample past that many
+minutes (a shorter soak, said so in its last line).
+
 Keeps four tasks in flight, each DOC in turn with the next output format in
 turn (txt, hocr, tsv, alto, json, pdf: every writer runs), until PAGES pages
 have succeeded. Every task must succeed and its result must hold words (a
@@ -134,7 +137,8 @@ def main():
     done = submitted = 0
     flight = []  # (id, format)
     next_mark = every
-    while done < pages:
+    deadline = time.time() + float(os.environ["SOAK_MINUTES"]) * 60 if os.environ.get("SOAK_MINUTES") else None
+    while done < pages and not (deadline and time.time() > deadline and len(samples) > 1 and samples[-1]["pages"] == done):
         while len(flight) < IN_FLIGHT:
             fmt = FORMATS[submitted % len(FORMATS)]
             status, body = c.call("POST", "/v1/tasks?format=%s" % fmt, docs[submitted % len(docs)])
@@ -187,7 +191,8 @@ def main():
     same = first_workers == last_workers
     print("- workers: the same %d processes from the first sample to the last: %s"
           % (len(first_workers or []), "yes" if same else "no (%s, then %s)" % (first_workers, last_workers)))
-    print("- %d tasks, %d pages, in %.1f minutes" % (submitted, done, (samples[-1]["t"] - t0) / 60))
+    print("- %d tasks, %d pages, in %.1f minutes%s" % (submitted, done, (samples[-1]["t"] - t0) / 60,
+          "" if done >= pages else " (stopped by SOAK_MINUTES before the %d pages asked for)" % pages))
 
 
 if __name__ == "__main__":
