@@ -316,24 +316,27 @@ static int make_point(const char *path, int dir) {
       return -1;
     *p = '/';
   }
+  if (access(buf, F_OK) == 0) /* inside a tree bound before (read-only, perhaps) */
+    return 0;
   if (dir)
-    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
-  int fd = open(buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    return mkdir(buf, 0755);
+  int fd = open(buf, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
   return fd < 0 ? -1 : close(fd);
 }
 
-/*
- * A new mount namespace whose root is an empty tmpfs holding only the rules'
- * paths, bound from the descriptors open_rules opened (so a path below the
- * directory the tmpfs covers is still reached), read-only where the rule is.
- * Needs CAP_SYS_ADMIN, so root only. Returns 1, or <0.
- */
+/* A mount namespace of the worker's own, its mounts private; needs
+ * CAP_SYS_ADMIN, so root only. 1 done, 0 not possible here. */
 static int unshare_mounts(void) {
   return geteuid() == 0 && unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
 }
 
-/* In the namespace unshare_mounts made, before which the rules' descriptors
- * must not be opened: the kernel binds only mounts of the caller's namespace. */
+/*
+ * In the namespace unshare_mounts made: the root becomes an empty tmpfs
+ * holding only the rules' paths, bound from the descriptors open_rules opened
+ * (so a path below the directory the tmpfs covers is still reached),
+ * read-only where the rule is. The descriptors must be opened after the
+ * unshare: the kernel binds only mounts of the caller's namespace. 1, or <0.
+ */
 static int enter_mount_namespace(const rule_fd_t *rules, unsigned n, op_error_t *err) {
   const char *step = "the tmpfs root";
   if (mount("ocrpool-worker", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755") < 0)
