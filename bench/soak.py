@@ -154,7 +154,7 @@ def main():
             continue
         flight.pop(0)
         if task["status"] != "succeeded":
-            raise SystemExit("task %s %s: %s" % (tid, task["status"], body[:300]))
+            raise SystemExit("task %s %s: %s (%s)" % (tid, task["status"], task.get("failure_reason"), task.get("error")))
         status, result = c.call("GET", "/v1/tasks/%s/result" % tid)
         good = result.startswith(b"%PDF") if fmt == "pdf" else any(len(w) > 3 and w.isalpha() for w in result.decode("utf-8", "replace").split())
         if status != 200 or not good:

@@ -21,7 +21,8 @@ mutool poster -y "$STRIPS" "$WORK/soak/src.pdf" "$WORK/soak/strips.pdf"
 # Two documents: all the strips as one task, and the first scan's strips alone.
 qpdf --empty --pages "$WORK/soak/strips.pdf" 1-"$STRIPS" -- "$WORK/soak/first.pdf"
 
-start_server "$WORK/var" --workers "$JOBS"
+# Four tasks wait at most a few pages long; a machine shared with other work may stretch that past the 300 s default.
+start_server "$WORK/var" --workers "$JOBS" --queue-timeout 86400
 log "soak: $PAGES pages, $JOBS workers, sampled every $EVERY pages"
 "$PY" "$BENCH/soak.py" "$BASE" "$SERVER_PID" "$WORK/var" "$PAGES" "$EVERY" "$WORK/soak/strips.pdf" \
   "$WORK/soak/first.pdf" >"$WORK/soak.md"
