@@ -15,12 +15,12 @@ data directory's size on disk. Prints the samples as a markdown table, then
 each process's growth per 1,000 pages (least squares over the samples after
 the first two: the start, before any worker, and the warm-up), beside the samples' noise, one line a figure.
 """
-import http.client
 import json
 import os
 import sys
 import time
-import urllib.parse
+
+from http_load import Client  # bench/: keep-alive, reconnects, waits out a 429
 
 FORMATS = ["txt", "hocr", "tsv", "alto", "json", "pdf"]
 IN_FLIGHT = 4
@@ -75,32 +75,6 @@ def disk_kib(root):
             except OSError:
                 pass
     return total // 1024
-
-
-class Client:
-    def __init__(self, base):
-        self.host = urllib.parse.urlsplit(base).netloc
-        self.conn = None
-
-    def call(self, method, path, body=None):
-        for attempt in range(3):
-            try:
-                if self.conn is None:
-                    self.conn = http.client.HTTPConnection(self.host, timeout=600)
-                self.conn.request(method, path, body=body,
-                                  headers={"Content-Type": "application/octet-stream"} if body else {})
-                r = self.conn.getresponse()
-                data = r.read()
-            except (http.client.HTTPException, OSError):
-                self.conn = None
-                if attempt == 2:
-                    raise
-                continue
-            if r.status == 429:
-                time.sleep(float(r.getheader("Retry-After", "1")))
-                continue
-            return r.status, data
-        raise SystemExit("%s %s: still refused" % (method, path))
 
 
 def slope(xs, ys):
