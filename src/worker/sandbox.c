@@ -261,11 +261,15 @@ static int open_rules(const op_sandbox_config_t *cfg, rule_fd_t *rules, unsigned
   return 0;
 }
 
+/* The kernel's Landlock ABI; 0 or below: none. */
+static int landlock_abi(void) {
+  return (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+}
+
 /* Restricts this process to the rules' paths; returns the ABI in force, 0
  * when the kernel has no Landlock, <0 on a failure. No TCP either (ABI 4),
  * no abstract sockets or signals out of the sandbox (ABI 6). */
-static int enter_landlock(const rule_fd_t *rules, unsigned n, op_error_t *err) {
-  int abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+static int enter_landlock(int abi, const rule_fd_t *rules, unsigned n, op_error_t *err) {
   if (abi <= 0)
     return 0;
   ruleset_attr_t attr = {.handled_access_fs = (1ULL << 13) - 1}; /* ABI 1: EXECUTE .. MAKE_SYM */
@@ -537,8 +541,8 @@ int op_sandbox_enter(const char *text, op_sandbox_t *sb, op_error_t *err) {
    * asks, for tests and for kernels whose Landlock is off) a mount namespace. */
   const char *fs = getenv("OCRPOOL_SANDBOX_FS");
   int want_mount = fs != NULL && strcmp(fs, "mount") == 0;
-  int mounts = (want_mount || syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) <= 0) &&
-               unshare_mounts();
+  int abi = landlock_abi();
+  int mounts = (want_mount || abi <= 0) && unshare_mounts();
   if ((rc = open_rules(&cfg, rules, &n_rules, err)) < 0)
     goto out;
   if (mounts) {
@@ -566,7 +570,7 @@ int op_sandbox_enter(const char *text, op_sandbox_t *sb, op_error_t *err) {
   }
   sb->status.no_new_privs = 1;
   if (!sb->status.mountns) {
-    if ((rc = enter_landlock(rules, n_rules, err)) < 0)
+    if ((rc = enter_landlock(abi, rules, n_rules, err)) < 0)
       goto out;
     sb->status.landlock_abi = rc;
   }
