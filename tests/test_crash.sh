@@ -85,4 +85,17 @@ check "a silent idle worker is killed" grep -q 'stopped answering heartbeats' "$
 check "the run still succeeds" test "$RC" -eq 0
 check "and counts the restart" grep -q '"worker_restarts":[1-9]' "$TMP/e.err"
 
+# 6. Workers that can never start (each exits before its hello, as one whose
+# sandbox the kernel refuses would; OCRPOOL_TEST_WORKER_START_FAIL is the
+# worker's own fault hook, since no real refusal can be arranged on every
+# kernel): the command gives up after a few tries each, with exit 4 and a
+# message, instead of waiting for them forever.
+OCRPOOL_TEST_WORKER_START_FAIL=1 \
+  timeout 120 "$OCRPOOL" ocr "$TMP/four.pdf" -j 2 -o "$TMP/f.txt" 2>"$TMP/f.err"
+RC=$?
+check "workers that cannot start: exit 4, not a wait" test "$RC" -eq 4
+check "the message says no worker could start" grep -q 'no worker could start: each ended before it was ready, 5 times' "$TMP/f.err"
+check "the worker's own reason is shown" grep -q 'cannot start: OCRPOOL_TEST_WORKER_START_FAIL' "$TMP/f.err"
+check "no output file is written" test ! -e "$TMP/f.txt"
+
 done_testing

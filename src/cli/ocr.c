@@ -312,6 +312,8 @@ static const struct option longopts[] = {{"output", required_argument, NULL, 'o'
 
 /* What parse_args and plan_outputs answer when the command goes on. */
 #define GO_ON (-1)
+/* Start failures in a row, per worker, before ocrpool ocr gives up (its backoff makes that about 3 s). */
+#define START_TRIES 5u
 
 /* The codec's key (core/options.h) for a flag that sets a task option, NULL for the command's own. */
 static const char *task_option_key(int flag) {
@@ -631,6 +633,16 @@ static int run_tasks(ocr_t *o, const op_supervisor_config_t *scfg, const op_sche
     if (op_sched_step(*sched, 200, &e) < 0) {
       fprintf(stderr, "ocrpool ocr: %s\n", e.message);
       return OP_EXIT_INTERNAL;
+    }
+    /* Else the pages would wait for a worker forever, restarted with a backoff. */
+    if (op_supervisor_cannot_start(*sup, START_TRIES)) {
+      if (o->progress)
+        fputc('\n', stderr);
+      fprintf(stderr,
+              "ocrpool ocr: no worker could start: each ended before it was ready, %u times in a row (the messages "
+              "above say why; --sandbox off if it is the sandbox); no page was OCRed\n",
+              START_TRIES);
+      return OP_EXIT_OCRFAIL;
     }
   }
   if (interrupted) {

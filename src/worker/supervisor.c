@@ -597,6 +597,20 @@ unsigned op_supervisor_started(const op_supervisor_t *sup) {
   return sup->started;
 }
 
+int op_supervisor_cannot_start(const op_supervisor_t *sup, unsigned tries) {
+  int given_up = 0;
+  for (unsigned i = 0; i < sup->n_slots; i++) {
+    const slot_t *s = &sup->slots[i];
+    if (s->state == SLOT_IDLE || s->state == SLOT_BUSY)
+      return 0;
+    if (s->fast_deaths >= tries)
+      given_up = 1;
+    else if (!(s->parked && s->fast_deaths == 0)) /* a lazy slot never asked to start says nothing */
+      return 0;
+  }
+  return given_up;
+}
+
 /* Says once per pool what of the sandbox this kernel does not give. */
 static void note_sandbox(op_supervisor_t *sup, const op_sandbox_status_t *st) {
   if (sup->sandbox == NULL || sup->warned_sandbox || !st->known)

@@ -146,6 +146,11 @@ void op_supervisor_set_wake_fd(op_supervisor_t *sup, int fd);
 /** Workers that started (said hello) since creation. */
 unsigned op_supervisor_started(const op_supervisor_t *sup);
 
+/** 1 when no worker is up and every slot asked to run one has seen its
+ * process end before it was ready tries times in a row (a sandbox it cannot
+ * enter, a broken install): starting more will not help. */
+int op_supervisor_cannot_start(const op_supervisor_t *sup, unsigned tries);
+
 /** Worker restarts since creation (crashes, timeouts, silent workers), those still being reaped too. */
 unsigned op_supervisor_restarts(const op_supervisor_t *sup);
 

@@ -384,6 +384,11 @@ int op_worker_main(int fd, const char *device, unsigned worker_id, const char *s
   /* Last before the hello: from here on the worker reads untrusted documents. */
   op_error_t se;
   op_error_clear(&se);
+  /* A test hook: a worker that cannot start, as one whose sandbox the kernel refuses. */
+  if (getenv("OCRPOOL_TEST_WORKER_START_FAIL") != NULL) {
+    op_log_error("cannot start: OCRPOOL_TEST_WORKER_START_FAIL is set (a test hook)");
+    goto out;
+  }
   if (op_sandbox_enter(sandbox, &w.sandbox, &se) < 0) {
     op_log_error("cannot enter the sandbox (sandbox: off turns it off): %s", se.message);
     goto out;
