@@ -26,11 +26,14 @@ ocr_files() { # on|off FILES...
 for r in $(seq 1 "$RUNS"); do
   log "sandbox round $r of $RUNS"
   quiet
-  for mode in on off; do
+  # Which goes first changes each round: a machine that speeds up or slows down within a round favours neither.
+  order="on off"
+  [ $((r % 2)) -eq 0 ] && order="off on"
+  for mode in $order; do
     timed "pdf.$mode" ocr_pdf "$mode"
     timed "img.$mode" ocr_files "$mode" "${IMAGES[@]}"
   done
-  for mode in on off; do
+  for mode in $order; do
     start_server "$WORK/var-$mode-$r" --workers "$JOBS" --sandbox "$mode"
     timed "http.$mode" http_pdf
     stop_server
@@ -43,7 +46,7 @@ row() { # KEY LABEL
 echo "### 6. The workers' sandbox: on against off"
 echo
 echo "The same pages with \`--sandbox on\` (the default: seccomp, Landlock, a network namespace, limits,"
-echo "and, run as root, the \`nobody\` user) and \`--sandbox off\`, $JOBS workers, $RUNS alternating runs each."
+echo "and, run as root, the \`nobody\` user) and \`--sandbox off\`, $JOBS workers, $RUNS runs each, which goes first alternating by round."
 echo "Ratio: off's seconds over on's (1 = no cost; below 1 is what the sandbox costs)."
 echo
 echo "| pages | on: median s | min-max | off: median s | min-max | ratio | on: CPU s | min-max | off: CPU s | min-max | CPU ratio |"
