@@ -47,8 +47,12 @@ paired() {
     echo "-"
     return
   }
-  paste <(printf '%s\n' ${VAL[$1]}) <(printf '%s\n' ${VAL[$2]}) | awk '$1 > 0 {print $2 / $1}' | sort -g |
-    awk '{a[NR] = $1} END {if (NR == 0) print "-"; else printf "%.3f\n", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'
+  local key="$1/$2" r
+  VAL[$key]=""
+  for r in $(paste <(printf '%s\n' ${VAL[$1]}) <(printf '%s\n' ${VAL[$2]}) | awk '$1 > 0 {print $2 / $1}'); do
+    add "$key" "$r"
+  done
+  if [ -n "${VAL[$key]}" ]; then printf '%.3f' "$(med "$key")"; else echo "-"; fi
 }
 
 row() { # KEY LABEL
